@@ -1,0 +1,254 @@
+"""The training loop: stateful truncated BPTT over contiguous streams, AdamW, warmup + cosine,
+clipping, evaluation on the whole validation split, best-model keeping, early stop, atomic
+checkpoints with optimizer and RNG state, and a clean stop on Ctrl-C.
+"""
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import data
+from .evaluate import nats_per_char
+from .model import CharRNN, detach_state
+from .text import Vocab
+
+
+@dataclass
+class TrainConfig:
+    data: str | None = None  # None: the default corpus (cache, ../shared/data, or download)
+    strip_accents: bool = False  # True reproduces the tutorials' accent-free text
+    # model
+    cell: str = "lstm"
+    embed_dim: int = 128
+    hidden_size: int = 512
+    num_layers: int = 2
+    dropout: float = 0.25
+    # optimization: many small steps beat few big ones on a 2-core CPU
+    batch_size: int = 16  # contiguous streams
+    seq_len: int = 128  # chars per chunk; gradients are truncated at chunk boundaries
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.03  # fraction of the run
+    min_lr: float = 0.05  # final lr as a fraction of lr
+    grad_clip: float = 1.0
+    # budget: the run ends at whichever comes first; the lr schedule follows the same clock
+    epochs: float = 12.0
+    max_minutes: float = 27.0
+    # evaluation
+    val_frac: float = 0.2
+    eval_every: int = 600  # steps
+    eval_streams: int = 16  # see evaluate.nats_per_char; the final score uses 1
+    patience: int = 5  # evaluations without improvement before an early stop
+    seed: int = 1337
+    device: str = "auto"
+    out: str = "weights"
+
+    def validate(self) -> "TrainConfig":
+        positive = ["embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "eval_every",
+                    "eval_streams", "patience"]
+        for name in positive:
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be a positive whole number, not {v!r}")
+        if self.hidden_size > 8192 or self.embed_dim > 8192 or self.num_layers > 16:
+            raise ValueError("sizes this large will not train here: hidden/embed at most 8192, at most 16 layers")
+        if self.cell not in ("gru", "lstm"):
+            raise ValueError(f"cell must be gru or lstm, not {self.cell!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        if not (self.lr > 0 and self.epochs > 0 and self.max_minutes > 0 and self.grad_clip > 0):
+            raise ValueError("lr, epochs, max-minutes and grad-clip must be positive")
+        if not (0 <= self.warmup < 1 and 0 <= self.min_lr <= 1 and 0 < self.val_frac < 1):
+            raise ValueError("warmup must be in [0, 1), min-lr in [0, 1], val-frac in (0, 1)")
+        return self
+
+
+def lr_at(cfg: TrainConfig, progress: float) -> float:
+    """Linear warmup, then cosine from lr down to min_lr * lr, over progress in [0, 1]."""
+    if progress < cfg.warmup:
+        return cfg.lr * progress / cfg.warmup
+    t = min(1.0, (progress - cfg.warmup) / (1 - cfg.warmup))
+    return cfg.lr * (cfg.min_lr + (1 - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def load_corpus(cfg: TrainConfig) -> tuple[Vocab, torch.Tensor, torch.Tensor]:
+    """Read, normalize, build the vocabulary, encode and split. # (N_train,), (N_val,)"""
+    path = Path(cfg.data) if cfg.data else data.find_corpus()
+    text = data.read_text(path)
+    vocab = Vocab.from_text(text, cfg.strip_accents)
+    ids = torch.tensor(vocab.encode(text), dtype=torch.long)
+    if len(ids) < data.MIN_CHARS:
+        raise data.DataError(f"{path} has {len(ids)} characters; training needs at least {data.MIN_CHARS}")
+    train_ids, val_ids = data.split(ids, cfg.val_frac)
+    if len(train_ids) // cfg.batch_size < cfg.seq_len + 1:
+        raise data.DataError(f"{len(train_ids)} training chars are too few for {cfg.batch_size} streams "
+                             f"of {cfg.seq_len}-char chunks; use a smaller --batch-size or --seq-len")
+    return vocab, train_ids, val_ids
+
+
+def atomic_save(obj, path: Path) -> None:
+    """Write to a temp file and rename over the target, so a crash or Ctrl-C never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+class Interrupted(Exception):
+    """Training was stopped by Ctrl-C; a checkpoint was saved to `path`."""
+
+    def __init__(self, path: Path, step: int):
+        self.path, self.step = path, step
+        super().__init__(f"interrupted at step {step}; checkpoint saved to {path}")
+
+
+def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = None, log=print) -> dict:
+    """Train, keep the best model by validation loss, and return a summary (the model included).
+
+    With resume=True, continue from {out}/checkpoint.pt: model, optimizer, schedule position,
+    data position, carried state and RNG state are restored, so the rest of the run is the one
+    an uninterrupted run would have done (up to the time budget already spent)."""
+    out = Path(cfg.out)
+    ckpt_path = out / "checkpoint.pt"
+    ckpt = None
+    if resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"nothing to resume: no checkpoint at {ckpt_path}")
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if ckpt.get("finished"):
+            raise FileNotFoundError(f"nothing to resume: the run in {out} already finished")
+        cfg = TrainConfig(**{**ckpt["config"], "out": cfg.out, "device": cfg.device})
+    cfg.validate()
+    device = device or torch.device("cpu")
+    vocab, train_ids, val_ids = load_corpus(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics_path = out / "metrics.jsonl"
+
+    torch.manual_seed(cfg.seed)
+    model = CharRNN(vocab.chars, cfg.strip_accents, cfg.cell, cfg.embed_dim, cfg.hidden_size,
+                    cfg.num_layers, cfg.dropout).to(device)
+    # Decay matrices only: biases and the embedding table are not what overfits.
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith("embed")]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or n.startswith("embed")]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
+
+    steps_per_epoch = data.num_chunks(len(train_ids), cfg.batch_size, cfg.seq_len)
+    total_steps = max(1, int(cfg.epochs * steps_per_epoch))
+    budget_s = cfg.max_minutes * 60
+    s = dict(step=0, epoch=0, chunk=0, elapsed=0.0, best_val=float("inf"), best_step=0, bad_evals=0,
+             history=[])  # everything a resumed run needs besides model/optimizer/RNG
+    best_state, state = None, None
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"])
+        s.update(ckpt["progress"])
+        best_state = ckpt["best_model"]
+        state = ckpt["rnn_state"]
+        state = tuple(x.to(device) for x in state) if isinstance(state, (tuple, list)) else (
+            state.to(device) if state is not None else None)
+        log(f"resuming from step {s['step']} (epoch {s['epoch']}, {s['elapsed'] / 60:.1f} min done)")
+    else:
+        metrics_path.unlink(missing_ok=True)
+
+    def save_checkpoint():
+        atomic_save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "rng": torch.get_rng_state(), "progress": dict(s), "best_model": best_state,
+                     "rnn_state": state, "finished": False}, ckpt_path)
+
+    def progress() -> float:
+        return max(s["step"] / total_steps, s["elapsed"] / budget_s)
+
+    log(f"{model.num_params():,} parameters, vocab {len(vocab)}, {len(train_ids):,} train / "
+        f"{len(val_ids):,} val chars, {steps_per_epoch} steps per epoch, device {device}")
+    bar = tqdm(total=total_steps, initial=int(progress() * total_steps), unit="step",
+               dynamic_ncols=True, mininterval=1.0, disable=None)
+    model.train()
+    loss_sum, loss_n, chars = 0.0, 0, 0
+    t_last = t_window = time.perf_counter()
+    stop_reason = "budget"
+    try:
+        while progress() < 1:
+            # A new random offset each epoch moves the chunk boundaries, so the model does not see
+            # the same 128-char windows every time. Seeded by epoch: a resumed run rebuilds them.
+            g = torch.Generator().manual_seed(cfg.seed * 1000 + s["epoch"])
+            offset = int(torch.randint(0, cfg.seq_len, (1,), generator=g))
+            streams = data.streams(train_ids, cfg.batch_size, offset).to(device)  # (B, L)
+            if s["chunk"] == 0:
+                state = None
+            for i, (x, y) in enumerate(data.chunks(streams, cfg.seq_len)):
+                if i < s["chunk"]:
+                    continue  # already trained on before the resume
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(cfg, progress())
+                logits, state = model(x, state)  # (B, T, V)
+                loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                state = detach_state(state)
+
+                now = time.perf_counter()
+                s["elapsed"] += now - t_last
+                t_last = now
+                s["step"] += 1
+                s["chunk"] = i + 1
+                loss_sum, loss_n, chars = loss_sum + loss.item(), loss_n + 1, chars + x.numel()
+                bar.update(int(progress() * total_steps) - bar.n)
+
+                last = progress() >= 1
+                if s["step"] % cfg.eval_every == 0 or last:
+                    t_eval = time.perf_counter()
+                    val = nats_per_char(model, val_ids, streams=cfg.eval_streams)
+                    row = dict(step=s["step"], epoch=round(s["epoch"] + i / steps_per_epoch, 3),
+                               elapsed_s=round(s["elapsed"], 1), train_loss=round(loss_sum / loss_n, 4),
+                               val_loss=round(val, 4), lr=opt.param_groups[0]["lr"],
+                               chars_per_s=round(chars / max(1e-9, t_eval - t_window), 1))
+                    append_jsonl(metrics_path, row)
+                    s["history"].append(row)
+                    if val < s["best_val"]:
+                        s.update(best_val=val, best_step=s["step"], bad_evals=0)
+                        best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    else:
+                        s["bad_evals"] += 1
+                    bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{val:.4f}",
+                                    best=f"{s['best_val']:.4f}", cps=f"{row['chars_per_s']:.0f}")
+                    save_checkpoint()
+                    loss_sum, loss_n, chars = 0.0, 0, 0
+                    t_last = t_window = time.perf_counter()  # evaluation time is not training time
+                    if s["bad_evals"] >= cfg.patience:
+                        stop_reason = "early stop"
+                        break
+                if last:
+                    break
+            else:
+                s["epoch"], s["chunk"] = s["epoch"] + 1, 0
+                continue
+            break
+    except KeyboardInterrupt:
+        bar.close()
+        save_checkpoint()
+        raise Interrupted(ckpt_path, s["step"]) from None
+    bar.close()
+
+    model.load_state_dict(best_state)
+    val = nats_per_char(model, val_ids, streams=1)  # the exact score, as charrnn.evaluate computes it
+    atomic_save({"config": asdict(cfg), "finished": True, "progress": dict(s)}, ckpt_path)
+    log(f"stopped ({stop_reason}) after {s['step']} steps, {s['elapsed'] / 60:.1f} min; "
+        f"best val {val:.4f} nats/char ({val / math.log(2):.4f} bits) at step {s['best_step']}")
+    return dict(model=model.cpu(), config=cfg, val_loss=val, best_step=s["best_step"], steps=s["step"],
+                minutes=s["elapsed"] / 60, stop_reason=stop_reason, history=s["history"],
+                train_chars=len(train_ids), val_chars=len(val_ids))
+

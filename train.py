@@ -1,0 +1,98 @@
+"""Train charrnn on Don Quijote and write Hugging Face-format weights.
+
+    python train.py                          # default model, ~27 min on a 2-core CPU -> weights/
+    python train.py --strip-accents --out runs/stripped   # the tutorials' accent-free text
+    python train.py --resume                 # continue after Ctrl-C
+    python train.py --push-to-hub OWNER/NAME # also upload weights + model card
+"""
+import argparse
+import shlex
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from charrnn.training import TrainConfig
+
+HELP = {
+    "data": "UTF-8 text file (default: el_quijote.txt from the cache, ../shared/data, or downloaded and hash-checked)",
+    "strip_accents": "strip accents (á->a, ñ->n) as the tutorials effectively did, so losses compare",
+    "cell": "recurrent cell: lstm or gru",
+    "max_minutes": "training-time budget; the lr schedule ends at the budget or --epochs, whichever comes first",
+    "device": "auto (cuda if available, else cpu), cpu or cuda",
+    "out": "folder for config.json, model.safetensors, README.md, metrics.jsonl, loss.png, checkpoint.pt",
+}
+SAMPLE_SEEDS = ["En un lugar de la Mancha", "—¿Qué gigantes? —dijo Sancho Panza.", "Dulcinea del Toboso"]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type is bool or f.type == "bool":
+            p.add_argument(flag, action="store_true", help=HELP.get(f.name))
+        elif f.name == "cell":
+            p.add_argument(flag, choices=["lstm", "gru"], default=f.default, help=HELP.get(f.name))
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), None) or (
+                f.type if f.type in (int, float) else str)
+            p.add_argument(flag, type=kind, default=f.default, help=HELP.get(f.name))
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the weights folder with its model card")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: create a private repo")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    # Imports after argument parsing: --help should not wait for torch.
+    import torch
+
+    from charrnn.data import DataError
+    from charrnn.device import resolve_device
+    from charrnn.generate import Settings, complete
+    from charrnn.hub import model_card, plot_losses, push, save_weights
+    from charrnn.training import Interrupted, train
+
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    if args.push_to_hub and args.push_to_hub.count("/") != 1:
+        return fail(f"--push-to-hub needs OWNER/NAME, not {args.push_to_hub!r}")
+    try:
+        device = resolve_device(cfg.device)
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        summary = train(cfg, resume=args.resume, device=device)
+    except Interrupted as e:
+        print(f"\nStopped: {e}. Continue with: python train.py --resume --out {shlex.quote(cfg.out)}", file=sys.stderr)
+        return 130
+    except (DataError, ValueError, FileNotFoundError) as e:
+        return fail(str(e))
+
+    out = Path(cfg.out)
+    model = summary["model"]
+    save_weights(model, out)
+    title = f"{summary['config'].cell.upper()} {summary['config'].num_layers}x{summary['config'].hidden_size}: best val {summary['val_loss']:.4f} nats/char"
+    plot_losses(summary["history"], out / "loss.png", title)
+    samples = [(seed, complete(model, seed, Settings(length=300, temperature=0.8, sampling_seed=i)).sampled)
+               for i, seed in enumerate(SAMPLE_SEEDS)]
+    command = "python train.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    (out / "README.md").write_text(model_card(summary, samples, command.strip(), args.push_to_hub), encoding="utf-8")
+    print(f"wrote {out}/: config.json, model.safetensors, README.md, metrics.jsonl, loss.png")
+    print(f"val loss {summary['val_loss']:.4f} nats/char; try: python -m charrnn.sample --weights {out} "
+          f"--seed-text 'En un lugar de la Mancha'")
+    if args.push_to_hub:
+        try:
+            url = push(out, args.push_to_hub, private=args.private)
+        except Exception as e:  # no network, no token, no permission: the local files are safe
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return fail(f"could not push to {args.push_to_hub}: {reason}. Everything is saved in {out}/; "
+                        f"push it later with: python -m charrnn.hub {shlex.quote(str(out))} {args.push_to_hub}")
+        print(f"pushed to {url}")
+    return 0
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
