@@ -1,0 +1,89 @@
+"""Shared fixtures: a tiny trained CharRNN saved like the real weights, and an offline environment."""
+import os
+
+# Tests never reach the network: the Hub client fails fast offline, Gradio sends no analytics.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+import socket  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `import app` and `import charrnn` from the repo, wherever pytest runs
+
+# The novel's opening (public domain): enough for a tiny model to learn spaces, words and commas.
+TINY_TEXT = (
+    "En un lugar de la Mancha, de cuyo nombre no quiero acordarme, no ha mucho tiempo que vivía un "
+    "hidalgo de los de lanza en astillero, adarga antigua, rocín flaco y galgo corredor. Una olla de algo "
+    "más vaca que carnero, salpicón las más noches, duelos y quebrantos los sábados, lantejas los viernes, "
+    "algún palomino de añadidura los domingos, consumían las tres partes de su hacienda. El resto della "
+    "concluían sayo de velarte, calzas de velludo para las fiestas, con sus pantuflos de lo mesmo, y los "
+    "días de entresemana se honraba con su vellorí de lo más fino.\n¿Qué gigantes? –dijo Sancho Panza.\n"
+)
+
+
+def train_tiny(cell: str = "lstm", steps: int = 120, seed: int = 0):
+    """A 2-layer, 32-unit model trained for about a second on TINY_TEXT."""
+    from charrnn.model import CharRNN
+    from charrnn.text import Vocab
+
+    torch.manual_seed(seed)
+    vocab = Vocab.from_text(TINY_TEXT)
+    model = CharRNN(vocab.chars, cell=cell, embed_dim=16, hidden_size=32, num_layers=2, dropout=0.1)
+    ids = torch.tensor(vocab.encode(TINY_TEXT))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    starts = torch.arange(0, len(ids) - 65, 16)
+    for _ in range(steps):
+        batch = starts[torch.randint(len(starts), (8,))]
+        x = torch.stack([ids[s: s + 64] for s in batch])  # (8, 64)
+        y = torch.stack([ids[s + 1: s + 65] for s in batch])  # (8, 64)
+        logits, _ = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A folder with config.json + model.safetensors of a tiny trained LSTM, as weights/ would hold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: one thread is faster, and kinder to a busy machine
+    try:
+        model = train_tiny()
+    finally:
+        torch.set_num_threads(threads)
+    folder = tmp_path_factory.mktemp("tiny_model")
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    """The tiny model loaded the way the app and the CLIs load weights."""
+    from charrnn.hub import load_model
+
+    return load_model(tiny_model_dir, "cpu")
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for one-char steps (latency-bound), restored afterwards for other tests."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
