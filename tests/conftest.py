@@ -81,9 +81,27 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="module")
+def launch_app():
+    """launch_app(model, source, error) -> URL of app.py's page for that model, served on a free
+    local port until the test module ends. One torch thread meanwhile, as `python app.py` uses."""
+    import app
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    demos = []
+
+    def launch(model, source: str = "weights", error: str | None = None) -> str:
+        demo = app.build_demo(model, source, error)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                    ssr_mode=False)
+        demos.append(demo)
+        return f"http://127.0.0.1:{port}/"
+
+    yield launch
+    for demo in demos:
+        demo.close()
+    torch.set_num_threads(threads)

@@ -1,0 +1,267 @@
+"""The demo page: type the beginning of a sentence in Spanish and watch the model continue it,
+greedy and sampled side by side, as the characters are generated.
+
+    python app.py [--model weights | OWNER/NAME] [--device auto|cpu|cuda] [--port 7860]
+
+Gradio Blocks only (layout, events, error messages); generation lives in charrnn.generate.
+"""
+import os
+
+# Before gradio is imported: no analytics, no telemetry, no version check at start.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import argparse  # noqa: E402
+import math  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gradio as gr  # noqa: E402
+import torch  # noqa: E402
+
+from charrnn.device import resolve_device  # noqa: E402
+from charrnn.generate import Output, Settings, stream  # noqa: E402
+from charrnn.hub import WeightsError, load_model  # noqa: E402
+from charrnn.model import CharRNN  # noqa: E402
+
+try:  # On a Hugging Face ZeroGPU Space each generation borrows a GPU; elsewhere this is a no-op.
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:
+    def gpu(fn):
+        return fn
+
+LENGTH = (50, 1000, 300)  # slider minimum, maximum, default
+TEMPERATURE = (0.1, 2.0, 0.8)
+TOP_P = (0.05, 1.0, 1.0)
+STOP_AT = {"don't stop": None, "end of sentence": "sentence", "end of paragraph": "paragraph"}
+STREAM_INTERVAL = 0.04  # s between streamed updates: smooth to the eye, light on the queue
+EXAMPLES = [
+    "En un lugar de la Mancha, de cuyo nombre no quiero acordarme,",
+    "–Mire vuestra merced –respondió Sancho–",
+    "En esto, descubrieron treinta o cuarenta molinos de viento",
+    "Dijo don Quijote a su escudero:",
+    "¿Qué gigantes? –dijo Sancho Panza.",
+]
+# How surprising each sampled char was: the model's probability of it, at temperature 1.
+SURPRISE = [(0.5, None), (0.2, "plausible (20–50%)"), (0.05, "surprising (5–20%)"), (0.0, "very surprising (<5%)")]
+COLORS = {"your seed": "#e5e7eb", "plausible (20–50%)": "#fde68a", "surprising (5–20%)": "#fdba74",
+          "very surprising (<5%)": "#f87171"}
+SHOWN_CHARS = {" ": "␣ (space)", "\n": "⏎ (new line)"}
+
+
+# ------------------------------------------------------------------------- input checks
+
+def _number(value, name: str, lo: float, hi: float, whole: bool = False):
+    """A slider or number field's raw value as a number in [lo, hi], or a gr.Error that says why."""
+    shown = repr(value) if len(repr(value)) < 40 else repr(value)[:37] + "..."
+    kind = f"a whole number from {lo:,} to {hi:,}" if whole else f"a number from {lo:g} to {hi:g}"
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        x = float(value)  # the page sends numbers; API callers may send anything
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be {kind}, not {shown}.") from None
+    if not math.isfinite(x) or not lo <= x <= hi or (whole and x != round(x)):
+        raise gr.Error(f"{name} must be {kind}, not {shown}.")
+    return int(round(x)) if whole else x
+
+
+def _settings(length, temperature, top_k, top_p, sampling_seed, stop_at, vocab_size: int) -> Settings:
+    if sampling_seed in (None, ""):
+        seed = None
+    else:
+        seed = _number(sampling_seed, "The sampling seed", 0, 2**31 - 1, whole=True)
+    if stop_at not in STOP_AT:
+        raise gr.Error(f"'Stop at' must be one of: {', '.join(STOP_AT)}.")
+    return Settings(length=_number(length, "Length", *LENGTH[:2], whole=True),
+                    temperature=_number(temperature, "Temperature", *TEMPERATURE[:2]),
+                    top_k=_number(top_k, "Top-k", 0, vocab_size, whole=True),
+                    top_p=_number(top_p, "Top-p", *TOP_P[:2]),
+                    sampling_seed=seed, stop_at=STOP_AT[stop_at])
+
+
+def _seed_text(seed) -> str:
+    if seed is None:
+        return ""
+    if not isinstance(seed, str):
+        raise gr.Error("The seed must be text.")
+    return seed
+
+
+# ------------------------------------------------------------------------- views of an Output
+
+def _surprise(out: Output) -> list[tuple[str, str | None]]:
+    """The seed, then the sampled text in runs of chars with the same surprise category."""
+    spans = [(out.seed, "your seed")]
+    for char, p in zip(out.sampled, out.probs):
+        label = next(name for floor, name in SURPRISE if p >= floor)
+        if spans[-1][1] == label:
+            spans[-1] = (spans[-1][0] + char, label)
+        else:
+            spans.append((char, label))
+    return spans
+
+
+def _candidates(out: Output) -> dict[str, float]:
+    return {SHOWN_CHARS.get(c, c): p for c, p in out.candidates}
+
+
+def _info(out: Output, seconds: float) -> str:
+    lines = [f"⚠️ {n}" for n in out.notices]
+    if out.finished:
+        lines.append(f"{len(out.greedy)} greedy + {len(out.sampled)} sampled characters in {seconds:.2f} s · "
+                     f"sampling seed **{out.sampling_seed}** (enter it under *Advanced* to get this text again)")
+    else:
+        lines.append("Generating…")
+    return "\n\n".join(lines)
+
+
+# ------------------------------------------------------------------------- the page
+
+def about(model: CharRNN, source: str) -> str:
+    """Model summary, the model card's metrics table when it can be read offline, and a link."""
+    rnn = model.rnn
+    text = "accent-free (the tutorials' setting)" if model.vocab.strip_accents else "accents, ñ, ¿ and ¡ kept"
+    lines = [f"**Model:** {model.cell.upper()}, {rnn.num_layers} layers × {rnn.hidden_size} units, "
+             f"{model.num_params():,} parameters, {len(model.vocab)}-character vocabulary ({text}).",
+             "Trained from scratch on *El ingenioso hidalgo don Quijote de la Mancha* (Part I)."]
+    local = Path(source).exists()
+    card = Path(source) / "README.md"
+    if not local:
+        from huggingface_hub import try_to_load_from_cache  # the cache only: no network call here
+
+        cached = try_to_load_from_cache(source, "README.md")
+        card = Path(cached) if isinstance(cached, str) else card
+    if card.is_file():
+        found = re.search(r"^## Metrics\n(.*?)(?=^## |\Z)", card.read_text(encoding="utf-8"), re.M | re.S)
+        if found:
+            metrics = "\n".join(line for line in found.group(1).strip().splitlines() if not line.startswith("!["))
+            lines.append("**Metrics** (from the model card)\n\n" + metrics)
+    if local:
+        lines.append(f"**Weights:** `{source}` (config.json + model.safetensors, model card in README.md).")
+    else:
+        lines.append(f"**Weights:** [{source}](https://huggingface.co/{source}) on the Hugging Face Hub.")
+    lines.append("Greedy picks the likeliest character at every step; sampled draws from the model's "
+                 "distribution, sharpened or flattened by the temperature and cut by top-k / top-p.")
+    return "\n\n".join(lines)
+
+
+def build_demo(model: CharRNN | None, source: str = "weights", error: str | None = None) -> gr.Blocks:
+    """The page for `model`; with model=None it shows `error` and every event raises it."""
+    vocab_size = len(model.vocab) if model is not None else 1
+
+    @gpu
+    def run(seed: str, settings: Settings):
+        yield from stream(model, seed, settings, every=1, interval=STREAM_INTERVAL)
+
+    def checked(seed, length, temperature, top_k, top_p, sampling_seed, stop_at):
+        if model is None:
+            raise gr.Error(f"No model is loaded: {error}")
+        return _seed_text(seed), _settings(length, temperature, top_k, top_p, sampling_seed, stop_at, vocab_size)
+
+    def sampled_label(temperature):
+        return gr.update(label=f"Sampled (temperature {_number(temperature, 'Temperature', *TEMPERATURE[:2]):g})")
+
+    def generate(seed, length, temperature, top_k, top_p, sampling_seed, stop_at):
+        seed, settings = checked(seed, length, temperature, top_k, top_p, sampling_seed, stop_at)
+        start = time.perf_counter()
+        for out in run(seed, settings):
+            yield (out.seed + out.greedy, out.seed + out.sampled, _surprise(out), _candidates(out),
+                   _info(out, time.perf_counter() - start))
+
+    def resample(seed, length, temperature, top_k, top_p, sampling_seed, stop_at):
+        """The sampled side again with a fresh sampling seed; greedy would not change."""
+        seed, settings = checked(seed, length, temperature, top_k, top_p, None, stop_at)
+        start = time.perf_counter()
+        for out in run(seed, settings):
+            yield out.seed + out.sampled, _surprise(out), _candidates(out), _info(out, time.perf_counter() - start)
+
+    with gr.Blocks(title="charrnn · Don Quijote") as demo:
+        gr.Markdown("# charrnn: *Don Quijote*, one character at a time\n"
+                    "Type the beginning of a sentence in Spanish and watch a character-level recurrent "
+                    "network continue it: the **greedy** text takes the likeliest character at every step, "
+                    "the **sampled** one draws it at random from the model's prediction.")
+        if model is None:
+            gr.Markdown(f"## ⚠️ No model is loaded\n{error}", elem_id="load-error")
+        with gr.Row():
+            with gr.Column(scale=3):
+                seed = gr.Textbox(label="Seed text", lines=3, max_lines=8, elem_id="seed",
+                                  placeholder="En un lugar de la Mancha…")
+                gr.Examples(EXAMPLES, inputs=seed, label="Examples in the novel's style")
+            with gr.Column(scale=2):
+                temperature = gr.Slider(*TEMPERATURE[:2], value=TEMPERATURE[2], step=0.05, label="Temperature",
+                                        info="Low: safe and repetitive. High: adventurous, then garbled.",
+                                        elem_id="temperature")
+                length = gr.Slider(*LENGTH[:2], value=LENGTH[2], step=1, label="Length (characters)",
+                                   elem_id="length")
+                with gr.Accordion("Advanced", open=False):
+                    top_k = gr.Slider(0, vocab_size, value=0, step=1, label="Top-k (0 = off)",
+                                      info="Sample only among the k likeliest characters.")
+                    top_p = gr.Slider(*TOP_P[:2], value=TOP_P[2], step=0.05, label="Top-p (1 = off)",
+                                      info="Sample only within this much probability mass.")
+                    sampling_seed = gr.Number(None, precision=0, label="Sampling seed (empty = random)",
+                                              info="Same seed and settings give the same text.")
+                    stop_at = gr.Radio(list(STOP_AT), value="don't stop", label="Stop at")
+                with gr.Row():
+                    go = gr.Button("Generate", variant="primary", elem_id="generate")
+                    again = gr.Button("Re-sample", elem_id="resample")
+        with gr.Row(equal_height=True):
+            greedy = gr.Textbox(label="Greedy (most likely char each step)", lines=10, max_lines=20,
+                                interactive=False, elem_id="greedy")
+            sampled = gr.Textbox(label=f"Sampled (temperature {TEMPERATURE[2]:g})", lines=10, max_lines=20,
+                                 interactive=False, elem_id="sampled")
+        info = gr.Markdown(elem_id="info")
+        with gr.Row():
+            with gr.Column(scale=3):
+                surprise = gr.HighlightedText(label="Sampled text, coloured by how surprising each character "
+                                                    "was to the model", color_map=COLORS, show_legend=True,
+                                              elem_id="surprise")
+            with gr.Column(scale=2):
+                candidates = gr.Label(num_top_classes=10, label="Likeliest next characters after the sampled text",
+                                      elem_id="candidates")
+        with gr.Accordion("About", open=False):
+            gr.Markdown(about(model, source) if model is not None else f"No model is loaded: {error}")
+
+        inputs = [seed, length, temperature, top_k, top_p, sampling_seed, stop_at]
+        # preprocess=False: raw values reach _settings, which explains any bad one in a sentence.
+        # The label is set first, outside the queue, so the API's outputs stay plain values.
+        gr.on([go.click, seed.submit], sampled_label, temperature, sampled, api_name="sampled_label",
+              preprocess=False, queue=False).success(
+            generate, inputs, [greedy, sampled, surprise, candidates, info], api_name="generate",
+            preprocess=False, concurrency_id="generation")
+        again.click(sampled_label, temperature, sampled, api_name="resample_label", preprocess=False,
+                    queue=False).success(
+            resample, inputs, [sampled, surprise, candidates, info], api_name="resample", preprocess=False,
+            concurrency_id="generation")
+    return demo.queue(max_size=64, default_concurrency_limit=2)  # 2 cores: two generations at a time
+
+
+def load(source: str, device: str = "auto") -> tuple[CharRNN | None, str | None]:
+    """The model, or None and a message for the page saying what is wrong and what to do."""
+    try:
+        return load_model(source, resolve_device(device)), None
+    except (WeightsError, ValueError) as e:
+        return None, (f"{e}. Train a model with `python train.py` (it writes `weights/`), or point the app at "
+                      "a Hub repo with `--model OWNER/NAME` or the `CHARRNN_MODEL` environment variable.")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description="The charrnn demo page.")
+    p.add_argument("--model", default=os.environ.get("CHARRNN_MODEL", "weights"),
+                   help="weights folder or Hub repo id (default: $CHARRNN_MODEL or weights)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available, or $CHARRNN_DEVICE), cpu or cuda")
+    p.add_argument("--host", default=None, help="default: 0.0.0.0 on Hugging Face Spaces, else 127.0.0.1")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)  # one char per step is latency-bound: extra threads only add sync overhead
+    model, error = load(args.model, args.device)
+    demo = build_demo(model, args.model, error)
+    host = args.host or ("0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
+    demo.launch(server_name=host, server_port=args.port, ssr_mode=False, show_error=True)
+
+
+if __name__ == "__main__":
+    main()

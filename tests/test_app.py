@@ -1,0 +1,199 @@
+"""app.py served on a free local port and called through gradio_client, as an API user would."""
+import json
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+import app
+from charrnn.generate import MAX_SEED_CHARS, Settings, complete
+
+SEED = "En un lugar de la Mancha"
+GOOD = dict(seed=SEED, length=60, temperature=0.8, top_k=0, top_p=1.0, sampling_seed=5, stop_at="don't stop")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def connect(url: str) -> Client:
+    return Client(url, analytics_enabled=False, verbose=False)
+
+
+def args(**changes):
+    return list({**GOOD, **changes}.values())
+
+
+@pytest.fixture(scope="module")
+def url(launch_app, tiny_model, tiny_model_dir):
+    return launch_app(tiny_model, str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def client(url):
+    return connect(url)
+
+
+def still_serving(client) -> bool:
+    greedy, sampled, *_ = client.predict(*args(length=50), api_name="/generate")
+    return len(greedy) == len(sampled) == len(SEED) + 50
+
+
+def test_named_endpoints(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/generate", "/resample"} <= set(endpoints)
+    assert [p["parameter_name"] for p in endpoints["/generate"]["parameters"]] == list(GOOD)
+
+
+def test_generate_returns_greedy_and_sampled_side_by_side(client, tiny_model):
+    greedy, sampled, surprise, candidates, info = client.predict(*args(), api_name="/generate")
+    want = complete(tiny_model, SEED, Settings(length=60, temperature=0.8, sampling_seed=5))
+    assert greedy == SEED + want.greedy and sampled == SEED + want.sampled
+    assert "".join(span["token"] for span in surprise) == sampled
+    assert surprise[0] == {"token": SEED, "class_or_confidence": "your seed"}
+    assert {span["class_or_confidence"] for span in surprise[1:]} <= {None, *app.COLORS}
+    confidences = [c["confidence"] for c in candidates["confidences"]]
+    assert len(confidences) == 10 and confidences == sorted(confidences, reverse=True)
+    assert candidates["label"] == app.SHOWN_CHARS.get(want.candidates[0][0], want.candidates[0][0])
+    assert "60 greedy + 60 sampled characters" in info and "sampling seed **5**" in info
+    assert client.predict(*args(), api_name="/generate")[1] == sampled  # same sampling seed, same text
+
+
+def test_generate_streams_growing_text(client):
+    job = client.submit(*args(length=1000, sampling_seed=None), api_name="/generate")
+    final = job.result()
+    updates = job.outputs()
+    assert len(updates) >= 2 and updates[-1] == final
+    assert len(updates[0][1]) < len(final[1])  # the first update comes before the text is complete
+    for before, after in zip(updates, updates[1:]):
+        assert after[0].startswith(before[0]) and after[1].startswith(before[1])
+    assert len(final[0]) == len(final[1]) == len(SEED) + 1000
+
+
+def test_resample_draws_a_new_sampled_side(client):
+    texts, infos = set(), set()
+    for _ in range(3):
+        sampled, surprise, candidates, info = client.predict(*args(length=200), api_name="/resample")
+        assert sampled.startswith(SEED) and len(sampled) == len(SEED) + 200
+        texts.add(sampled)
+        infos.add(info)
+    assert len(texts) > 1 and len(infos) == 3  # the sampling seed field is ignored: a fresh seed each time
+
+
+@pytest.mark.parametrize("changes, says", [
+    (dict(length=5000), "Length must be a whole number from 50 to 1,000, not 5000"),
+    (dict(length=10), "Length must be"),
+    (dict(length=12.5), "Length must be a whole number"),
+    (dict(length="abc"), "Length must be a whole number from 50 to 1,000, not 'abc'"),
+    (dict(length=None), "Length must be"),
+    (dict(length=True), "Length must be"),
+    (dict(temperature=0), "Temperature must be a number from 0.1 to 2"),
+    (dict(temperature=99), "Temperature must be"),
+    (dict(temperature="hot"), "Temperature must be"),
+    (dict(temperature=[1]), "Temperature must be"),
+    (dict(top_k=-1), "Top-k must be"),
+    (dict(top_k=10_000), "Top-k must be"),
+    (dict(top_p=0), "Top-p must be"),
+    (dict(top_p=1.5), "Top-p must be"),
+    (dict(sampling_seed=-3), "The sampling seed must be a whole number"),
+    (dict(sampling_seed="seven"), "The sampling seed must be"),
+    (dict(sampling_seed=1.5), "The sampling seed must be"),
+    (dict(stop_at="end of chapter"), "'Stop at' must be one of"),
+    (dict(seed=123), "The seed must be text"),
+], ids=lambda v: json.dumps(v) if isinstance(v, dict) else "")
+def test_bad_input_gives_a_clear_error_and_the_server_stays_up(client, changes, says):
+    endpoints = ["/generate"] + (["/resample"] if "sampling_seed" not in changes else [])  # resample draws its own
+    for endpoint in endpoints:
+        with pytest.raises(AppError) as e:
+            client.predict(*args(**changes), api_name=endpoint)
+        assert says in str(e.value)
+    assert still_serving(client)
+
+
+def test_resample_ignores_a_bad_sampling_seed(client):
+    sampled, *_ = client.predict(*args(sampling_seed=-3), api_name="/resample")
+    assert sampled.startswith(SEED)
+
+
+@pytest.mark.parametrize("seed, notice", [("", "empty"), (None, "empty"), ("kiwi ™ ñ", "Dropped 3 character(s)"),
+                                          ("Ñandú", "'Ñ' → 'ñ'")])
+def test_odd_seeds_give_output_and_a_visible_notice(client, seed, notice):
+    greedy, sampled, surprise, candidates, info = client.predict(*args(seed=seed), api_name="/generate")
+    assert len(greedy) > 60 and len(sampled) > 60 and notice in info
+
+
+def test_a_100k_char_seed_is_trimmed_with_a_notice(client):
+    seed = ("de la Mancha " * 8000)[:100_000]
+    greedy, sampled, surprise, candidates, info = client.predict(*args(seed=seed), api_name="/generate")
+    assert greedy == seed[-MAX_SEED_CHARS:] + greedy[MAX_SEED_CHARS:] and len(greedy) == MAX_SEED_CHARS + 60
+    assert "100,000 characters long" in info
+    assert still_serving(client)
+
+
+def test_eight_concurrent_clients_all_get_answers(url):
+    def one(i):
+        greedy, sampled, *_ = connect(url).predict(*args(length=300, sampling_seed=i), api_name="/generate")
+        return len(greedy), len(sampled)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(one, range(8)))
+    assert answers == [(len(SEED) + 300,) * 2] * 8
+
+
+@pytest.mark.parametrize("problem", ["missing", "corrupt"])
+def test_missing_or_corrupt_weights_give_a_page_level_error(launch_app, tiny_model_dir, tmp_path, problem):
+    folder = tmp_path / "weights"
+    if problem == "corrupt":
+        folder.mkdir()
+        (folder / "config.json").write_text((tiny_model_dir / "config.json").read_text(encoding="utf-8"))
+        (folder / "model.safetensors").write_bytes(b"\0" * 100)
+    model, error = app.load(str(folder), "cpu")
+    assert model is None and "train.py" in error and "CHARRNN_MODEL" in error
+    assert ("no weights folder" if problem == "missing" else "could not load weights") in error
+    url = launch_app(model, str(folder), error)
+    config = urllib.request.urlopen(url + "config", timeout=30).read().decode()
+    assert "No model is loaded" in config and json.dumps(error)[1:-1] in config
+    with pytest.raises(AppError, match="No model is loaded"):
+        connect(url).predict(*args(), api_name="/generate")
+
+
+def test_about_shows_the_model_card_metrics(tiny_model, tiny_model_dir, tmp_path):
+    card = "---\nlicense: mit\n---\n# x\n## Metrics\n| | value |\n|---|---|\n| validation loss | **1.23 nats/char** |\n" \
+           "![loss curve](loss.png)\n## Training\nsecret"
+    (tmp_path / "README.md").write_text(card, encoding="utf-8")
+    text = app.about(tiny_model, str(tmp_path))
+    assert "**1.23 nats/char**" in text and "loss.png" not in text and "secret" not in text
+    assert "LSTM, 2 layers × 32 units" in text and f"`{tmp_path}`" in text
+    assert "https://huggingface.co/owner/name" in app.about(tiny_model, "owner/name")
+
+
+def test_main_listens_locally_or_on_all_interfaces_on_spaces(monkeypatch, tiny_model_dir):
+    calls = []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: calls.append(kw))
+    monkeypatch.setattr(app.torch, "set_num_threads", lambda n: None)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    app.main(["--model", str(tiny_model_dir)])
+    monkeypatch.setenv("SPACE_ID", "owner/charrnn")
+    monkeypatch.setenv("CHARRNN_MODEL", str(tiny_model_dir))
+    app.main([])
+    assert [(c["server_name"], c["server_port"]) for c in calls] == [("127.0.0.1", 7860), ("0.0.0.0", 7860)]
+
+
+def test_gpu_wrapper_is_a_no_op_without_spaces():
+    try:
+        import spaces  # noqa: F401
+    except ImportError:
+        f = lambda: None  # noqa: E731
+        assert app.gpu(f) is f
+    else:
+        pytest.skip("the spaces package is installed here")
+
+
+@pytest.mark.skipif(not (ROOT / "weights" / "model.safetensors").is_file(), reason="no trained weights/ yet")
+def test_shipped_weights_load_and_generate():
+    model, error = app.load(str(ROOT / "weights"), "cpu")
+    assert error is None
+    out = complete(model, SEED, Settings(length=100, temperature=0.8, sampling_seed=0))
+    assert len(out.sampled) == 100 and out.notices == []
+    assert "Metrics" in app.about(model, str(ROOT / "weights"))
