@@ -103,7 +103,7 @@ def test_quality(tiny):
     assert rows[-1][0] == "the novel itself (validation text)"
 
 
-def test_sections_are_replaced_not_repeated(tiny, tmp_path):
+def test_sections_are_replaced_not_repeated(tmp_path):
     sys.path.insert(0, str(ROOT))
     from bench.common import write_section
 
