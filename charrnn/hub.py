@@ -1,5 +1,7 @@
 """Weights on disk and on the Hub: load with clear errors, save atomically, the loss plot,
 the model card, and the push."""
+import contextlib
+import io
 import json
 import math
 import os
@@ -34,7 +36,8 @@ def load_model(weights: str | os.PathLike, device: torch.device | str = "cpu") -
     elif path.exists() or str(weights).count("/") != 1 or str(weights).startswith((".", "/")):
         raise WeightsError(f"no weights folder at {weights} (and it is not a Hub repo id like OWNER/NAME)")
     try:
-        model = CharRNN.from_pretrained(str(weights), strict=True, map_location="cpu")
+        with contextlib.redirect_stdout(io.StringIO()):  # the mixin prints "Loading weights..."
+            model = CharRNN.from_pretrained(str(weights), strict=True, map_location="cpu")
     except Exception as e:  # the Hub client, safetensors and torch each raise their own kinds
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsError(f"could not load weights from {weights}: {reason}") from None

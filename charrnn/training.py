@@ -5,6 +5,9 @@ checkpoints with optimizer and RNG state, and a clean stop on Ctrl-C.
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -105,11 +108,34 @@ def append_jsonl(path: Path, row: dict) -> None:
 
 
 class Interrupted(Exception):
-    """Training was stopped by Ctrl-C; a checkpoint was saved to `path`."""
+    """Training was stopped by Ctrl-C; `path` holds the checkpoint to resume from."""
 
-    def __init__(self, path: Path, step: int):
+    def __init__(self, path: Path, step: int, saved: bool = True):
         self.path, self.step = path, step
-        super().__init__(f"interrupted at step {step}; checkpoint saved to {path}")
+        where = f"checkpoint saved to {path}" if saved else f"the last checkpoint in {path} is kept"
+        super().__init__(f"interrupted at step {step}; {where}")
+
+
+class StopRequest:
+    """The first Ctrl-C only sets `requested`, so the loop stops between two steps with a
+    consistent model, optimizer and carried state; a second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to quit now)",
+              file=sys.stderr, flush=True)
+
+    def restore(self):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = None, log=print) -> dict:
@@ -172,6 +198,7 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
 
     log(f"{model.num_params():,} parameters, vocab {len(vocab)}, {len(train_ids):,} train / "
         f"{len(val_ids):,} val chars, {steps_per_epoch} steps per epoch, device {device}")
+    stop = StopRequest()  # Ctrl-C finishes the current step, then saves and stops
     bar = tqdm(total=total_steps, initial=int(progress() * total_steps), unit="step",
                dynamic_ncols=True, mininterval=1.0, disable=None)
     model.train()
@@ -192,13 +219,13 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
                     continue  # already trained on before the resume
                 for group in opt.param_groups:
                     group["lr"] = lr_at(cfg, progress())
-                logits, state = model(x, state)  # (B, T, V)
+                logits, new_state = model(x, state)  # (B, T, V)
                 loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
-                state = detach_state(state)
+                state = detach_state(new_state)  # committed only once the step is complete
 
                 now = time.perf_counter()
                 s["elapsed"] += now - t_last
@@ -231,17 +258,20 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
                     if s["bad_evals"] >= cfg.patience:
                         stop_reason = "early stop"
                         break
+                if stop.requested:
+                    save_checkpoint()
+                    raise Interrupted(ckpt_path, s["step"])
                 if last:
                     break
             else:
                 s["epoch"], s["chunk"] = s["epoch"] + 1, 0
                 continue
             break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C: the step may be half done, so keep the last checkpoint
+        raise Interrupted(ckpt_path, s["step"], saved=False) from None
+    finally:
         bar.close()
-        save_checkpoint()
-        raise Interrupted(ckpt_path, s["step"]) from None
-    bar.close()
+        stop.restore()
 
     model.load_state_dict(best_state)
     val = nats_per_char(model, val_ids, streams=1)  # the exact score, as charrnn.evaluate computes it

@@ -1,0 +1,50 @@
+import unicodedata
+
+import pytest
+
+from charrnn.text import UnknownCharsError, Vocab, normalize
+
+SPANISH = "¿Qué dices, Sancho? ¡Dulcinea del Toboso! Año de pingüino, ñandú, allá."
+
+
+def test_normalize_composes_the_corpus_combining_marks():
+    nfd = unicodedata.normalize("NFD", SPANISH)
+    assert len(nfd) > len(SPANISH)  # the corpus stores accents as combining marks
+    assert normalize(nfd) == SPANISH
+    assert normalize("a\r\nb\rc") == "a\nb\nc"
+
+
+def test_strip_accents_keeps_inverted_marks_and_drops_accents():
+    stripped = normalize(SPANISH, strip_accents=True)
+    assert stripped == "¿Que dices, Sancho? ¡Dulcinea del Toboso! Ano de pinguino, nandu, alla."
+
+
+def test_round_trip_with_accents_enye_and_inverted_marks():
+    vocab = Vocab.from_text(SPANISH)
+    assert vocab.decode(vocab.encode(SPANISH)) == SPANISH
+    assert {"ñ", "á", "¿", "¡", "ü"} <= set(vocab.chars)
+    # NFD input encodes to the same ids as NFC input
+    assert vocab.encode(unicodedata.normalize("NFD", SPANISH)) == vocab.encode(SPANISH)
+
+
+def test_unknown_chars_are_reported_not_silently_dropped():
+    vocab = Vocab.from_text(SPANISH)
+    with pytest.raises(UnknownCharsError) as err:
+        vocab.encode("Qué €s 😀 €")
+    assert err.value.unknown == {"€": 2, "😀": 1}
+    assert "€" in str(err.value) and "3 characters" in str(err.value)
+    assert vocab.unknown("Qué €s") == {"€": 1}
+    assert vocab.decode(vocab.encode("Qué €s", errors="drop")) == "Qué s"
+    with pytest.raises(ValueError):
+        vocab.encode("x", errors="ignore")
+
+
+def test_accent_free_vocab_maps_accented_input():
+    vocab = Vocab.from_text(SPANISH, strip_accents=True)
+    assert "é" not in vocab.chars and "ñ" not in vocab.chars
+    assert vocab.decode(vocab.encode("Qué año")) == "Que ano"
+
+
+def test_duplicate_vocab_chars_rejected():
+    with pytest.raises(ValueError):
+        Vocab("aab")

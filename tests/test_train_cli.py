@@ -1,0 +1,123 @@
+"""train.py and charrnn.evaluate as a user runs them: files written, clear one-line errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_training import make_text
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--cell", "gru", "--embed-dim", "16", "--hidden-size", "32", "--num-layers", "1", "--batch-size", "8",
+        "--seq-len", "32", "--eval-every", "20", "--eval-streams", "8", "--lr", "0.01"]
+
+
+def run(*args, timeout=240, **kw):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=env, **kw)
+
+
+def assert_clean_error(proc, pattern):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    assert lines and pattern in lines[-1], proc.stderr
+
+
+def test_train_writes_weights_card_metrics_plot_then_evaluate_and_push(tmp_path):
+    text = make_text(tmp_path / "text.txt")
+    out = tmp_path / "w"
+    proc = run("train.py", "--data", str(text), "--out", str(out), "--epochs", "1", *TINY,
+               "--push-to-hub", "someone/quijote")
+    # training saved everything, then the push failed clearly (no network here)
+    assert_clean_error(proc, "could not push to someone/quijote")
+    assert "Everything is saved in" in proc.stderr
+    for name in ["config.json", "model.safetensors", "README.md", "metrics.jsonl", "loss.png"]:
+        assert (out / name).stat().st_size > 0, name
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "nats/char" in card and "loss.png" in card and "from_pretrained" in card
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"step", "elapsed_s", "train_loss", "val_loss", "lr", "chars_per_s"} <= set(rows[0])
+
+    ev = run("-m", "charrnn.evaluate", "--weights", str(out), "--data", str(text), "--split", "val")
+    assert ev.returncode == 0, ev.stderr
+    score = json.loads(ev.stdout)
+    n_chars = len(text.read_text(encoding="utf-8"))
+    assert score["unknown_chars"] == 0 and score["chars"] == int(n_chars * 0.2)  # the last 20%
+    assert abs(score["bits_per_char"] - score["nats_per_char"] / 0.693147) < 1e-3
+    assert score["nats_per_char"] < 3.0
+    # the card reports the same validation loss as the evaluator computes
+    assert f"{score['nats_per_char']:.4f}" in card
+
+    (tmp_path / "other.txt").write_text("Hola €€ mundo, qué tal.", encoding="utf-8")
+    ev = run("-m", "charrnn.evaluate", "--weights", str(out), "--data", str(tmp_path / "other.txt"))
+    assert ev.returncode == 0 and json.loads(ev.stdout)["unknown_chars"] >= 2
+
+
+def test_ctrl_c_then_resume(tmp_path):
+    text = make_text(tmp_path / "text.txt", n_chars=40_000)
+    out = tmp_path / "w"
+    args = ["train.py", "--data", str(text), "--out", str(out), "--epochs", "4", *TINY]
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "python train.py --resume" in err
+    steps_before = [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines()]
+
+    resumed = run("train.py", "--resume", "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from step" in resumed.stdout
+    step = int(resumed.stdout.split("resuming from step ")[1].split()[0])
+    assert step >= steps_before[-1]
+    steps_after = [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps_after[: len(steps_before)] == steps_before and steps_after == sorted(steps_after)
+    assert len(steps_after) > len(steps_before) and (out / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "/nonexistent/quijote.txt"], "no such file"),
+    (["--hidden-size", "0"], "hidden-size must be a positive"),
+    (["--hidden-size", "-5"], "hidden-size must be a positive"),
+    (["--dropout", "2"], "dropout"),
+    (["--device", "tpu"], "unknown device"),
+    (["--resume"], "nothing to resume"),
+    (["--push-to-hub", "no-slash"], "OWNER/NAME"),
+])
+def test_bad_input_gives_one_line_error(tmp_path, args, message):
+    text = make_text(tmp_path / "text.txt", n_chars=5000)
+    proc = run("train.py", "--data", str(text), "--out", str(tmp_path / "o"), *TINY, *args)
+    assert_clean_error(proc, message)
+
+
+def test_bad_corpus_files(tmp_path):
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    assert_clean_error(run("train.py", "--data", str(tmp_path / "empty.txt"), *TINY), "training needs at least")
+    (tmp_path / "latin1.txt").write_bytes(("el año " * 500).encode("latin-1"))
+    assert_clean_error(run("train.py", "--data", str(tmp_path / "latin1.txt"), *TINY), "not UTF-8")
+    proc = run("train.py", "--hidden-size", "abc")
+    assert proc.returncode == 2 and "invalid int value: 'abc'" in proc.stderr
+
+
+def test_wrong_hash_of_default_corpus(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "el_quijote.txt").write_text("not the real text", encoding="utf-8")
+    env = {**os.environ, "CHARRNN_CACHE": str(cache)}
+    proc = subprocess.run([sys.executable, "train.py", "--out", str(tmp_path / "o"), *TINY], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert_clean_error(proc, "expected a82846e6")
+
+
+def test_evaluate_bad_input(tmp_path):
+    assert_clean_error(run("-m", "charrnn.evaluate", "--weights", str(tmp_path / "none"), "--data", "x.txt"),
+                       "no weights folder")

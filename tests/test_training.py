@@ -1,0 +1,121 @@
+import math
+import signal
+
+import pytest
+import torch
+
+from charrnn import training
+from charrnn.training import Interrupted, TrainConfig, lr_at, train
+
+WORDS = ("en un lugar de la mancha de cuyo nombre no quiero acordarme no ha mucho tiempo que vivía "
+         "un hidalgo de los de lanza en astillero adarga antigua rocín flaco y galgo corredor").split()
+
+
+def make_text(path, n_chars=20_000, seed=0):
+    """Pseudo-Spanish with real structure (words, commas, sentences) so a tiny model can learn it."""
+    g = torch.Generator().manual_seed(seed)
+    out, length = [], 0
+    while length < n_chars:
+        n = int(torch.randint(4, 12, (1,), generator=g))
+        words = [WORDS[int(i)] for i in torch.randint(0, len(WORDS), (n,), generator=g)]
+        sentence = " ".join(words).capitalize() + (", " if n % 3 == 0 else ". ")
+        out.append(sentence)
+        length += len(sentence)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(out), encoding="utf-8")
+    return path
+
+
+def tiny_config(tmp_path, **kw):
+    defaults = dict(data=str(make_text(tmp_path / "text.txt")), cell="gru", embed_dim=16, hidden_size=48,
+                    num_layers=1, dropout=0.0, batch_size=8, seq_len=32, lr=1e-2, epochs=1.0,
+                    max_minutes=10.0, eval_every=10, eval_streams=4, out=str(tmp_path / "out"))
+    return TrainConfig(**{**defaults, **kw})
+
+
+def test_tiny_model_lowers_its_loss(tmp_path):
+    summary = train(tiny_config(tmp_path, epochs=3.0), log=lambda *_: None)
+    history = summary["history"]
+    vocab_size = len(summary["model"].vocab)
+    assert history[0]["val_loss"] < math.log(vocab_size)  # better than uniform after 10 steps
+    assert summary["val_loss"] < history[0]["val_loss"] - 0.3  # and clearly better by the end
+    assert summary["val_loss"] == pytest.approx(min(r["val_loss"] for r in history), abs=0.05)
+    assert (tmp_path / "out" / "metrics.jsonl").read_text().count("\n") == len(history)
+
+
+def test_lr_schedule_warms_up_then_decays_to_floor():
+    cfg = TrainConfig(lr=1e-3, warmup=0.1, min_lr=0.05)
+    assert lr_at(cfg, 0.0) == 0.0
+    assert lr_at(cfg, 0.05) == pytest.approx(0.5e-3)
+    assert lr_at(cfg, 0.1) == pytest.approx(1e-3)
+    assert lr_at(cfg, 1.0) == pytest.approx(0.05e-3)
+    assert lr_at(cfg, 0.5) > lr_at(cfg, 0.8)
+
+
+def test_ctrl_c_saves_checkpoint_and_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
+    kwargs = dict(epochs=2.0)
+    full = train(tiny_config(tmp_path / "a", **kwargs), log=lambda *_: None)
+
+    # Press Ctrl-C (a real SIGINT to this process) during step 23 of an identical run.
+    calls = {"n": 0}
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def clip_and_interrupt(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 23:
+            signal.raise_signal(signal.SIGINT)
+        return clip(*a, **kw)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip_and_interrupt)
+    cfg = tiny_config(tmp_path / "b", **kwargs)
+    with pytest.raises(Interrupted) as err:
+        train(cfg, log=lambda *_: None)
+    assert err.value.step == 23  # the step in flight was finished, then it stopped
+    ckpt = torch.load(tmp_path / "b" / "out" / "checkpoint.pt", weights_only=True)
+    assert ckpt["progress"]["step"] == 23 and not ckpt["finished"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    monkeypatch.undo()
+
+    logs = []
+    resumed = train(TrainConfig(out=cfg.out), resume=True, log=logs.append)
+    assert "resuming from step 23" in logs[0]
+    assert resumed["steps"] == full["steps"]
+    assert [r["step"] for r in resumed["history"]] == [r["step"] for r in full["history"]]
+    for k, v in full["model"].state_dict().items():
+        torch.testing.assert_close(resumed["model"].state_dict()[k], v)
+    assert resumed["val_loss"] == pytest.approx(full["val_loss"], abs=1e-6)
+
+    with pytest.raises(FileNotFoundError, match="already finished"):
+        train(TrainConfig(out=cfg.out), resume=True)
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(TrainConfig(out=str(tmp_path)), resume=True)
+
+
+def test_early_stop_when_validation_stops_improving(tmp_path, monkeypatch):
+    scores = iter([2.0, 1.5, 1.6, 1.7, 1.8] + [9.0] * 100)
+    monkeypatch.setattr(training, "nats_per_char", lambda *a, **kw: next(scores))
+    summary = train(tiny_config(tmp_path, epochs=5.0, eval_every=5, patience=3), log=lambda *_: None)
+    assert summary["stop_reason"] == "early stop"
+    assert summary["steps"] == 25 and summary["best_step"] == 10
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(hidden_size=0), "hidden-size must be a positive"),
+    (dict(batch_size=-3), "batch-size must be a positive"),
+    (dict(dropout=1.5), "dropout"),
+    (dict(lr=0), "must be positive"),
+    (dict(cell="transformer"), "cell must be"),
+    (dict(hidden_size=100_000), "too large|this large"),
+])
+def test_nonsense_sizes_are_rejected(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**bad).validate()
+
+
+def test_tiny_corpus_is_rejected(tmp_path):
+    (tmp_path / "t.txt").write_text("hola " * 50, encoding="utf-8")
+    with pytest.raises(training.data.DataError, match="at least"):
+        train(tiny_config(tmp_path, data=str(tmp_path / "t.txt")))
