@@ -50,6 +50,13 @@ SURPRISE = [(0.5, None), (0.2, "plausible (20–50%)"), (0.05, "surprising (5–
 COLORS = {"your seed": "#e5e7eb", "plausible (20–50%)": "#fde68a", "surprising (5–20%)": "#fdba74",
           "very surprising (<5%)": "#f87171"}
 SHOWN_CHARS = {" ": "␣ (space)", "\n": "⏎ (new line)"}
+# The coloured view reads as running text: no pill per span, gaps only where the text has them.
+CSS = """
+#surprise .textfield { display: block !important; font-size: 0; line-height: 1.6; }
+#surprise .token-container, #surprise .token { display: inline !important; margin: 0 !important; padding: 0 !important;
+  border-radius: 0 !important; font-size: var(--text-md); }
+#surprise .text { white-space: pre-wrap; margin: 0 !important; padding: 0 !important; }
+"""
 
 
 # ------------------------------------------------------------------------- input checks
@@ -248,6 +255,16 @@ def load(source: str, device: str = "auto") -> tuple[CharRNN | None, str | None]
                       "a Hub repo with `--model OWNER/NAME` or the `CHARRNN_MODEL` environment variable.")
 
 
+def serve(demo: gr.Blocks, host: str, port: int, **launch_args) -> None:
+    """Launch the page. Gradio imports matplotlib.pyplot on the first event it runs (~0.5 s):
+    import it now so that the first click streams as fast as the others."""
+    try:
+        import matplotlib.pyplot  # noqa: F401
+    except ImportError:
+        pass
+    demo.launch(server_name=host, server_port=port, ssr_mode=False, css=CSS, **launch_args)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description="The charrnn demo page.")
     p.add_argument("--model", default=os.environ.get("CHARRNN_MODEL", "weights"),
@@ -260,7 +277,7 @@ def main(argv=None) -> None:
     model, error = load(args.model, args.device)
     demo = build_demo(model, args.model, error)
     host = args.host or ("0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
-    demo.launch(server_name=host, server_port=args.port, ssr_mode=False, show_error=True)
+    serve(demo, host, args.port, show_error=True)
 
 
 if __name__ == "__main__":

@@ -96,8 +96,7 @@ def launch_app():
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                    ssr_mode=False)
+        app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
         demos.append(demo)
         return f"http://127.0.0.1:{port}/"
 

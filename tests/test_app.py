@@ -178,6 +178,7 @@ def test_main_listens_locally_or_on_all_interfaces_on_spaces(monkeypatch, tiny_m
     monkeypatch.setenv("CHARRNN_MODEL", str(tiny_model_dir))
     app.main([])
     assert [(c["server_name"], c["server_port"]) for c in calls] == [("127.0.0.1", 7860), ("0.0.0.0", 7860)]
+    assert all(c["css"] == app.CSS and c["ssr_mode"] is False for c in calls)
 
 
 def test_gpu_wrapper_is_a_no_op_without_spaces():

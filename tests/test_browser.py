@@ -1,0 +1,90 @@
+"""A real browser on the page: Debian's chromium driven by Playwright (never `playwright install`).
+
+Types a seed, moves the sliders, clicks Generate, waits for both outputs to fill, and saves a
+screenshot (under pytest's tmp dir, or $CHARRNN_SCREENSHOT_DIR when set, to look at by eye).
+Skipped where Playwright or chromium is missing, except in CI, where that is a failure.
+"""
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("CHARRNN_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-dev-shm-usage"]
+SEED = "En un lugar de la Mancha"
+
+
+def _missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install playwright; never `playwright install`)"
+    if not (shutil.which(CHROMIUM) or Path(CHROMIUM).is_file()):
+        return f"no chromium at {CHROMIUM} (apt-get install -y chromium)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    reason = _missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def test_type_slide_generate_and_see_both_outputs(browser, launch_app, tiny_model, tiny_model_dir, tmp_path):
+    url = launch_app(tiny_model, str(tiny_model_dir))
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    outside = []  # the page must not reach beyond this machine (fonts, analytics, CDNs)
+    page.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+            else outside.append(r.url))
+    page.goto(url, wait_until="networkidle")
+
+    page.locator("#seed textarea").fill(SEED)
+    page.locator("#temperature input[type=number]").fill("1.2")
+    page.locator("#temperature input[type=number]").press("Enter")
+    page.locator("#length input[type=number]").fill("400")
+    page.locator("#length input[type=number]").press("Enter")
+    page.locator("#generate").click()
+    started = page.evaluate("performance.now()")
+    # First streamed chars: the sampled box holds more than the seed. Timed in the page's clock.
+    page.wait_for_function(f"document.querySelector('#sampled textarea').value.length > {len(SEED)}",
+                           polling="raf", timeout=20_000)
+    first_ms = page.evaluate("performance.now()") - started
+    page.wait_for_function("document.querySelector('#info').innerText.includes('characters in')", timeout=20_000)
+
+    greedy = page.locator("#greedy textarea").input_value()
+    sampled = page.locator("#sampled textarea").input_value()
+    assert greedy.startswith(SEED) and len(greedy) == len(SEED) + 400
+    assert sampled.startswith(SEED) and len(sampled) == len(SEED) + 400
+    assert "400 greedy + 400 sampled" in page.locator("#info").inner_text()
+    assert "Sampled (temperature 1.2)" in page.locator("#sampled").inner_text()  # the slider move reached the app
+    assert page.locator("#candidates").inner_text().strip()  # next-char candidates are shown
+    assert page.locator("#surprise").inner_text().replace("\n", "")  # the coloured view is filled
+    shots = Path(os.environ.get("CHARRNN_SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "app.png"), full_page=True)
+    assert (shots / "app.png").stat().st_size > 10_000
+    assert outside == []
+    print(f"first streamed chars visible {first_ms:.0f} ms after the click")
+    page.close()
+
+
+def test_missing_weights_show_the_error_on_the_page(browser, launch_app):
+    url = launch_app(None, "weights", "weights is missing config.json, model.safetensors")
+    page = browser.new_page()
+    page.goto(url, wait_until="networkidle")
+    assert "No model is loaded" in page.locator("#load-error").inner_text()
+    page.locator("#seed textarea").fill(SEED)
+    page.locator("#generate").click()
+    page.get_by_text("weights is missing config.json").nth(1).wait_for(timeout=20_000)  # the error toast
+    page.close()
