@@ -23,7 +23,7 @@ STOPS = {"sentence": ".!?", "paragraph": "\n"}  # the corpus has one line per pa
 LOOKALIKES = {"—": "–-", "―": "–-", "‐": "-", "‑": "-", "−": "-", "–": "-",
               "…": ["..."], "„": '"“', "‟": '"“', "″": '"', "`": "'‘", "´": "'’", "′": "'’",
               "“": '"', "”": '"', "‘": "'", "’": "'", "«": '"', "»": '"', '"': "“«", "'": "’",
-              "\t": " ", "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u200b": [""]}
+              "\t": " ", "\u00a0": " ", "\u2009": " ", "\u202f": " "}
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ def stream(model: CharRNN, seed_text: str, settings: Settings = Settings(), ever
             sampled = torch.multinomial(scaled.softmax(-1), 1, generator=gen).view(())
         pair = torch.stack([greedy, sampled])  # (2,)
         p_sampled = probs[1, sampled]
-        g, s = pair.tolist()  # the one host sync per step
+        g, s = pair.tolist()  # the chars are needed on the host: to stop, and to stream text
         open_g, open_s = not done[0], not done[1]
         if open_g:
             out.greedy += chars[g]
