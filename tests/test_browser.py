@@ -50,10 +50,13 @@ def test_type_slide_generate_and_see_both_outputs(browser, launch_app, tiny_mode
     page.goto(url, wait_until="networkidle")
 
     page.locator("#seed textarea").fill(SEED)
-    page.locator("#temperature input[type=number]").fill("1.2")
-    page.locator("#temperature input[type=number]").press("Enter")
-    page.locator("#length input[type=number]").fill("400")
-    page.locator("#length input[type=number]").press("Enter")
+    temperature = page.locator("#temperature input[type=range]")
+    temperature.focus()
+    for _ in range(8):  # as a keyboard user moves it: 0.8 + 8 steps of 0.05
+        temperature.press("ArrowRight")
+    page.locator("#length input[type=range]").fill("400")  # as a drag ends: the range input's value
+    assert page.locator("#temperature input[type=number]").input_value() == "1.2"
+    assert page.locator("#length input[type=number]").input_value() == "400"
     page.locator("#generate").click()
     started = page.evaluate("performance.now()")
     # First streamed chars: the sampled box holds more than the seed. Timed in the page's clock.
