@@ -77,17 +77,14 @@ def _number(value, name: str, lo: float, hi: float, whole: bool = False):
 
 
 def _settings(length, temperature, top_k, top_p, sampling_seed, stop_at, vocab_size: int) -> Settings:
-    if sampling_seed in (None, ""):
-        seed = None
-    else:
-        seed = _number(sampling_seed, "The sampling seed", 0, 2**31 - 1, whole=True)
+    seed = None if sampling_seed in (None, "") else _number(sampling_seed, "The sampling seed", -1, 2**31 - 1, True)
     if stop_at not in STOP_AT:
         raise gr.Error(f"'Stop at' must be one of: {', '.join(STOP_AT)}.")
     return Settings(length=_number(length, "Length", *LENGTH[:2], whole=True),
                     temperature=_number(temperature, "Temperature", *TEMPERATURE[:2]),
                     top_k=_number(top_k, "Top-k", 0, vocab_size, whole=True),
                     top_p=_number(top_p, "Top-p", *TOP_P[:2]),
-                    sampling_seed=seed, stop_at=STOP_AT[stop_at])
+                    sampling_seed=None if seed == -1 else seed, stop_at=STOP_AT[stop_at])
 
 
 def _seed_text(seed) -> str:
@@ -209,7 +206,7 @@ def build_demo(model: CharRNN | None, source: str = "weights", error: str | None
                                       info="Sample only among the k likeliest characters.")
                     top_p = gr.Slider(*TOP_P[:2], value=TOP_P[2], step=0.05, label="Top-p (1 = off)",
                                       info="Sample only within this much probability mass.")
-                    sampling_seed = gr.Number(None, precision=0, label="Sampling seed (empty = random)",
+                    sampling_seed = gr.Number(-1, precision=0, minimum=-1, label="Sampling seed (-1 = random)",
                                               info="Same seed and settings give the same text.")
                     stop_at = gr.Radio(list(STOP_AT), value="don't stop", label="Stop at")
                 with gr.Row():

@@ -96,7 +96,7 @@ def test_resample_draws_a_new_sampled_side(client):
     (dict(top_k=10_000), "Top-k must be"),
     (dict(top_p=0), "Top-p must be"),
     (dict(top_p=1.5), "Top-p must be"),
-    (dict(sampling_seed=-3), "The sampling seed must be a whole number"),
+    (dict(sampling_seed=-3), "The sampling seed must be a whole number from -1 to 2,147,483,647, not -3"),
     (dict(sampling_seed="seven"), "The sampling seed must be"),
     (dict(sampling_seed=1.5), "The sampling seed must be"),
     (dict(stop_at="end of chapter"), "'Stop at' must be one of"),
@@ -109,6 +109,12 @@ def test_bad_input_gives_a_clear_error_and_the_server_stays_up(client, changes, 
             client.predict(*args(**changes), api_name=endpoint)
         assert says in str(e.value)
     assert still_serving(client)
+
+
+@pytest.mark.parametrize("random_seed", [-1, None])  # -1: the page's default; None: an API caller's
+def test_no_sampling_seed_means_a_fresh_one_each_time(client, random_seed):
+    infos = {client.predict(*args(sampling_seed=random_seed), api_name="/generate")[4] for _ in range(3)}
+    assert len(infos) == 3 and all("sampling seed **" in i for i in infos)
 
 
 def test_resample_ignores_a_bad_sampling_seed(client):

@@ -77,6 +77,17 @@ def test_type_slide_generate_and_see_both_outputs(browser, launch_app, tiny_mode
     shots.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shots / "app.png"), full_page=True)
     assert (shots / "app.png").stat().st_size > 10_000
+
+    # Re-sample: a new sampled side (fresh sampling seed), the greedy side untouched.
+    info = page.locator("#info").inner_text()
+    page.locator("#resample").click()
+    page.wait_for_function(f"(t => t.includes('characters in') && t !== {info!r})"
+                           "(document.querySelector('#info').innerText)", timeout=20_000)
+    page.wait_for_function(f"document.querySelector('#sampled textarea').value.length == {len(sampled)}"
+                           f" && document.querySelector('#sampled textarea').value !== {sampled!r}", timeout=20_000)
+    resampled = page.locator("#sampled textarea").input_value()
+    assert resampled.startswith(SEED)
+    assert page.locator("#greedy textarea").input_value() == greedy
     assert outside == []
     print(f"first streamed chars visible {first_ms:.0f} ms after the click")
     page.close()
