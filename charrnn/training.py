@@ -41,7 +41,7 @@ class TrainConfig:
     min_lr: float = 0.05  # final lr as a fraction of lr
     grad_clip: float = 1.0
     # budget: the run ends at whichever comes first; the lr schedule follows the same clock
-    epochs: float = 12.0
+    epochs: float = 14.0
     max_minutes: float = 27.0
     # evaluation
     val_frac: float = 0.2
@@ -200,7 +200,7 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
         f"{len(val_ids):,} val chars, {steps_per_epoch} steps per epoch, device {device}")
     stop = StopRequest()  # Ctrl-C finishes the current step, then saves and stops
     bar = tqdm(total=total_steps, initial=int(progress() * total_steps), unit="step",
-               dynamic_ncols=True, mininterval=1.0, disable=None)
+               dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 60.0)
     model.train()
     loss_sum, loss_n, chars = 0.0, 0, 0
     t_last = t_window = time.perf_counter()
