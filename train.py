@@ -21,7 +21,7 @@ HELP = {
     "device": "auto (cuda if available, else cpu), cpu or cuda",
     "out": "folder for config.json, model.safetensors, README.md, metrics.jsonl, loss.png, checkpoint.pt",
 }
-SAMPLE_SEEDS = ["En un lugar de la Mancha", "—¿Qué gigantes? —dijo Sancho Panza.", "Dulcinea del Toboso"]
+SAMPLE_SEEDS = ["En un lugar de la Mancha", "–¿Qué gigantes? –dijo Sancho Panza.", "Dulcinea del Toboso"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,12 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     # Imports after argument parsing: --help should not wait for torch.
-    import torch
-
     from charrnn.data import DataError
     from charrnn.device import resolve_device
-    from charrnn.generate import Settings, complete
-    from charrnn.hub import model_card, plot_losses, push, save_weights
+    from charrnn.hub import push
     from charrnn.training import Interrupted, train
 
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
@@ -58,7 +55,6 @@ def main(argv=None) -> int:
         return fail(f"--push-to-hub needs OWNER/NAME, not {args.push_to_hub!r}")
     try:
         device = resolve_device(cfg.device)
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         summary = train(cfg, resume=args.resume, device=device)
     except Interrupted as e:
         print(f"\nStopped: {e}. Continue with: python train.py --resume --out {shlex.quote(cfg.out)}", file=sys.stderr)
@@ -67,14 +63,7 @@ def main(argv=None) -> int:
         return fail(str(e))
 
     out = Path(cfg.out)
-    model = summary["model"]
-    save_weights(model, out)
-    title = f"{summary['config'].cell.upper()} {summary['config'].num_layers}x{summary['config'].hidden_size}: best val {summary['val_loss']:.4f} nats/char"
-    plot_losses(summary["history"], out / "loss.png", title)
-    samples = [(seed, complete(model, seed, Settings(length=300, temperature=0.8, sampling_seed=i)).sampled)
-               for i, seed in enumerate(SAMPLE_SEEDS)]
-    command = "python train.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    (out / "README.md").write_text(model_card(summary, samples, command.strip(), args.push_to_hub), encoding="utf-8")
+    write_outputs(summary, out, reproduce_command(summary["config"]), args.push_to_hub or str(out))
     print(f"wrote {out}/: config.json, model.safetensors, README.md, metrics.jsonl, loss.png")
     print(f"val loss {summary['val_loss']:.4f} nats/char; try: python -m charrnn.sample --weights {out} "
           f"--seed-text 'En un lugar de la Mancha'")
@@ -87,6 +76,35 @@ def main(argv=None) -> int:
                         f"push it later with: python -m charrnn.hub {shlex.quote(str(out))} {args.push_to_hub}")
         print(f"pushed to {url}")
     return 0
+
+
+def reproduce_command(cfg: TrainConfig) -> str:
+    """The train.py command for this config: its settings that differ from the defaults
+    (also right for a resumed run, whose own command line was only --resume)."""
+    default = TrainConfig()
+    args = []
+    for f in fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        if f.name == "device" or value == getattr(default, f.name):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        args += [flag] if value is True else [flag, shlex.quote(str(value))]
+    return " ".join(["python train.py", *args])
+
+
+def write_outputs(summary: dict, out: Path, command: str, load_from: str) -> None:
+    """Weights, loss plot and model card (with samples) of a finished run, into `out`."""
+    from charrnn.generate import Settings, complete
+    from charrnn.hub import model_card, plot_losses, save_weights
+
+    model, cfg = summary["model"], summary["config"]
+    save_weights(model, out)
+    title = f"{cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}: best val {summary['val_loss']:.4f} nats/char"
+    plot_losses(summary["history"], out / "loss.png", title)
+    samples = [(o.seed, o.sampled) for o in (complete(model, seed, Settings(length=300, temperature=0.8,
+                                                                          sampling_seed=i))
+                                             for i, seed in enumerate(SAMPLE_SEEDS))]
+    (out / "README.md").write_text(model_card(summary, samples, command, load_from), encoding="utf-8")
 
 
 def fail(message: str) -> int:

@@ -73,14 +73,14 @@ def plot_losses(history: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def model_card(summary: dict, samples: list[tuple[str, str]], command: str, repo_id: str | None = None) -> str:
-    """README.md for the weights folder: what it is, how good, how made, how to load."""
+def model_card(summary: dict, samples: list[tuple[str, str]], command: str, load_from: str = "weights") -> str:
+    """README.md for the weights folder: what it is, how good, how made, how to load.
+    `samples` are (seed as the model read it, continuation); `load_from` is a folder or repo id."""
     from huggingface_hub import ModelCard, ModelCardData
 
     cfg, model = summary["config"], summary["model"]
     nats = summary["val_loss"]
     text_kind = "accent-stripped (the tutorials' setting)" if cfg.strip_accents else "NFC, accents, ñ, ¿ and ¡ kept"
-    load_from = repo_id or "weights"
     data = ModelCardData(language="es", license="mit", library_name="charrnn",
                          tags=["char-rnn", "text-generation", "spanish", "don-quijote", cfg.cell],
                          pipeline_tag="text-generation",
