@@ -29,12 +29,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type is bool:
-            p.add_argument(flag, action="store_true", help=HELP.get(f.name, ""))
+            p.add_argument(flag, action="store_true", help=HELP.get(f.name, f.name.replace("_", " ")))
         elif f.name == "cell":
-            p.add_argument(flag, choices=["lstm", "gru"], default=f.default, help=HELP.get(f.name, ""))
+            p.add_argument(flag, choices=["lstm", "gru"], default=f.default, help=HELP.get(f.name, f.name.replace("_", " ")))
         else:  # int and float fields parse as such; the rest (paths, device) are strings
             kind = f.type if f.type in (int, float) else str
-            p.add_argument(flag, type=kind, default=f.default, help=HELP.get(f.name, ""))
+            p.add_argument(flag, type=kind, default=f.default, help=HELP.get(f.name, f.name.replace("_", " ")))
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the weights folder with its model card")
     p.add_argument("--private", action="store_true", help="with --push-to-hub: create a private repo")
