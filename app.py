@@ -54,8 +54,9 @@ SHOWN_CHARS = {" ": "␣ (space)", "\n": "⏎ (new line)"}
 CSS = """
 #surprise .textfield { display: block !important; font-size: 0; line-height: 1.6; }
 #surprise .token-container, #surprise .token { display: inline !important; margin: 0 !important; padding: 0 !important;
-  border-radius: 0 !important; font-size: var(--text-md); }
-#surprise .text { white-space: pre-wrap; margin: 0 !important; padding: 0 !important; }
+  border-radius: 0 !important; font-size: 0; }
+#surprise .text { font-size: var(--text-md); background-color: inherit; white-space: pre-wrap;
+  margin: 0 !important; padding: 0 !important; }
 """
 
 
