@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     # Imports after argument parsing: --help should not wait for torch.
     from charrnn.data import DataError
     from charrnn.device import resolve_device
-    from charrnn.hub import push
+    from charrnn.hub import first_line, push
     from charrnn.training import Interrupted, train
 
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
@@ -70,8 +70,7 @@ def main(argv=None) -> int:
         try:
             url = push(out, args.push_to_hub, private=args.private)
         except Exception as e:  # no network, no token, no permission: the local files are safe
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            return fail(f"could not push to {args.push_to_hub}: {reason}. Everything is saved in {out}/; "
+            return fail(f"could not push to {args.push_to_hub}: {first_line(e)}. Everything is saved in {out}/; "
                         f"push it later with: python -m charrnn.hub {shlex.quote(str(out))} {args.push_to_hub}")
         print(f"pushed to {url}")
     return 0

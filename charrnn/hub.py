@@ -17,6 +17,12 @@ WEIGHT_FILES = ("config.json", "model.safetensors")
 UPLOAD_FILES = ["config.json", "model.safetensors", "README.md", "loss.png", "metrics.jsonl"]
 
 
+def first_line(e: Exception) -> str:
+    """An exception as one line for the user: libraries' messages can run to many."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 class WeightsError(Exception):
     """Weights that cannot be loaded; the message says which and why."""
 
@@ -39,8 +45,7 @@ def load_model(weights: str | os.PathLike, device: torch.device | str = "cpu") -
         with contextlib.redirect_stdout(io.StringIO()):  # the mixin prints "Loading weights..."
             model = CharRNN.from_pretrained(str(weights), strict=True, map_location="cpu")
     except Exception as e:  # the Hub client, safetensors and torch each raise their own kinds
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"could not load weights from {weights}: {reason}") from None
+        raise WeightsError(f"could not load weights from {weights}: {first_line(e)}") from None
     return model.to(device).eval()
 
 
@@ -163,8 +168,7 @@ def main(argv=None) -> int:
         load_model(args.folder)  # never upload something that does not load
         print(f"pushed to {push(Path(args.folder), args.repo_id, private=args.private)}")
     except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: could not push {args.folder} to {args.repo_id}: {reason}", file=sys.stderr)
+        print(f"error: could not push {args.folder} to {args.repo_id}: {first_line(e)}", file=sys.stderr)
         return 2
     return 0
 
