@@ -27,14 +27,14 @@ SAMPLE_SEEDS = ["En un lugar de la Mancha", "–¿Qué gigantes? –dijo Sancho 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flag, text = "--" + f.name.replace("_", "-"), HELP.get(f.name, f.name.replace("_", " "))
         if f.type is bool:
-            p.add_argument(flag, action="store_true", help=HELP.get(f.name, f.name.replace("_", " ")))
+            p.add_argument(flag, action="store_true", help=text)
         elif f.name == "cell":
-            p.add_argument(flag, choices=["lstm", "gru"], default=f.default, help=HELP.get(f.name, f.name.replace("_", " ")))
+            p.add_argument(flag, choices=["lstm", "gru"], default=f.default, help=text)
         else:  # int and float fields parse as such; the rest (paths, device) are strings
             kind = f.type if f.type in (int, float) else str
-            p.add_argument(flag, type=kind, default=f.default, help=HELP.get(f.name, f.name.replace("_", " ")))
+            p.add_argument(flag, type=kind, default=f.default, help=text)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the weights folder with its model card")
     p.add_argument("--private", action="store_true", help="with --push-to-hub: create a private repo")

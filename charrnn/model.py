@@ -61,9 +61,3 @@ def detach_state(state: State) -> State:
         return tuple(s.detach() for s in state)
     return state.detach()
 
-
-def select_state(state: State, rows) -> State:
-    """The state of some batch rows (e.g. to repeat one seed's state for greedy and sampled rows)."""
-    if isinstance(state, tuple):
-        return tuple(s[:, rows] for s in state)
-    return state[:, rows]
