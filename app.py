@@ -130,7 +130,7 @@ def about(model: CharRNN, source: str) -> str:
     """Model summary, the model card's metrics table when it can be read offline, and a link."""
     rnn = model.rnn
     text = "accent-free (the tutorials' setting)" if model.vocab.strip_accents else "accents, ñ, ¿ and ¡ kept"
-    lines = [f"**Model:** {model.cell.upper()}, {rnn.num_layers} layers × {rnn.hidden_size} units, "
+    lines = [f"**Model:** {model.cell.upper()}, {rnn.num_layers} layer{'s' * (rnn.num_layers > 1)} × {rnn.hidden_size} units, "
              f"{model.num_params():,} parameters, {len(model.vocab)}-character vocabulary ({text}).",
              "Trained from scratch on *El ingenioso hidalgo don Quijote de la Mancha* (Part I)."]
     local = Path(source).exists()

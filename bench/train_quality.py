@@ -307,7 +307,7 @@ How to read it:
   way ({args.windows:,} random 100-char validation windows, zero state, only the next char scored;
   ± is the standard error of that sample). The tutorial's published 1.2446 is of that kind.
 - Supervised chars/s = target chars that had a loss, per training second (the PyTorch recipe: 512
-  per step; the TF recipe: 64 x 100; ours: 16 x 128).
+  per step; the TF recipe: 64 x 100; ours: {TrainConfig.batch_size} x {TrainConfig.seq_len}).
 - Recipes: ours = `charrnn.training.train` with `TrainConfig` defaults (strip_accents=True,
   max_minutes={args.minutes:g}); the evaluation interval is set so the curve has points, with patience
   scaled to keep the default early-stop window in steps. PyTorch tutorial = Embedding 128, LSTM 2x256
