@@ -279,10 +279,13 @@ def main(argv=None) -> int:
                 # compare at each tutorial evaluation time inside our curve (ours interpolated)
                 ours_m = [p["minutes"] for p in ours["rows"]]
                 pts = [p for p in results[key]["rows"] if ours_m[0] <= p["minutes"] <= ours_m[-1]]
-                lower = sum(np.interp(p["minutes"], ours_m, [q["val_loss"] for q in ours["rows"]]) < p["val_loss"]
-                            for p in pts)
+                ours_at = [float(np.interp(p["minutes"], ours_m, [q["val_loss"] for q in ours["rows"]])) for p in pts]
+                behind = [f"{p['minutes']:.1f} min ({o:.4f} vs {p['val_loss']:.4f})"
+                          for p, o in zip(pts, ours_at) if o >= p["val_loss"]]
+                lower = len(pts) - len(behind)
                 checks.append(f"- Ours lower than the {NAMES[key]} at equal minutes: at {lower} of {len(pts)} of its "
-                              f"evaluations inside our curve ({'yes' if pts and lower == len(pts) else 'NO'}).")
+                              f"evaluations inside our curve ({'yes' if pts and lower == len(pts) else 'NO'})"
+                              + (f"; behind at {', '.join(behind)}." if behind else "."))
         reach = minutes_to(ours["rows"], TUTORIAL_BEST)
         checks.append(f"- Ours reaches the PyTorch tutorial's final {TUTORIAL_BEST} after: "
                       f"{fmt_min(reach)} {'min' if reach is not None else f'within {args.minutes:g} min'} "
