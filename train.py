@@ -8,10 +8,10 @@
 import argparse
 import shlex
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
-from charrnn.training import TrainConfig
+from charrnn.training import RECIPES, SHORT_BUDGET, TrainConfig
 
 HELP = {
     "data": "UTF-8 text file (default: el_quijote.txt from the cache, ../shared/data, or downloaded and hash-checked)",
@@ -28,13 +28,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in fields(TrainConfig):
         flag, text = "--" + f.name.replace("_", "-"), HELP.get(f.name, f.name.replace("_", " "))
+        default, example = f.default, RECIPES["short"].get(f.name, f.default)
+        if f.name in RECIPES["short"]:  # None: the recipe for the budget picks it
+            short, long = RECIPES["short"][f.name], RECIPES["long"][f.name]
+            text += f" (default: {short} for --max-minutes up to {SHORT_BUDGET:g}, else {long})"
+            default = argparse.SUPPRESS  # absent from args: left to the recipe
         if f.type is bool:
             p.add_argument(flag, action="store_true", help=text)
         elif f.name == "cell":
-            p.add_argument(flag, choices=["lstm", "gru"], default=f.default, help=text)
+            p.add_argument(flag, choices=["lstm", "gru"], default=default, help=text)
         else:  # int and float fields parse as such; the rest (paths, device) are strings
-            kind = f.type if f.type in (int, float) else str
-            p.add_argument(flag, type=kind, default=f.default, help=text)
+            kind = type(example) if type(example) in (int, float) else str
+            p.add_argument(flag, type=kind, default=default, help=text)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the weights folder with its model card")
     p.add_argument("--private", action="store_true", help="with --push-to-hub: create a private repo")
@@ -49,7 +54,7 @@ def main(argv=None) -> int:
     from charrnn.hub import first_line, push
     from charrnn.training import Interrupted, train
 
-    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    cfg = TrainConfig(**{f.name: getattr(args, f.name, None) for f in fields(TrainConfig)})
     if args.push_to_hub and args.push_to_hub.count("/") != 1:
         return fail(f"--push-to-hub needs OWNER/NAME, not {args.push_to_hub!r}")
     try:
@@ -79,7 +84,8 @@ def main(argv=None) -> int:
 def reproduce_command(cfg: TrainConfig) -> str:
     """The train.py command for this config: its settings that differ from the defaults
     (also right for a resumed run, whose own command line was only --resume)."""
-    default = TrainConfig()
+    # What train.py gives without flags, except that the recipe is the one for this run's budget.
+    default = replace(TrainConfig(max_minutes=cfg.max_minutes).resolve(), max_minutes=TrainConfig.max_minutes)
     args = []
     for f in fields(TrainConfig):
         value = getattr(cfg, f.name)

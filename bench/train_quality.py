@@ -119,9 +119,10 @@ def train_ours(data_path, budget_min, eval_s, vocab, train_ids, shrink: int = 1)
     """charrnn.training.train with its defaults on the tutorials' text. Only the evaluation cadence
     is set (so the curve has points about every eval_s seconds); patience is scaled to keep the
     default early-stop window in steps. Evaluating does not change the training itself."""
-    base = TrainConfig(data=data_path, strip_accents=True, max_minutes=budget_min)
+    base = TrainConfig(data=data_path, strip_accents=True, max_minutes=budget_min).resolve()  # the budget's recipe
     if shrink > 1:
-        base = replace(base, embed_dim=base.embed_dim // shrink, hidden_size=base.hidden_size // shrink)
+        base = replace(base, embed_dim=base.embed_dim // shrink, hidden_size=base.hidden_size // shrink,
+                       batch_size=max(1, base.batch_size // shrink))
     steps_per_s = probe_steps_per_s(base, vocab, train_ids)
     eval_every = max(1, round(eval_s * steps_per_s))
     patience = max(1, math.ceil(base.patience * base.eval_every / eval_every))
@@ -219,7 +220,7 @@ def main(argv=None) -> int:
     p.add_argument("--save-dir", default=None, help="also save each recipe's best model to SAVE_DIR/<recipe>/")
     p.add_argument("--data", default=None, help="text file (default: the project's el_quijote.txt)")
     p.add_argument("--shrink", type=int, default=1, choices=[1, 2, 4, 8],
-                   help="divide every width and the tutorials' batch sizes by this: smoke tests only, not the recipes")
+                   help="divide every width and batch size by this: smoke tests only, not the recipes")
     p.add_argument("--results", default=str(common.RESULTS), help="markdown file to write this section into")
     args = p.parse_args(argv)
     recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
@@ -295,6 +296,9 @@ def main(argv=None) -> int:
     if args.shrink > 1:
         checks.insert(0, f"- **--shrink {args.shrink}: widths and batch sizes divided by {args.shrink}; these are not the "
                          f"recipes and the numbers mean nothing.**")
+    rc = TrainConfig(max_minutes=args.minutes).resolve()
+    ours_desc = (f"{rc.cell.upper()} {rc.num_layers}x{rc.hidden_size}, {rc.batch_size} streams x {rc.seq_len} chars, "
+                 f"AdamW lr {rc.lr:g} with warmup and cosine decay, dropout {rc.dropout:g}")
     notes = "\n".join(checks) + f"""
 
 How to read it:
@@ -310,9 +314,10 @@ How to read it:
   way ({args.windows:,} random 100-char validation windows, zero state, only the next char scored;
   ± is the standard error of that sample). The tutorial's published 1.2446 is of that kind.
 - Supervised chars/s = target chars that had a loss, per training second (the PyTorch recipe: 512
-  per step; the TF recipe: 64 x 100; ours: {TrainConfig.batch_size} x {TrainConfig.seq_len}).
+  per step; the TF recipe: 64 x 100; ours: {rc.batch_size} x {rc.seq_len}).
 - Recipes: ours = `charrnn.training.train` with `TrainConfig` defaults (strip_accents=True,
-  max_minutes={args.minutes:g}); the evaluation interval is set so the curve has points, with patience
+  max_minutes={args.minutes:g}), which for this budget pick the {rc.recipe()} recipe ({ours_desc});
+  the evaluation interval is set so the curve has points, with patience
   scaled to keep the default early-stop window in steps. PyTorch tutorial = Embedding 128, LSTM 2x256
   (dropout 0.2 between layers), head on the last position only, Adam 1e-3, batch 512 shuffled
   windows. TF tutorial = Embedding 128, GRU 512, Adam 1e-3, batch 64 shuffled 101-char sequences,

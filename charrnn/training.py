@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -22,29 +22,40 @@ from .model import CharRNN, detach_state
 from .text import Vocab
 
 
+# The best recipe depends on the budget (bench/RESULTS.md, accent-stripped text):
+# - short: one wide GRU layer over 64 streams, no dropout, learns the most per CPU second:
+#   1.238 nats/char after 10 minutes (the long recipe: 1.311). It overfits soon after, though:
+#   scheduled over 27 minutes its validation loss was 1.287 at 7 min and 1.310 at 10.5 min.
+# - long: a 2-layer LSTM with dropout over 16 streams learns slower but keeps improving:
+#   1.194 after 27 minutes, below 1.25 from about 12 minutes on.
+# Fields left at None take the recipe of the run's budget; anything set explicitly wins.
+SHORT_BUDGET = 15.0  # minutes; at or below it, the short recipe (roughly where the two cross)
+RECIPES = {
+    "short": dict(cell="gru", num_layers=1, dropout=0.0, batch_size=64, lr=2e-3, epochs=60.0),
+    "long": dict(cell="lstm", num_layers=2, dropout=0.25, batch_size=16, lr=3e-3, epochs=14.0),
+}
+
+
 @dataclass
 class TrainConfig:
     data: str | None = None  # None: the default corpus (cache, ../shared/data, or download)
     strip_accents: bool = False  # True reproduces the tutorials' accent-free text
-    # model: one wide GRU layer learns the most per CPU second here (bench/RESULTS.md)
-    cell: str = "gru"
+    # model (None: from RECIPES)
+    cell: str | None = None
     embed_dim: int = 128
     hidden_size: int = 512
-    num_layers: int = 1
-    # Off: in 10-minute runs dropout slowed learning more than it cut overfitting (0.1 from the
-    # start was behind from the first minute; 0.2 after 40% of the run ended at 1.252 against
-    # 1.241 without); the best-validation checkpoint is what guards against overfitting.
-    dropout: float = 0.0
+    num_layers: int | None = None
+    dropout: float | None = None
     # optimization
-    batch_size: int = 64  # contiguous streams
+    batch_size: int | None = None  # contiguous streams
     seq_len: int = 128  # chars per chunk; gradients are truncated at chunk boundaries
-    lr: float = 2e-3
+    lr: float | None = None
     weight_decay: float = 0.01
     warmup: float = 0.03  # fraction of the run
     min_lr: float = 0.05  # final lr as a fraction of lr
     grad_clip: float = 1.0
     # budget: the run ends at whichever comes first; the lr schedule follows the same clock
-    epochs: float = 60.0
+    epochs: float | None = None
     max_minutes: float = 27.0
     # evaluation
     val_frac: float = 0.2
@@ -55,7 +66,18 @@ class TrainConfig:
     device: str = "auto"
     out: str = "weights"
 
+    def recipe(self) -> str:
+        return "short" if self.max_minutes <= SHORT_BUDGET else "long"
+
+    def resolve(self) -> "TrainConfig":
+        """A copy with the fields left at None filled from the recipe for this budget."""
+        return replace(self, **{k: v for k, v in RECIPES[self.recipe()].items() if getattr(self, k) is None})
+
     def validate(self) -> "TrainConfig":
+        """The resolved config, or a ValueError that names the bad setting."""
+        if not isinstance(self.max_minutes, (int, float)) or not self.max_minutes > 0:
+            raise ValueError(f"max-minutes must be positive, not {self.max_minutes!r}")
+        self = self.resolve()
         positive = ["embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "eval_every",
                     "eval_streams", "patience"]
         for name in positive:
@@ -85,6 +107,7 @@ def lr_at(cfg: TrainConfig, progress: float) -> float:
 
 def load_corpus(cfg: TrainConfig) -> tuple[Vocab, torch.Tensor, torch.Tensor]:
     """Read, normalize, build the vocabulary, encode and split. # (N_train,), (N_val,)"""
+    cfg = cfg.resolve()
     path = Path(cfg.data) if cfg.data else data.find_corpus()
     text = data.read_text(path)
     vocab = Vocab.from_text(text, cfg.strip_accents)
@@ -157,7 +180,7 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
         if ckpt.get("finished"):
             raise FileNotFoundError(f"nothing to resume: the run in {out} already finished")
         cfg = TrainConfig(**{**ckpt["config"], "out": cfg.out, "device": cfg.device})
-    cfg.validate()
+    cfg = cfg.validate()
     device = device or torch.device("cpu")
     vocab, train_ids, val_ids = load_corpus(cfg)
     out.mkdir(parents=True, exist_ok=True)

@@ -121,3 +121,22 @@ def test_wrong_hash_of_default_corpus(tmp_path):
 def test_evaluate_bad_input(tmp_path):
     assert_clean_error(run("-m", "charrnn.evaluate", "--weights", str(tmp_path / "none"), "--data", "x.txt"),
                        "no weights folder")
+
+
+def test_flags_left_out_follow_the_budget_and_the_reproduce_command_says_only_the_rest():
+    sys.path.insert(0, str(ROOT))
+    from dataclasses import fields
+
+    from charrnn.training import TrainConfig
+    from train import parse_args, reproduce_command
+
+    def config(*argv):
+        args = parse_args(list(argv))
+        return TrainConfig(**{f.name: getattr(args, f.name, None) for f in fields(TrainConfig)}).validate()
+
+    assert config().cell == "lstm" and config("--max-minutes", "10").cell == "gru"
+    assert reproduce_command(config()) == "python train.py"
+    assert reproduce_command(config("--max-minutes", "10")) == "python train.py --max-minutes 10.0"
+    assert reproduce_command(config("--max-minutes", "10", "--cell", "lstm", "--strip-accents")) == \
+        "python train.py --strip-accents --cell lstm --max-minutes 10.0"
+    assert reproduce_command(config("--dropout", "0.1")) == "python train.py --dropout 0.1"

@@ -52,6 +52,17 @@ def test_lr_schedule_warms_up_then_decays_to_floor():
     assert lr_at(cfg, 0.5) > lr_at(cfg, 0.8)
 
 
+def test_the_budget_picks_the_recipe_and_explicit_settings_win():
+    short, long = TrainConfig(max_minutes=10).validate(), TrainConfig().validate()  # default: 27 minutes
+    assert (short.cell, short.num_layers, short.batch_size, short.dropout) == ("gru", 1, 64, 0.0)
+    assert (long.cell, long.num_layers, long.batch_size, long.dropout) == ("lstm", 2, 16, 0.25)
+    assert short.recipe() == "short" and long.recipe() == "long"
+    assert TrainConfig(max_minutes=training.SHORT_BUDGET).resolve().cell == "gru"  # the edge is short
+    mixed = TrainConfig(max_minutes=10, cell="lstm", lr=1e-3).resolve()
+    assert (mixed.cell, mixed.lr, mixed.num_layers) == ("lstm", 1e-3, 1)  # the rest still from the recipe
+    assert TrainConfig().cell is None  # unresolved until train() or validate() fills it
+
+
 def test_ctrl_c_saves_checkpoint_and_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
     kwargs = dict(epochs=2.0)
     full = train(tiny_config(tmp_path / "a", **kwargs), log=lambda *_: None)
@@ -107,6 +118,7 @@ def test_early_stop_when_validation_stops_improving(tmp_path, monkeypatch):
     (dict(batch_size=-3), "batch-size must be a positive"),
     (dict(dropout=1.5), "dropout"),
     (dict(lr=0), "must be positive"),
+    (dict(max_minutes=-1), "max-minutes must be positive"),
     (dict(cell="transformer"), "cell must be"),
     (dict(hidden_size=100_000), "too large|this large"),
 ])
