@@ -25,11 +25,12 @@ from .text import Vocab
 # The best recipe depends on the budget (bench/RESULTS.md, accent-stripped text):
 # - short: one wide GRU layer over 64 streams, no dropout, learns the most per CPU second:
 #   1.238 nats/char after 10 minutes (the long recipe: 1.311). It overfits soon after, though:
-#   scheduled over 27 minutes its validation loss was 1.287 at 7 min and 1.310 at 10.5 min.
+#   given 15 minutes its best was 1.269, given 27 minutes 1.287, both at about 7 minutes.
 # - long: a 2-layer LSTM with dropout over 16 streams learns slower but keeps improving:
-#   1.194 after 27 minutes, below 1.25 from about 12 minutes on.
+#   1.200 after 15 minutes, 1.194 after 27.
 # Fields left at None take the recipe of the run's budget; anything set explicitly wins.
-SHORT_BUDGET = 15.0  # minutes; at or below it, the short recipe (roughly where the two cross)
+SHORT_BUDGET = 10.0  # minutes; at or below it, the short recipe: they cross between 10 and 15,
+# and 10 is the largest budget at which the short one was measured ahead
 RECIPES = {
     "short": dict(cell="gru", num_layers=1, dropout=0.0, batch_size=64, lr=2e-3, epochs=60.0),
     "long": dict(cell="lstm", num_layers=2, dropout=0.25, batch_size=16, lr=3e-3, epochs=14.0),
