@@ -46,6 +46,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def to_config(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of parsed flags; the recipe fields left out stay None for the budget to pick."""
+    return TrainConfig(**{f.name: getattr(args, f.name, None) for f in fields(TrainConfig)})
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     # Imports after argument parsing: --help should not wait for torch.
@@ -54,7 +59,7 @@ def main(argv=None) -> int:
     from charrnn.hub import first_line, push
     from charrnn.training import Interrupted, train
 
-    cfg = TrainConfig(**{f.name: getattr(args, f.name, None) for f in fields(TrainConfig)})
+    cfg = to_config(args)
     if args.push_to_hub and args.push_to_hub.count("/") != 1:
         return fail(f"--push-to-hub needs OWNER/NAME, not {args.push_to_hub!r}")
     try:

@@ -91,8 +91,8 @@ class TrainConfig:
             raise ValueError(f"cell must be gru or lstm, not {self.cell!r}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
-        if not (self.lr > 0 and self.epochs > 0 and self.max_minutes > 0 and self.grad_clip > 0):
-            raise ValueError("lr, epochs, max-minutes and grad-clip must be positive")
+        if not (self.lr > 0 and self.epochs > 0 and self.grad_clip > 0):
+            raise ValueError("lr, epochs and grad-clip must be positive")
         if not (0 <= self.warmup < 1 and 0 <= self.min_lr <= 1 and 0 < self.val_frac < 1):
             raise ValueError("warmup must be in [0, 1), min-lr in [0, 1], val-frac in (0, 1)")
         return self

@@ -125,14 +125,10 @@ def test_evaluate_bad_input(tmp_path):
 
 def test_flags_left_out_follow_the_budget_and_the_reproduce_command_says_only_the_rest():
     sys.path.insert(0, str(ROOT))
-    from dataclasses import fields
-
-    from charrnn.training import TrainConfig
-    from train import parse_args, reproduce_command
+    from train import parse_args, reproduce_command, to_config
 
     def config(*argv):
-        args = parse_args(list(argv))
-        return TrainConfig(**{f.name: getattr(args, f.name, None) for f in fields(TrainConfig)}).validate()
+        return to_config(parse_args(list(argv))).validate()
 
     assert config().cell == "lstm" and config("--max-minutes", "10").cell == "gru"
     assert reproduce_command(config()) == "python train.py"
