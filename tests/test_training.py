@@ -54,8 +54,8 @@ def test_lr_schedule_warms_up_then_decays_to_floor():
 
 def test_the_budget_picks_the_recipe_and_explicit_settings_win():
     short, long = TrainConfig(max_minutes=10).validate(), TrainConfig().validate()  # default: 27 minutes
-    assert (short.cell, short.num_layers, short.batch_size, short.dropout) == ("gru", 1, 64, 0.0)
-    assert (long.cell, long.num_layers, long.batch_size, long.dropout) == ("lstm", 2, 16, 0.25)
+    assert (short.cell, short.num_layers, short.batch_size, short.seq_len, short.dropout) == ("gru", 1, 64, 64, 0.2)
+    assert (long.cell, long.num_layers, long.batch_size, long.seq_len, long.dropout) == ("lstm", 2, 16, 128, 0.25)
     assert short.recipe() == "short" and long.recipe() == "long"
     assert TrainConfig(max_minutes=training.SHORT_BUDGET).resolve().cell == "gru"  # the edge is short
     mixed = TrainConfig(max_minutes=10, cell="lstm", lr=1e-3).resolve()
