@@ -24,10 +24,10 @@ from .text import Vocab
 
 # The best recipe depends on the budget (bench/RESULTS.md, accent-stripped text):
 # - short: one wide GRU layer over 64 streams read in 64-char chunks learns the most per CPU
-#   second: 1.227 nats/char after 10 minutes (128-char chunks: 1.241; the long recipe: 1.311).
+#   second: 1.226 nats/char after 10 minutes (128-char chunks: 1.238; the long recipe: 1.311).
 #   Half-length chunks give twice the updates for the same chars, which is what the first minutes
 #   need (1.48 after one minute, against 1.60); dropout 0.2 then holds off the overfitting they
-#   bring on sooner (without it: 1.260, flat from minute 5).
+#   bring on sooner (without it: 1.260, flat from minute 4).
 # - long: a 2-layer LSTM with dropout over 16 streams learns slower but keeps improving:
 #   1.200 after 15 minutes, 1.194 after 27.
 # Fields left at None take the recipe of the run's budget; anything set explicitly wins.
