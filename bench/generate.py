@@ -45,7 +45,7 @@ def tutorial_reencode(model, ids: list[int], n: int) -> None:
     for temperature in (0.0, TEMPERATURE):  # greedy, then sampled
         text = list(ids)
         for _ in range(n):
-            logits, _ = model(torch.tensor([text[-WINDOW:]]))  # (1, <=100, V)
+            logits, _, _ = model(torch.tensor([text[-WINDOW:]]))  # (1, <=100, V)
             text.append(pick(logits[0, -1], temperature, gen))
 
 

@@ -79,8 +79,7 @@ def tf_tutorial_batches(train_ids: torch.Tensor, gen: torch.Generator, batch: in
 
 
 def tf_tutorial_loss(model: CharRNN, x, y):
-    logits, _ = model(x)  # every position is a target, each sequence from a zero state
-    return F.cross_entropy(logits.flatten(0, 1), y.flatten())
+    return model(x, targets=y)[2]  # every position is a target, each sequence from a zero state
 
 
 def train_tutorial(name, model, batches, loss_fn, val_ids, budget_s, eval_s) -> dict:
@@ -150,8 +149,7 @@ def probe_steps_per_s(cfg: TrainConfig, vocab, train_ids: torch.Tensor, steps: i
     times = []
     for _ in range(steps + 1):
         t = time.perf_counter()
-        logits, _ = model(x[:, :-1])
-        loss = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten())
+        loss = model(x[:, :-1], targets=x[:, 1:])[2]
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -170,7 +168,7 @@ def last_char_loss(model: CharRNN, val_ids: torch.Tensor, windows: int, batch: i
     losses = []
     for b in starts.split(batch):
         w = val_ids[b[:, None] + torch.arange(WINDOW + 1)]  # (B, 101)
-        logits, _ = model(w[:, :-1])
+        logits, _, _ = model(w[:, :-1])
         losses.append(F.cross_entropy(logits[:, -1], w[:, -1], reduction="none"))
     losses = torch.cat(losses)
     se = losses.std().item() / math.sqrt(len(losses)) if len(losses) > 1 else float("nan")

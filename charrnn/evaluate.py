@@ -9,7 +9,6 @@ import math
 import sys
 
 import torch
-import torch.nn.functional as F
 
 from .model import CharRNN, detach_state
 
@@ -29,16 +28,17 @@ def nats_per_char(model: CharRNN, ids: torch.Tensor, streams: int = 1, chunk: in
     y_all = ids[1: streams * length + 1].view(streams, length).to(device)  # (S, L)
     total, state = 0.0, model.init_state(streams)
     for i in range(0, length, chunk):
-        logits, state = model(x_all[:, i: i + chunk], state)  # (S, t, V)
-        total += F.cross_entropy(logits.flatten(0, 1).float(), y_all[:, i: i + chunk].flatten(),
-                                 reduction="sum").item()
+        y = y_all[:, i: i + chunk]  # (S, t)
+        _, state, loss = model(x_all[:, i: i + chunk], state, targets=y)
+        total += loss.item() * y.numel()  # the mean over this chunk back to a sum
         state = detach_state(state)
     # The leftover tail (at most streams-1 chars) is scored on its own, from the last state.
     tail_start = streams * length
     if len(ids) - 1 > tail_start:
         last = model.init_state(1) if streams > 1 else state
-        logits, _ = model(ids[tail_start:-1].view(1, -1).to(device), last)
-        total += F.cross_entropy(logits[0].float(), ids[tail_start + 1:].to(device), reduction="sum").item()
+        y = ids[tail_start + 1:].view(1, -1).to(device)  # (1, t)
+        _, _, loss = model(ids[tail_start:-1].view(1, -1).to(device), last, targets=y)
+        total += loss.item() * y.numel()
     model.train(was_training)
     return total / (len(ids) - 1)
 

@@ -139,7 +139,7 @@ def read(model: CharRNN, ids: torch.Tensor) -> tuple[torch.Tensor, list]:
     Returns the logits after the last char (B, V) and the state per layer, as make_step wants it."""
     was_training = model.training
     model.eval()
-    logits, state = model(ids)  # (B, T, V)
+    logits, state, _ = model(ids)  # (B, T, V)
     model.train(was_training)
     if isinstance(state, tuple):  # LSTM: (h, c), each (L, B, H)
         return logits[:, -1], [(h, c) for h, c in zip(state[0], state[1])]

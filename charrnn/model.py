@@ -6,6 +6,7 @@ model.safetensors. Nothing in this file knows about files, training or sampling.
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 
 from .text import Vocab
@@ -39,11 +40,17 @@ class CharRNN(
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, len(vocab))
 
-    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """ids (B, T) -> logits (B, T, V) and the state after the last step."""
+    def forward(self, ids: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, State, torch.Tensor | None]:
+        """ids (B, T) -> logits (B, T, V), the state after the last step, and with targets (B, T)
+        the mean next-char cross-entropy in nats (else None)."""
         x = self.drop(self.embed(ids))  # (B, T, E)
         out, state = self.rnn(x, state)  # (B, T, H)
-        return self.head(self.drop(out)), state  # (B, T, V)
+        logits = self.head(self.drop(out))  # (B, T, V)
+        loss = None
+        if targets is not None:  # float(): the loss is summed in fp32 even under autocast
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        return logits, state, loss
 
     def init_state(self, batch_size: int) -> State:
         """Zero state, on the model's device: the state at the start of a text."""

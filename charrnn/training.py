@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import data
@@ -249,8 +248,7 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
                     continue  # already trained on before the resume
                 for group in opt.param_groups:
                     group["lr"] = lr_at(cfg, progress())
-                logits, new_state = model(x, state)  # (B, T, V)
-                loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+                _, new_state, loss = model(x, state, targets=y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

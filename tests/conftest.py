@@ -42,8 +42,7 @@ def train_tiny(cell: str = "lstm", steps: int = 120, seed: int = 0):
         batch = starts[torch.randint(len(starts), (8,))]
         x = torch.stack([ids[s: s + 64] for s in batch])  # (8, 64)
         y = torch.stack([ids[s + 1: s + 65] for s in batch])  # (8, 64)
-        logits, _ = model(x)
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+        _, _, loss = model(x, targets=y)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -20,7 +20,7 @@ def test_step_matches_the_module(cell):
     ids = torch.randint(0, 9, (2, 12))  # (B, T)
     with torch.no_grad():
         model.eval()
-        want, _ = model(ids)  # (2, 12, V)
+        want, _, _ = model(ids)  # (2, 12, V)
         model.train()
         logits, layers = read(model, ids[:, :4])
         assert model.training  # read() must not leave the model in eval mode
@@ -36,7 +36,7 @@ def test_greedy_equals_rereading_the_whole_text(tiny_model):
     text = out.seed
     with torch.no_grad():
         for _ in range(40):  # the slow way: read everything again for every char
-            logits, _ = tiny_model(torch.tensor([tiny_model.vocab.encode(text)]))
+            logits, _, _ = tiny_model(torch.tensor([tiny_model.vocab.encode(text)]))
             text += tiny_model.vocab.chars[logits[0, -1].argmax()]
     assert out.greedy == text[len(out.seed):]
 
@@ -73,7 +73,7 @@ def test_probs_are_the_models_probabilities_of_the_sampled_chars(tiny_model):
     assert len(out.probs) == len(out.sampled) == 30
     with torch.no_grad():
         for i in (0, 9, 29):
-            logits, _ = tiny_model(torch.tensor([tiny_model.vocab.encode(out.seed + out.sampled[:i])]))
+            logits, _, _ = tiny_model(torch.tensor([tiny_model.vocab.encode(out.seed + out.sampled[:i])]))
             want = logits[0, -1].softmax(-1)[tiny_model.vocab.stoi[out.sampled[i]]].item()
             assert out.probs[i] == pytest.approx(want, rel=1e-4)
 
