@@ -1,11 +1,11 @@
 """Weights on disk and on the Hub: load with clear errors, save atomically, the loss plot,
 the model card, and the push."""
 import contextlib
-import io
+import inspect
 import json
 import math
 import os
-import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -27,26 +27,175 @@ class WeightsError(Exception):
     """Weights that cannot be loaded; the message says which and why."""
 
 
-def load_model(weights: str | os.PathLike, device: torch.device | str = "cpu") -> CharRNN:
-    """Load from a folder (config.json + model.safetensors) or a Hub repo id, strictly:
-    a missing or extra tensor is an error, not a silently half-initialized model."""
+PROBE_TIMEOUT_S = 3.0  # how long to wait for the Hub before falling back to the local cache
+
+
+def load_model(weights: str | os.PathLike, device: torch.device | str = "cpu",
+               cache_dir: str | None = None, log=None) -> CharRNN:
+    """Load from a folder (config.json + model.safetensors) or a Hub repo id, strictly and
+    checked before anything is allocated: the config must match the safetensors header's
+    shapes, every tensor must be floating point and finite, no tensor missing or extra."""
+    folder = _local_folder(weights, cache_dir, log or _stderr)
+    try:
+        config = _read_config(folder / "config.json")
+        header = _read_header(folder / "model.safetensors")
+        check_shapes(config, header)  # before allocation: a wrong size fails in microseconds
+        model = CharRNN(**config)
+        model.load_state_dict(_read_tensors(folder / "model.safetensors"), strict=True)
+    except WeightsError as e:
+        raise WeightsError(f"could not load weights from {weights}: {e}") from None
+    return model.to(device).eval()
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _local_folder(weights: str | os.PathLike, cache_dir: str | None, log) -> Path:
+    """The folder holding the files: `weights` itself, or the Hub snapshot it names."""
     path = Path(weights)
     if path.is_dir():
         missing = [f for f in WEIGHT_FILES if not (path / f).is_file()]
         if missing:
             raise WeightsError(f"{path} is missing {', '.join(missing)}: train with `python train.py --out {path}`")
-        try:
-            json.loads((path / "config.json").read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise WeightsError(f"{path / 'config.json'} is not valid JSON ({e})") from None
-    elif path.exists() or str(weights).count("/") != 1 or str(weights).startswith((".", "/")):
+        return path
+    if path.exists() or str(weights).count("/") != 1 or str(weights).startswith((".", "/")):
         raise WeightsError(f"no weights folder at {weights} (and it is not a Hub repo id like OWNER/NAME)")
+    return _download(str(weights), cache_dir, log)
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it, looked up now rather than at import."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """One quick request to the Hub, through huggingface_hub's own session (its proxies, its
+    endpoint): the download functions would otherwise retry for ~25 s before giving up."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the mixin prints "Loading weights..."
-            model = CharRNN.from_pretrained(str(weights), strict=True, map_location="cpu")
-    except Exception as e:  # the Hub client, safetensors and torch each raise their own kinds
-        raise WeightsError(f"could not load weights from {weights}: {first_line(e)}") from None
-    return model.to(device).eval()
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # DNS, refused, timeout, TLS: all mean "not now"
+        return False
+    return True
+
+
+def _download(repo_id: str, cache_dir: str | None, log) -> Path:
+    """config.json, model.safetensors (and the card, if any) of a Hub repo, as a local folder.
+    Offline (HF_HUB_OFFLINE, or the Hub unreachable) only the cache is used, and we say so once."""
+    from huggingface_hub import hf_hub_download
+
+    offline = "HF_HUB_OFFLINE is set" if hub_offline() else (
+        None if hub_reachable() else f"the Hub cannot be reached (no answer from it within {PROBE_TIMEOUT_S:g} s)")
+    try:
+        files = [Path(hf_hub_download(repo_id, name, cache_dir=cache_dir, local_files_only=bool(offline)))
+                 for name in WEIGHT_FILES]
+    except Exception as e:
+        if offline:
+            raise WeightsError(f"{offline} and {repo_id} is not in the local Hugging Face cache: connect and "
+                               f"try again, or pass a weights folder") from None
+        raise WeightsError(f"could not download {repo_id} from the Hub: {first_line(e)}") from None
+    if offline:
+        log(f"{offline}: using the cached copy of {repo_id}")
+    with contextlib.suppress(Exception):  # the card is optional: the About panel reads its metrics
+        hf_hub_download(repo_id, "README.md", cache_dir=cache_dir, local_files_only=bool(offline))
+    return files[0].parent
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise WeightsError(f"{path.name} is not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise WeightsError(f"{path.name} must hold a JSON object of CharRNN's settings")
+    known = set(inspect.signature(CharRNN.__init__).parameters) - {"self"}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise WeightsError(f"{path.name} has settings CharRNN does not take: {', '.join(unknown)}")
+    return config
+
+
+def _read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{tensor name: (shape, dtype)} from the safetensors header alone: no tensor is read."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own SafetensorError, or OSError
+        raise WeightsError(f"{path.name} is not a readable safetensors file: {first_line(e)}") from None
+    not_float = {k: d for k, (_, d) in header.items() if d not in FLOAT_DTYPES}
+    if not_float:
+        name, dtype = next(iter(sorted(not_float.items())))
+        raise WeightsError(f"{path.name}: tensor {name} is {dtype}, not floating point: these are not trained weights")
+    return header
+
+
+FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+
+
+def check_shapes(config: dict, header: dict) -> None:
+    """The model config.json describes must have exactly the tensors and shapes of the file.
+    The model is built on the meta device: shapes without a byte of memory."""
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in CharRNN(**config).state_dict().items()}
+    except (TypeError, ValueError) as e:
+        raise WeightsError(f"config.json: {first_line(e)}") from None
+    got = {k: shape for k, (shape, _) in header.items()}
+    if got == expected:
+        return
+    fields = _disagreeing_fields(config, got)
+    tensor = _first_difference(expected, got)
+    raise WeightsError(f"model.safetensors does not match config.json: {fields + ' (' + tensor + ')' if fields else tensor}")
+
+
+def _first_difference(expected: dict, got: dict) -> str:
+    for name in expected:
+        if name not in got:
+            return f"the weights lack tensor {name}, which config.json implies"
+        if got[name] != expected[name]:
+            return f"tensor {name} is {list(got[name])} in the weights, config.json implies {list(expected[name])}"
+    name = next(n for n in got if n not in expected)
+    return f"the weights have tensor {name} {list(got[name])}, which config.json does not imply"
+
+
+def _disagreeing_fields(config: dict, got: dict) -> str:
+    """Which config.json fields the weights' shapes contradict, e.g. 'config.json has
+    hidden_size 32, the weights 16'; empty when the shapes do not say."""
+    try:
+        vocab, embed_dim = got["embed.weight"]
+        gates, hidden = got["rnn.weight_hh_l0"]
+        layers = sum(1 for n in got if n.startswith("rnn.weight_hh_l"))
+    except (KeyError, ValueError):
+        return ""
+    cell = {4: "lstm", 3: "gru"}.get(gates // hidden if hidden else 0)
+    implied = {"vocab": vocab, "embed_dim": embed_dim, "hidden_size": hidden, "num_layers": layers, "cell": cell}
+    defaults = {k: p.default for k, p in inspect.signature(CharRNN.__init__).parameters.items()}
+    said = {k: config.get(k, defaults[k]) for k in implied}
+    said["vocab"] = len(said["vocab"])
+    wrong = [k for k in implied if implied[k] is not None and said[k] != implied[k]]
+    shown = {"vocab": lambda v: f"{v} characters"}
+    return "; ".join(f"config.json has {k} {shown.get(k, repr)(said[k])}, the weights "
+                     f"{shown.get(k, repr)(implied[k])}" for k in wrong)
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as e:
+        raise WeightsError(f"{path.name} could not be read: {first_line(e)}") from None
+    for name, t in state.items():
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise WeightsError(f"{path.name}: tensor {name} has {bad:,} NaN or infinite value(s): "
+                               f"the training that wrote it diverged")
+    return state
 
 
 def save_weights(model: CharRNN, out: Path) -> None:
@@ -55,7 +204,11 @@ def save_weights(model: CharRNN, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         model.save_pretrained(tmp)
+        # safetensors writes through a private (0600) temp file; give the weights the mode
+        # config.json got from the umask, so an app running as another user can read them.
+        mode = (Path(tmp) / "config.json").stat().st_mode & 0o777
         for name in WEIGHT_FILES:
+            os.chmod(Path(tmp) / name, mode)
             os.replace(Path(tmp) / name, out / name)
 
 
@@ -141,11 +294,33 @@ it does not know facts or keep a plot. Text is Spanish of Cervantes' time.
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
 
 
+class PushError(Exception):
+    """The Hub cannot take an upload now (offline, unreachable, no token); the message says why."""
+
+
+def check_can_push(token: str | None = None) -> None:
+    """Raise PushError unless the Hub is reachable and the token is accepted: cheap, so it can
+    run before a long training run rather than after it."""
+    from huggingface_hub import HfApi
+
+    if hub_offline():
+        raise PushError("HF_HUB_OFFLINE is set: unset it to upload to the Hub")
+    if not hub_reachable():
+        raise PushError(f"the Hub cannot be reached (no answer within {PROBE_TIMEOUT_S:g} s)")
+    try:
+        HfApi(token=token).whoami()
+    except Exception as e:
+        raise PushError(f"the Hub does not accept the token ({first_line(e)}): run `hf auth login` "
+                        "or set HF_TOKEN") from None
+
+
 def push(folder: Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
     """Upload the weights folder's files to a model repo; returns the repo URL.
     The token comes from `token`, $HF_TOKEN or `hf auth login`, as huggingface_hub decides."""
     from huggingface_hub import HfApi
 
+    if hub_offline():  # huggingface_hub's upload calls do not honour it themselves
+        raise PushError("HF_HUB_OFFLINE is set: unset it to upload to the Hub")
     api = HfApi(token=token)
     url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     present = [f for f in UPLOAD_FILES if (Path(folder) / f).is_file()]

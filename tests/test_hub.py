@@ -1,10 +1,14 @@
+import functools
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 import torch
 
-from charrnn.hub import UPLOAD_FILES, WeightsError, load_model, push, save_weights
+from charrnn import hub
+from charrnn.hub import UPLOAD_FILES, PushError, WeightsError, load_model, push, save_weights
 from charrnn.model import CharRNN
 from charrnn.text import Vocab
 
@@ -41,7 +45,7 @@ def test_load_errors_are_clear(model, tmp_path):
 
     save_weights(model, tmp_path / "m")
     (tmp_path / "m" / "model.safetensors").write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(WeightsError, match="could not load weights"):
+    with pytest.raises(WeightsError, match="model.safetensors is not a readable safetensors file"):
         load_model(tmp_path / "m")
 
     save_weights(model, tmp_path / "c")
@@ -54,7 +58,7 @@ def test_load_errors_are_clear(model, tmp_path):
     cfg = json.loads((tmp_path / "s" / "config.json").read_text(encoding="utf-8"))
     cfg["hidden_size"] = 32
     (tmp_path / "s" / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
-    with pytest.raises(WeightsError, match="could not load"):
+    with pytest.raises(WeightsError, match="config.json has hidden_size 32, the weights 16"):
         load_model(tmp_path / "s")
 
 
@@ -76,6 +80,7 @@ def test_push_uploads_weights_and_card_to_the_repo(model, tmp_path, monkeypatch)
                  if allow_patterns is None or p.name in allow_patterns}
         calls["upload"] = (repo_id, files, kw)
 
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # the network layer is replaced below
     monkeypatch.setattr(HfApi, "create_repo", fake_create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", fake_upload_folder)
     url = push(tmp_path, "someone/quijote-rnn", private=True)
@@ -89,8 +94,182 @@ def test_push_uploads_weights_and_card_to_the_repo(model, tmp_path, monkeypatch)
     assert files["model.safetensors"] == (tmp_path / "model.safetensors").read_bytes()
 
 
-def test_push_without_network_raises(model, tmp_path, monkeypatch):
+def test_push_offline_says_so_and_sends_nothing(model, tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    monkeypatch.setattr(HfApi, "create_repo", lambda *a, **k: pytest.fail("create_repo called offline"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     save_weights(model, tmp_path)
-    with pytest.raises(Exception):
+    with pytest.raises(PushError, match="^HF_HUB_OFFLINE is set: unset it to upload to the Hub$"):
         push(tmp_path, "someone/quijote-rnn", token="hf_fake")
+
+
+def test_check_can_push_names_what_is_missing(monkeypatch):
+    from huggingface_hub import HfApi
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=hub.PROBE_TIMEOUT_S: False)
+    with pytest.raises(PushError, match="^the Hub cannot be reached"):
+        hub.check_can_push("hf_fake")
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=hub.PROBE_TIMEOUT_S: True)
+
+    def rejected(self):
+        raise ValueError("Invalid user token.\nmore detail")
+
+    monkeypatch.setattr(HfApi, "whoami", rejected)
+    with pytest.raises(PushError, match=r"does not accept the token \(Invalid user token.\): run `hf auth login`"):
+        hub.check_can_push("hf_fake")
+    monkeypatch.setattr(HfApi, "whoami", lambda self: {"name": "someone"})
+    hub.check_can_push("hf_good")  # no error
+
+
+# ---------------------------------------------------------------- weights that must not load
+
+def _saved(model, folder: Path) -> Path:
+    save_weights(model, folder)
+    return folder
+
+
+def _edit_config(folder: Path, **changes) -> None:
+    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    (folder / "config.json").write_text(json.dumps({**cfg, **changes}), encoding="utf-8")
+
+
+def _rewrite_tensors(folder: Path, change) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    change(state)
+    save_file(state, str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_are_refused(model, tmp_path, value):
+    folder = _saved(model, tmp_path)
+    _rewrite_tensors(folder, lambda s: s["rnn.weight_hh_l1"].view(-1).__setitem__(3, value))
+    with pytest.raises(WeightsError, match=r"tensor rnn\.weight_hh_l1 has 1 NaN or infinite value"):
+        load_model(folder)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool])
+def test_integer_weights_are_refused(model, tmp_path, dtype):
+    folder = _saved(model, tmp_path)
+    _rewrite_tensors(folder, lambda s: s.__setitem__("head.weight", s["head.weight"].to(dtype)))
+    with pytest.raises(WeightsError, match=r"tensor head\.weight is (I64|I32|U8|BOOL), not floating point"):
+        load_model(folder)
+
+
+def test_half_precision_weights_still_load(model, tmp_path):
+    folder = _saved(model, tmp_path)
+    _rewrite_tensors(folder, lambda s: s.update({k: v.half() for k, v in s.items()}))
+    assert load_model(folder).head.weight.dtype == torch.float32  # loaded into the fp32 model
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("hidden_size", 32, r"config.json has hidden_size 32, the weights 16 \(tensor rnn\.weight_ih_l0 is "
+                        r"\[\d+, 8\] in the weights, config.json implies \[\d+, 8\]\)"),
+    ("embed_dim", 4, r"config.json has embed_dim 4, the weights 8 \(tensor embed\.weight is \[\d+, 8\] in the "
+                     r"weights, config.json implies \[\d+, 4\]\)"),
+    ("num_layers", 3, r"config.json has num_layers 3, the weights 2 \(the weights lack tensor rnn\.weight_ih_l2"),
+    ("vocab", VOCAB + "xyz", r"config.json has vocab \d+ characters, the weights \d+ characters \(tensor embed"),
+])
+def test_mismatch_names_the_field_tensor_and_shapes(model, tmp_path, field, value, says):
+    folder = _saved(model, tmp_path)
+    _edit_config(folder, **{field: value})
+    with pytest.raises(WeightsError, match=f"model.safetensors does not match config.json: {says}"):
+        load_model(folder)
+
+
+def test_mismatched_cell_is_named(tmp_path):
+    torch.manual_seed(0)
+    folder = _saved(CharRNN(VOCAB, cell="gru", embed_dim=8, hidden_size=16), tmp_path)
+    _edit_config(folder, cell="lstm")
+    with pytest.raises(WeightsError, match=r"config.json has cell 'lstm', the weights 'gru' \(tensor "
+                                           r"rnn.weight_ih_l0 is \[48, 8\] in the weights, config.json implies \[64, 8\]"):
+        load_model(folder)
+
+
+def test_a_huge_config_fails_before_allocating(model, tmp_path, monkeypatch):
+    """hidden_size 6000 in a 2-layer LSTM is ~1.9 GB of fp32: the header check must refuse it
+    before any real tensor is made (the model is only ever built on the meta device first)."""
+    folder = _saved(model, tmp_path)
+    _edit_config(folder, hidden_size=6000)
+    built = []
+    real_init = CharRNN.__init__
+
+    @functools.wraps(real_init)  # the same signature: load_model reads the settings from it
+    def watch(self, *args, **kwargs):
+        built.append(torch.empty(0).device.type)  # the device in force while the model is built
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(CharRNN, "__init__", watch)
+    with pytest.raises(WeightsError, match="config.json has hidden_size 6000, the weights 16"):
+        load_model(folder)
+    assert built == ["meta"]
+
+
+def test_unknown_config_settings_are_named(model, tmp_path):
+    folder = _saved(model, tmp_path)
+    _edit_config(folder, hiden_size=16, colour="red")
+    with pytest.raises(WeightsError, match="config.json has settings CharRNN does not take: colour, hiden_size$"):
+        load_model(folder)
+
+
+def test_weights_are_written_readable_by_others(model, tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_weights(model, tmp_path)
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"config.json": 0o644, "model.safetensors": 0o644}
+
+
+# ---------------------------------------------------------------- Hub repo ids without a network
+
+def _cache_with(folder: Path, cache: Path, repo_id: str) -> None:
+    """The layout huggingface_hub reads offline: models--OWNER--NAME/snapshots/<hash>/ + refs/main."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    for f in folder.iterdir():
+        (repo / "snapshots" / commit / f.name).write_bytes(f.read_bytes())
+
+
+def test_offline_repo_id_not_in_cache_fails_at_once_saying_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=0: pytest.fail("probed although offline"))
+    with pytest.raises(WeightsError, match="^HF_HUB_OFFLINE is set and someone/quijote is not in the local "
+                                           "Hugging Face cache: connect and try again, or pass a weights folder$"):
+        load_model("someone/quijote", cache_dir=str(tmp_path))
+
+
+def test_unreachable_hub_uses_the_cache_and_says_so_once(model, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=0: False)
+    calls = []
+    real = huggingface_hub.hf_hub_download
+
+    def recorded(*args, **kwargs):
+        calls.append(kwargs["local_files_only"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", recorded)
+    _cache_with(_saved(model, tmp_path / "w"), tmp_path / "cache", "someone/quijote")
+    said = []
+    loaded = load_model("someone/quijote", cache_dir=str(tmp_path / "cache"), log=said.append)
+    assert torch.equal(loaded.head.weight, model.head.weight)
+    assert said == ["the Hub cannot be reached (no answer from it within 3 s): using the cached copy of someone/quijote"]
+    assert calls and all(calls)  # every file from the cache: no request that would retry for 25 s
+    with pytest.raises(WeightsError, match="^the Hub cannot be reached .* and someone/other is not in the local"):
+        load_model("someone/other", cache_dir=str(tmp_path / "cache"))
+
+
+def test_hub_reachable_is_false_without_a_network(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
+    assert hub.hub_reachable(timeout=1) is False
