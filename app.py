@@ -13,7 +13,6 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
 import math  # noqa: E402
-import re  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -22,7 +21,7 @@ import torch  # noqa: E402
 
 from charrnn.device import resolve_device  # noqa: E402
 from charrnn.generate import Output, Settings, stream  # noqa: E402
-from charrnn.hub import WeightsError, load_model  # noqa: E402
+from charrnn.hub import WeightsError, card_metrics, load_model  # noqa: E402
 from charrnn.model import CharRNN  # noqa: E402
 
 try:  # On a Hugging Face ZeroGPU Space each generation borrows a GPU; elsewhere this is a no-op.
@@ -127,25 +126,16 @@ def _info(out: Output, seconds: float) -> str:
 # ------------------------------------------------------------------------- the page
 
 def about(model: CharRNN, source: str) -> str:
-    """Model summary, the model card's metrics table when it can be read offline, and a link."""
+    """Model summary, the validation metrics from the model card's data (read offline), and a link."""
     rnn = model.rnn
     text = "accent-free (the tutorials' setting)" if model.vocab.strip_accents else "accents, ñ, ¿ and ¡ kept"
     lines = [f"**Model:** {model.cell.upper()}, {rnn.num_layers} layer{'s' * (rnn.num_layers > 1)} × {rnn.hidden_size} units, "
-             f"{model.num_params():,} parameters, {len(model.vocab)}-character vocabulary ({text}).",
-             "Trained from scratch on *El ingenioso hidalgo don Quijote de la Mancha* (Part I)."]
-    local = Path(source).exists()
-    card = Path(source) / "README.md"
-    if not local:
-        from huggingface_hub import try_to_load_from_cache  # the cache only: no network call here
-
-        cached = try_to_load_from_cache(source, "README.md")
-        card = Path(cached) if isinstance(cached, str) else card
-    if card.is_file():
-        found = re.search(r"^## Metrics\n(.*?)(?=^## |\Z)", card.read_text(encoding="utf-8"), re.M | re.S)
-        if found:
-            metrics = "\n".join(line for line in found.group(1).strip().splitlines() if not line.startswith("!["))
-            lines.append("**Metrics** (from the model card)\n\n" + metrics)
-    if local:
+             f"{model.num_params():,} parameters, {len(model.vocab)}-character vocabulary ({text})."]
+    metrics = card_metrics(source)
+    if metrics is not None:
+        lines.append(f"**Validation loss** (from the model card): **{metrics.nats_per_char:.4f} nats/char** "
+                     f"({metrics.bits_per_char:.4f} bits/char) on `{metrics.dataset}`, {metrics.split}.")
+    if Path(source).exists():
         lines.append(f"**Weights:** `{source}` (config.json + model.safetensors, model card in README.md).")
     else:
         lines.append(f"**Weights:** [{source}](https://huggingface.co/{source}) on the Hugging Face Hub.")

@@ -3,7 +3,6 @@ the model card, and the push."""
 import contextlib
 import inspect
 import json
-import math
 import os
 import sys
 import tempfile
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .card import Corpus, Metrics, default_corpus, read_metrics, retarget
 from .model import CharRNN
 
 WEIGHT_FILES = ("config.json", "model.safetensors")
@@ -231,67 +231,44 @@ def plot_losses(history: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def model_card(summary: dict, samples: list[tuple[str, str]], command: str, load_from: str = "weights") -> str:
-    """README.md for the weights folder: what it is, how good, how made, how to load.
-    `samples` are (seed as the model read it, continuation); `load_from` is a folder or repo id."""
-    from huggingface_hub import ModelCard, ModelCardData
-
+def model_card(summary: dict, samples: list[tuple[str, str]], command: str, load_from: str = "weights",
+               corpus: Corpus | None = None) -> str:
+    """README.md for a finished run's weights folder, from the one template (charrnn/card.py).
+    `samples` are (seed as the model read it, continuation); `load_from` is a folder or repo id;
+    `corpus` describes the text (default: told from the run's config)."""
     cfg, model = summary["config"], summary["model"]
-    nats = summary["val_loss"]
-    text_kind = "accent-stripped (the tutorials' setting)" if cfg.strip_accents else "NFC, accents, ñ, ¿ and ¡ kept"
-    data = ModelCardData(language="es", license="mit", library_name="charrnn",
-                         tags=["char-rnn", "text-generation", "spanish", "don-quijote", cfg.cell],
-                         pipeline_tag="text-generation",
-                         model_name=f"charrnn {cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}")
-    vocab_shown = json.dumps(model.vocab.chars, ensure_ascii=False)
-    sample_md = "\n\n".join(f"**Seed:** `{seed!r}`\n\n```text\n{seed}{cont}\n```" for seed, cont in samples)
-    body = f"""
-# charrnn: a character-level {cfg.cell.upper()} of *Don Quijote*
+    corpus = corpus or corpus_of(cfg, summary["train_chars"] + summary["val_chars"])
+    facts = [("training", f"{summary['steps']:,} steps, {summary['minutes']:.1f} min, best at step "
+                          f"{summary['best_step']:,}")]
+    recipe = [f"- Every position is a target; {cfg.batch_size} contiguous streams read in {cfg.seq_len}-char "
+              f"chunks with the recurrent state carried between chunks (stateful truncated BPTT).",
+              f"- AdamW (lr {cfg.lr}, weight decay {cfg.weight_decay}), {cfg.warmup:.0%} warmup then cosine to "
+              f"{cfg.min_lr:.0%}, gradient clipping {cfg.grad_clip}, dropout {cfg.dropout}; the checkpoint with "
+              f"the best validation loss kept."]
+    card = model.generate_model_card(repo_id=load_from, corpus=corpus, val_nats=summary["val_loss"], facts=facts,
+                                     recipe=recipe, samples=samples, command=command, plot=True)
+    return str(card)
 
-A {cfg.num_layers}-layer {cfg.cell.upper()} ({cfg.hidden_size} units, embedding {cfg.embed_dim},
-{model.num_params():,} parameters) that writes Spanish one character at a time, trained from scratch
-on Cervantes' *El ingenioso hidalgo don Quijote de la Mancha* (Part I, the PyTorch char-RNN
-tutorial's `el_quijote.txt`).
 
-## Metrics
-| | value |
-|---|---|
-| validation loss (last 20% of the text, state carried from its first char) | **{nats:.4f} nats/char** ({nats / math.log(2):.4f} bits/char) |
-| text | {text_kind} |
-| training | {summary['steps']:,} steps, {summary['minutes']:.1f} min on a 2-core CPU, best at step {summary['best_step']:,} |
-| PyTorch tutorial's best (accent-stripped, 20 GPU epochs) | 1.2446 nats/char |
+def corpus_of(cfg, chars: int) -> Corpus:
+    """The card's corpus for a TrainConfig: the tutorial's text unless --data named another file."""
+    from .data import CORPUS_NAME
 
-![loss curve](loss.png)
+    if cfg.data is None or Path(cfg.data).name == CORPUS_NAME:
+        return default_corpus(chars, cfg.val_frac)
+    return Corpus(Path(cfg.data).name, chars, cfg.val_frac)
 
-Reproduce: `{command}`; score: `python -m charrnn.evaluate --weights {load_from} --data el_quijote.txt --split val`.
 
-## Training
-- Corpus: `el_quijote.txt` ({summary['train_chars'] + summary['val_chars']:,} chars after normalization),
-  first 80% for training, last 20% for validation, split by position.
-- Vocabulary ({len(model.vocab)} chars): {vocab_shown}
-- Every position is a target; {cfg.batch_size} contiguous streams read in {cfg.seq_len}-char chunks with
-  the recurrent state carried between chunks (stateful truncated BPTT).
-- AdamW (lr {cfg.lr}, weight decay {cfg.weight_decay}), {cfg.warmup:.0%} warmup then cosine to
-  {cfg.min_lr:.0%}, gradient clipping {cfg.grad_clip}, dropout {cfg.dropout}, the checkpoint with the best
-  validation loss kept.
+def card_metrics(source: str | os.PathLike) -> Metrics | None:
+    """The validation metrics in the model card of a weights folder or (from the local cache
+    only, no network) a Hub repo id; None without a card or without a model-index."""
+    card = Path(source) / "README.md"
+    if not Path(source).exists():
+        from huggingface_hub import try_to_load_from_cache
 
-## Samples (temperature 0.8)
-{sample_md}
-
-## Use
-```python
-from charrnn import CharRNN, Settings, complete
-model = CharRNN.from_pretrained("{load_from}")
-print(complete(model, "En un lugar de la Mancha", Settings(length=300, temperature=0.8)).sampled)
-```
-or `python -m charrnn.sample --weights {load_from} --seed-text "En un lugar de la Mancha"`,
-or the Gradio app: `python app.py`.
-
-## Limits
-It learns spelling, punctuation and the rhythm of 17th-century prose from one million characters;
-it does not know facts or keep a plot. Text is Spanish of Cervantes' time.
-"""
-    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
+        cached = try_to_load_from_cache(str(source), "README.md")
+        card = Path(cached) if isinstance(cached, str) else card
+    return read_metrics(card) if card.is_file() else None
 
 
 class PushError(Exception):
@@ -323,10 +300,22 @@ def push(folder: Path, repo_id: str, private: bool = False, token: str | None = 
         raise PushError("HF_HUB_OFFLINE is set: unset it to upload to the Hub")
     api = HfApi(token=token)
     url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    present = [f for f in UPLOAD_FILES if (Path(folder) / f).is_file()]
-    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", allow_patterns=present,
+    api.create_commit(repo_id, repo_type="model", operations=upload_operations(Path(folder), repo_id),
                       commit_message="Upload charrnn weights, model card and metrics")
     return str(url)
+
+
+def upload_operations(folder: Path, repo_id: str) -> list:
+    """One CommitOperationAdd per file the repo gets; the card's code is retargeted to `repo_id`."""
+    from huggingface_hub import CommitOperationAdd
+
+    ops = []
+    for name in [f for f in UPLOAD_FILES if (folder / f).is_file()]:
+        content = folder / name
+        if name == "README.md":
+            content = retarget(content.read_text(encoding="utf-8"), repo_id).encode("utf-8")
+        ops.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=content))
+    return ops
 
 
 def main(argv=None) -> int:

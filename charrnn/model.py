@@ -1,14 +1,16 @@
 """The model: embedding -> stacked GRU/LSTM -> linear head over the vocabulary.
 
 CharRNN is also a PyTorchModelHubMixin, so save_pretrained / from_pretrained / push_to_hub
-write and read config.json (every __init__ argument, the vocabulary included) and
-model.safetensors. Nothing in this file knows about files, training or sampling.
+write and read config.json (every __init__ argument, the vocabulary included),
+model.safetensors and the model card (charrnn/card.py's template). `generate` is a one-line
+front door to charrnn/generate.py, the code the app and the CLI use.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 
+from .card import CARD_TEMPLATE, CODE_URL, LICENSE, TAGS, card_kwargs
 from .text import Vocab
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # GRU: h; LSTM: (h, c), each (L, B, H)
@@ -18,10 +20,13 @@ class CharRNN(
     nn.Module,
     PyTorchModelHubMixin,
     library_name="charrnn",
-    tags=["char-rnn", "text-generation", "spanish", "don-quijote"],
-    license="mit",
+    tags=list(TAGS),  # a copy: the mixin appends its own tags to the list it is given
+    license=LICENSE,
     language="es",
     pipeline_tag="text-generation",
+    model_card_template=CARD_TEMPLATE,
+    repo_url=CODE_URL,
+    docs_url=CODE_URL,
 ):
     def __init__(self, vocab: str, strip_accents: bool = False, cell: str = "lstm",
                  embed_dim: int = 128, hidden_size: int = 512, num_layers: int = 2,
@@ -60,6 +65,43 @@ class CharRNN(
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    @torch.no_grad()
+    def generate(self, text: str = "", length: int = 300, temperature: float = 0.8, top_k: int = 0,
+                 top_p: float = 1.0, seed: int | None = None) -> str:
+        """The continuation of `text` (without it), sampled as the app samples: temperature 0 is
+        greedy, top_k 0 and top_p 1 are off, the same `seed` gives the same text. Characters the
+        model does not know are mapped to close ones or dropped. Bad settings raise ValueError."""
+        from .generate import Settings, complete  # generate.py imports this module
+
+        settings = Settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, sampling_seed=seed)
+        return complete(self, text, settings).sampled
+
+    # ------------------------------------------------------------- the Hub mixin, made to use our card
+
+    def generate_model_card(self, *args, **kwargs):
+        """The card from charrnn/card.py's template. save_pretrained and push_to_hub pass their
+        `model_card_kwargs` here: repo_id, corpus, val_nats, facts, recipe, samples, command, plot."""
+        from huggingface_hub import ModelCard
+
+        return ModelCard.from_template(template_str=self._hub_mixin_info.model_card_template,
+                                       **card_kwargs(self, **kwargs))
+
+    def save_pretrained(self, save_directory, *, model_card_kwargs: dict | None = None, **kwargs):
+        """The mixin's save_pretrained; the card's code loads from this folder unless
+        `model_card_kwargs` names a repo_id."""
+        model_card_kwargs = {"repo_id": str(save_directory), **(model_card_kwargs or {})}
+        return super().save_pretrained(save_directory, model_card_kwargs=model_card_kwargs, **kwargs)
+
+    def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict | None = None, **kwargs):
+        """The mixin's push_to_hub; the card's code loads from the repo pushed to."""
+        return super().push_to_hub(repo_id, model_card_kwargs={**(model_card_kwargs or {}), "repo_id": repo_id},
+                                   **kwargs)
+
+    @classmethod
+    def _from_pretrained(cls, *, strict: bool = True, **kwargs):
+        """The mixin's loader, strict by default: a missing or extra tensor is an error."""
+        return super()._from_pretrained(strict=strict, **kwargs)
 
 
 def detach_state(state: State) -> State:

@@ -165,11 +165,13 @@ def test_missing_or_corrupt_weights_give_a_page_level_error(launch_app, tiny_mod
 
 
 def test_about_shows_the_model_card_metrics(tiny_model, tiny_model_dir, tmp_path):
-    card = "---\nlicense: mit\n---\n# x\n## Metrics\n| | value |\n|---|---|\n| validation loss | **1.23 nats/char** |\n" \
-           "![loss curve](loss.png)\n## Training\nsecret"
-    (tmp_path / "README.md").write_text(card, encoding="utf-8")
-    text = app.about(tiny_model, str(tmp_path))
-    assert "**1.23 nats/char**" in text and "loss.png" not in text and "secret" not in text
+    from charrnn.card import Corpus
+
+    card = tiny_model.generate_model_card(corpus=Corpus("tiny.txt", 600), val_nats=1.23456, recipe=["secret"])
+    (tmp_path / "README.md").write_text(str(card), encoding="utf-8")
+    text = app.about(tiny_model, str(tmp_path))  # from the card's model-index, not its Markdown
+    assert "**1.2346 nats/char** (1.7811 bits/char) on `tiny.txt`, validation (last 20%" in text
+    assert "secret" not in text
     assert "LSTM, 2 layers × 32 units" in text and f"`{tmp_path}`" in text
     assert "https://huggingface.co/owner/name" in app.about(tiny_model, "owner/name")
 
@@ -203,4 +205,4 @@ def test_shipped_weights_load_and_generate():
     assert error is None
     out = complete(model, SEED, Settings(length=100, temperature=0.8, sampling_seed=0))
     assert len(out.sampled) == 100 and out.notices == []
-    assert "Metrics" in app.about(model, str(ROOT / "weights"))
+    assert "**1.1942 nats/char**" in app.about(model, str(ROOT / "weights"))

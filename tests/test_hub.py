@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from charrnn import hub
-from charrnn.hub import UPLOAD_FILES, PushError, WeightsError, load_model, push, save_weights
+from charrnn.hub import PushError, WeightsError, load_model, push, save_weights
+from charrnn.card import default_corpus
 from charrnn.model import CharRNN
 from charrnn.text import Vocab
 
@@ -62,46 +63,58 @@ def test_load_errors_are_clear(model, tmp_path):
         load_model(tmp_path / "s")
 
 
-def test_push_uploads_weights_and_card_to_the_repo(model, tmp_path, monkeypatch):
+def _fake_hub(monkeypatch) -> list:
+    """Replace HfApi's network calls with recorders: [(method, args, kwargs), ...]; a commit's
+    operations are read at once into {path_in_repo: bytes}, as the Hub would receive them."""
     from huggingface_hub import HfApi
 
+    calls = []
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+
+    def create_repo(self, repo_id, **kw):
+        calls.append(("create_repo", repo_id, kw))
+        return f"https://huggingface.co/{'spaces/' if kw.get('repo_type') == 'space' else ''}{repo_id}"
+
+    def create_commit(self, repo_id, operations, **kw):
+        files = {}
+        for op in operations:
+            src = op.path_or_fileobj
+            files[op.path_in_repo] = src if isinstance(src, bytes) else Path(src).read_bytes()
+        calls.append(("create_commit", repo_id, {**kw, "files": files}))
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    return calls
+
+
+def test_push_uploads_weights_and_card_to_the_repo(model, tmp_path, monkeypatch):
     save_weights(model, tmp_path)
-    (tmp_path / "README.md").write_text("---\nlicense: mit\n---\n# card\n", encoding="utf-8")
+    card = model.generate_model_card(repo_id=str(tmp_path), corpus=default_corpus(1000), val_nats=1.5)
+    (tmp_path / "README.md").write_text(str(card), encoding="utf-8")
     (tmp_path / "checkpoint.pt").write_bytes(b"not for upload")
-    calls = {}
-
-    def fake_create_repo(self, repo_id, **kw):
-        calls["create"] = (repo_id, kw)
-        return f"https://huggingface.co/{repo_id}"
-
-    def fake_upload_folder(self, *, folder_path, repo_id, allow_patterns=None, **kw):
-        # what the Hub would receive: the files the patterns select, read now
-        files = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()
-                 if allow_patterns is None or p.name in allow_patterns}
-        calls["upload"] = (repo_id, files, kw)
-
-    monkeypatch.delenv("HF_HUB_OFFLINE")  # the network layer is replaced below
-    monkeypatch.setattr(HfApi, "create_repo", fake_create_repo)
-    monkeypatch.setattr(HfApi, "upload_folder", fake_upload_folder)
+    calls = _fake_hub(monkeypatch)
     url = push(tmp_path, "someone/quijote-rnn", private=True)
 
     assert url == "https://huggingface.co/someone/quijote-rnn"
-    assert calls["create"][0] == "someone/quijote-rnn" and calls["create"][1]["private"] is True
-    repo_id, files, kw = calls["upload"]
+    assert [c[0] for c in calls] == ["create_repo", "create_commit"]
+    assert calls[0][1:] == ("someone/quijote-rnn", {"private": True, "exist_ok": True, "repo_type": "model"})
+    repo_id, kw = calls[1][1:]
     assert repo_id == "someone/quijote-rnn" and kw["repo_type"] == "model"
-    assert {"config.json", "model.safetensors", "README.md"} <= set(files) <= set(UPLOAD_FILES)
-    assert "checkpoint.pt" not in files
+    files = kw["files"]
+    assert set(files) == {"config.json", "model.safetensors", "README.md"}  # no checkpoint, nothing absent
     assert files["model.safetensors"] == (tmp_path / "model.safetensors").read_bytes()
+    uploaded = files["README.md"].decode("utf-8")  # the card's code loads from where it was pushed
+    assert 'CharRNN.from_pretrained("someone/quijote-rnn")' in uploaded and str(tmp_path) not in uploaded
+    assert uploaded.replace("someone/quijote-rnn", str(tmp_path)) == str(card)  # nothing else changed
 
 
 def test_push_offline_says_so_and_sends_nothing(model, tmp_path, monkeypatch):
-    from huggingface_hub import HfApi
-
-    monkeypatch.setattr(HfApi, "create_repo", lambda *a, **k: pytest.fail("create_repo called offline"))
+    calls = _fake_hub(monkeypatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     save_weights(model, tmp_path)
     with pytest.raises(PushError, match="^HF_HUB_OFFLINE is set: unset it to upload to the Hub$"):
         push(tmp_path, "someone/quijote-rnn", token="hf_fake")
+    assert calls == []
 
 
 def test_check_can_push_names_what_is_missing(monkeypatch):

@@ -1,0 +1,62 @@
+"""The `charrnn` command: one entry point over the project's CLIs.
+
+    charrnn train [flags]      # train.py: train and write weights/
+    charrnn sample [flags]     # python -m charrnn.sample
+    charrnn evaluate [flags]   # python -m charrnn.evaluate
+    charrnn push FOLDER OWNER/NAME [--private]    # python -m charrnn.hub
+    charrnn space OWNER/NAME [--private] [--dry-run]   # python -m charrnn.space
+
+Each subcommand hands the rest of the command line to that module's main(argv), so flags,
+help and errors are the module's own.
+"""
+import argparse
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+# Imported only when chosen: `charrnn sample` should not wait for the training code, or --help for torch.
+MODULES = {"sample": "charrnn.sample", "evaluate": "charrnn.evaluate", "push": "charrnn.hub",
+           "space": "charrnn.space"}
+HELP = {"train": "train a model and write its weights folder (train.py)",
+        "sample": "continue a text with a trained model",
+        "evaluate": "score a model on a text, in nats and bits per char",
+        "push": "upload a weights folder with its model card to a Hub model repo",
+        "space": "deploy the demo app as a Hugging Face Space"}
+
+
+def train_main():
+    """train.py's main. It lives at the top of the repository, beside the package, so it is
+    found from a checkout or an editable install; a wheel ships the package alone."""
+    path = Path(__file__).resolve().parent.parent / "train.py"
+    if not path.is_file():
+        raise ImportError("`charrnn train` runs the repository's train.py: clone the repository and "
+                          "install it with `pip install -e .[train]`")
+    spec = importlib.util.spec_from_file_location("train", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="charrnn", usage="charrnn COMMAND [ARGS...]", description="A character-level language model of Don Quijote.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n".join(f"  {k:<9} {v}" for k, v in HELP.items())
+                                + "\n\n`charrnn COMMAND --help` shows a command's flags.")
+    p.add_argument("command", choices=list(HELP), metavar="COMMAND", help=" | ".join(HELP))
+    p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        p.error("give a COMMAND: " + " | ".join(HELP))
+    args = p.parse_args(argv)
+    try:
+        run = train_main() if args.command == "train" else importlib.import_module(MODULES[args.command]).main
+    except ImportError as e:  # an optional dependency, e.g. tqdm for training: say which extra has it
+        print(f"error: charrnn {args.command} cannot start: {e}", file=sys.stderr)
+        return 2
+    sys.argv[0] = f"charrnn {args.command}"  # the program name in the help of parsers that take it from argv
+    return run(args.args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
