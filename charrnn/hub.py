@@ -280,7 +280,7 @@ def check_can_push(token: str | None = None) -> None:
     run before a long training run rather than after it."""
     from huggingface_hub import HfApi
 
-    if hub_offline():
+    if hub_offline():  # huggingface_hub's upload calls do not honour it themselves
         raise PushError("HF_HUB_OFFLINE is set: unset it to upload to the Hub")
     if not hub_reachable():
         raise PushError(f"the Hub cannot be reached (no answer within {PROBE_TIMEOUT_S:g} s)")
@@ -296,8 +296,7 @@ def push(folder: Path, repo_id: str, private: bool = False, token: str | None = 
     The token comes from `token`, $HF_TOKEN or `hf auth login`, as huggingface_hub decides."""
     from huggingface_hub import HfApi
 
-    if hub_offline():  # huggingface_hub's upload calls do not honour it themselves
-        raise PushError("HF_HUB_OFFLINE is set: unset it to upload to the Hub")
+    check_can_push(token)  # offline, unreachable or no token: one clear line, nothing sent
     api = HfApi(token=token)
     url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     api.create_commit(repo_id, repo_type="model", operations=upload_operations(Path(folder), repo_id),

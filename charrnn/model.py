@@ -5,6 +5,9 @@ write and read config.json (every __init__ argument, the vocabulary included),
 model.safetensors and the model card (charrnn/card.py's template). `generate` is a one-line
 front door to charrnn/generate.py, the code the app and the CLI use.
 """
+import contextlib
+import io
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -100,8 +103,10 @@ class CharRNN(
 
     @classmethod
     def _from_pretrained(cls, *, strict: bool = True, **kwargs):
-        """The mixin's loader, strict by default: a missing or extra tensor is an error."""
-        return super()._from_pretrained(strict=strict, **kwargs)
+        """The mixin's loader, strict by default (a missing or extra tensor is an error) and quiet
+        (it prints "Loading weights from local directory"). charrnn.hub.load_model checks more."""
+        with contextlib.redirect_stdout(io.StringIO()):
+            return super()._from_pretrained(strict=strict, **kwargs)
 
 
 def detach_state(state: State) -> State:

@@ -63,7 +63,7 @@ def test_load_errors_are_clear(model, tmp_path):
         load_model(tmp_path / "s")
 
 
-def _fake_hub(monkeypatch) -> list:
+def fake_hub(monkeypatch) -> list:
     """Replace HfApi's network calls with recorders: [(method, args, kwargs), ...]; a commit's
     operations are read at once into {path_in_repo: bytes}, as the Hub would receive them."""
     from huggingface_hub import HfApi
@@ -82,6 +82,9 @@ def _fake_hub(monkeypatch) -> list:
             files[op.path_in_repo] = src if isinstance(src, bytes) else Path(src).read_bytes()
         calls.append(("create_commit", repo_id, {**kw, "files": files}))
 
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=hub.PROBE_TIMEOUT_S: True)
+    monkeypatch.setattr(HfApi, "whoami", lambda self: {"name": "someone"})
+    monkeypatch.setattr(HfApi, "repo_exists", lambda self, repo_id, repo_type=None: repo_id == "someone/pushed")
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
     return calls
@@ -92,7 +95,7 @@ def test_push_uploads_weights_and_card_to_the_repo(model, tmp_path, monkeypatch)
     card = model.generate_model_card(repo_id=str(tmp_path), corpus=default_corpus(1000), val_nats=1.5)
     (tmp_path / "README.md").write_text(str(card), encoding="utf-8")
     (tmp_path / "checkpoint.pt").write_bytes(b"not for upload")
-    calls = _fake_hub(monkeypatch)
+    calls = fake_hub(monkeypatch)
     url = push(tmp_path, "someone/quijote-rnn", private=True)
 
     assert url == "https://huggingface.co/someone/quijote-rnn"
@@ -109,7 +112,7 @@ def test_push_uploads_weights_and_card_to_the_repo(model, tmp_path, monkeypatch)
 
 
 def test_push_offline_says_so_and_sends_nothing(model, tmp_path, monkeypatch):
-    calls = _fake_hub(monkeypatch)
+    calls = fake_hub(monkeypatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     save_weights(model, tmp_path)
     with pytest.raises(PushError, match="^HF_HUB_OFFLINE is set: unset it to upload to the Hub$"):
