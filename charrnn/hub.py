@@ -59,9 +59,14 @@ def _local_folder(weights: str | os.PathLike, cache_dir: str | None, log) -> Pat
         if missing:
             raise WeightsError(f"{path} is missing {', '.join(missing)}: train with `python train.py --out {path}`")
         return path
-    if path.exists() or str(weights).count("/") != 1 or str(weights).startswith((".", "/")):
+    if path.exists() or not is_repo_id(str(weights)):
         raise WeightsError(f"no weights folder at {weights} (and it is not a Hub repo id like OWNER/NAME)")
     return _download(str(weights), cache_dir, log)
+
+
+def is_repo_id(name: str) -> bool:
+    """OWNER/NAME, as the Hub spells repo ids (not a path like ./x/y or /x/y)."""
+    return name.count("/") == 1 and not name.startswith((".", "/")) and not name.endswith("/")
 
 
 def hub_offline() -> bool:
@@ -263,7 +268,7 @@ def card_metrics(source: str | os.PathLike) -> Metrics | None:
     """The validation metrics in the model card of a weights folder or (from the local cache
     only, no network) a Hub repo id; None without a card or without a model-index."""
     card = Path(source) / "README.md"
-    if not Path(source).exists():
+    if not Path(source).exists() and is_repo_id(str(source)):
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(str(source), "README.md")

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .hub import UPLOAD_FILES, PushError, WeightsError, check_can_push, first_line, load_model
+from .hub import UPLOAD_FILES, PushError, WeightsError, check_can_push, first_line, is_repo_id, load_model
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout holding app.py (an editable install's too)
 TOP_FILES = ["app.py", "requirements.txt", "LICENSE", "README.md"]
@@ -68,7 +68,7 @@ def main(argv=None, root: Path = ROOT) -> int:
     p.add_argument("--dry-run", action="store_true", help="list the files, one per line, and upload nothing")
     args = p.parse_args(argv)
     for name in filter(None, [args.repo_id, args.model]):
-        if name.count("/") != 1 or name.startswith("/") or name.endswith("/"):
+        if not is_repo_id(name):
             print(f"error: {name!r} is not a Hub repo id like OWNER/NAME", file=sys.stderr)
             return 2
     try:
