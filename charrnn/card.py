@@ -81,11 +81,13 @@ def card_kwargs(model, repo_id: str | None = None, corpus: Corpus | None = None,
         bits=f"{val_nats / math.log(2):.4f}" if val_nats is not None else None,
         facts=facts or [], recipe=recipe or [], command=command, plot=plot,
         samples=[(repr(seed), seed + text) for seed, text in samples or []],
-        usage=usage(repo_id or "OWNER/NAME"), repo_url=CODE_URL, docs_url=CODE_URL)
+        usage=usage(repo_id or "OWNER/NAME", None if corpus is None or corpus.default else corpus.name),
+        repo_url=CODE_URL, docs_url=CODE_URL)
 
 
-def usage(repo_id: str) -> str:
-    """The card's "Use" section for a model loaded from `repo_id`."""
+def usage(repo_id: str, data: str | None = None) -> str:
+    """The card's "Use" section for a model loaded from `repo_id`; `data` is the text file to
+    score it on, when it is not the default corpus (which charrnn.evaluate finds by itself)."""
     return f"""## Use
 ```bash
 pip install charrnn-quijote
@@ -96,13 +98,17 @@ model = CharRNN.from_pretrained("{repo_id}")
 print(model.generate("En un lugar de la Mancha", length=300, temperature=0.8))
 ```
 From a terminal: `charrnn sample --weights {repo_id} --seed-text "En un lugar de la Mancha"`; score it:
-`charrnn evaluate --weights {repo_id} --split val`; in a browser: `python app.py --model {repo_id}`.
+`charrnn evaluate --weights {repo_id}{f" --data {data}" if data else ""} --split val`; in a browser: `python app.py --model {repo_id}`.
 """
 
 
 def retarget(card_text: str, repo_id: str) -> str:
     """The card with its "Use" section rewritten to load from `repo_id` (what `push` uploads)."""
-    return re.sub(r"^## Use\n.*?(?=^## |\Z)", lambda _: usage(repo_id) + "\n", card_text, count=1, flags=re.M | re.S)
+    def rewrite(section: re.Match) -> str:
+        data = re.search(r"charrnn evaluate --weights \S+ --data (\S+) ", section.group(0))
+        return usage(repo_id, data and data.group(1)) + "\n"
+
+    return re.sub(r"^## Use\n.*?(?=^## |\Z)", rewrite, card_text, count=1, flags=re.M | re.S)
 
 
 @dataclass(frozen=True)

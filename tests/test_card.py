@@ -71,6 +71,8 @@ def test_another_corpus_is_described_as_itself_without_the_tutorial(tiny_model):
     card = ModelCard(text)
     assert card.data.datasets == ["cartas.txt"] and "don-quijote" not in card.data.tags
     assert "tutorial" not in text and "Cervantes" not in text and "`cartas.txt`, 10,000 chars" in text
+    assert "charrnn evaluate --weights w --data cartas.txt --split val" in text  # scored on its own text
+    assert "charrnn evaluate --weights a/b --data cartas.txt --split val" in retarget(text, "a/b")
     assert read_metrics_of(text).dataset == "cartas.txt"
 
 
