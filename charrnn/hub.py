@@ -38,8 +38,7 @@ def load_model(weights: str | os.PathLike, device: torch.device | str = "cpu",
     folder = _local_folder(weights, cache_dir, log or _stderr)
     try:
         config = _read_config(folder / "config.json")
-        header = _read_header(folder / "model.safetensors")
-        check_shapes(config, header)  # before allocation: a wrong size fails in microseconds
+        check_shapes(config, _read_header(folder / "model.safetensors"))  # before allocating: fails in microseconds
         model = CharRNN(**config)
         model.load_state_dict(_read_tensors(folder / "model.safetensors"), strict=True)
     except WeightsError as e:
@@ -186,6 +185,15 @@ def _disagreeing_fields(config: dict, got: dict) -> str:
     shown = {"vocab": lambda v: f"{v} characters"}
     return "; ".join(f"config.json has {k} {shown.get(k, repr)(said[k])}, the weights "
                      f"{shown.get(k, repr)(implied[k])}" for k in wrong)
+
+
+def checked_state_dict(path: str | os.PathLike, config: dict | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a model.safetensors, checked as load_model checks them: floating point,
+    finite and, given the config, exactly the tensors and shapes it implies."""
+    header = _read_header(Path(path))
+    if config is not None:
+        check_shapes(dict(config), header)
+    return _read_tensors(Path(path))
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -102,6 +102,19 @@ class CharRNN(
                                    **kwargs)
 
     @classmethod
+    def _load_as_safetensor(cls, model: "CharRNN", model_file: str, map_location: str, strict: bool) -> "CharRNN":
+        """The mixin's last step, through load_model's checks: the shapes config.json implies,
+        floating-point and finite values; each failure a WeightsError naming the tensor."""
+        from .hub import WeightsError, checked_state_dict
+
+        try:
+            state = checked_state_dict(model_file, model._hub_mixin_config if strict else None)
+        except WeightsError as e:
+            raise WeightsError(f"could not load weights from {model_file}: {e}") from None
+        model.load_state_dict(state, strict=strict)
+        return model.to(map_location).eval()
+
+    @classmethod
     def _from_pretrained(cls, *, strict: bool = True, **kwargs):
         """The mixin's loader, strict by default (a missing or extra tensor is an error) and quiet
         (it prints "Loading weights from local directory"). charrnn.hub.load_model checks more."""

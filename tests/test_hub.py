@@ -289,3 +289,16 @@ def test_hub_reachable_is_false_without_a_network(monkeypatch):
 
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
     assert hub.hub_reachable(timeout=1) is False
+
+
+def test_from_pretrained_makes_the_same_checks(model, tmp_path):
+    folder = _saved(model, tmp_path / "nan")
+    _rewrite_tensors(folder, lambda s: s["embed.weight"].view(-1).__setitem__(0, float("nan")))
+    with pytest.raises(WeightsError, match=r"model.safetensors: tensor embed\.weight has 1 NaN or infinite"):
+        CharRNN.from_pretrained(folder)
+    folder = _saved(model, tmp_path / "shape")
+    _edit_config(folder, hidden_size=32)  # the mixin alone says only "Error(s) in loading state_dict"
+    with pytest.raises(WeightsError, match="config.json has hidden_size 32, the weights 16"):
+        CharRNN.from_pretrained(folder)
+    loaded = CharRNN.from_pretrained(_saved(model, tmp_path / "good"))
+    assert torch.equal(loaded.head.weight, model.head.weight) and not loaded.training
