@@ -25,7 +25,8 @@ import torch.nn.functional as F  # noqa: E402
 from charrnn.data import DataError  # noqa: E402
 from charrnn.evaluate import nats_per_char  # noqa: E402
 from charrnn.model import CharRNN  # noqa: E402
-from charrnn.training import TrainConfig, load_corpus, train  # noqa: E402
+from charrnn.training import (RunState, TrainConfig, build_model, build_optimizer, load_corpus,  # noqa: E402
+                              optimizer_step, train)
 
 TUTORIAL_BEST = 1.2446  # the PyTorch tutorial's final validation loss, after 20 GPU epochs
 THRESHOLDS = (1.40, 1.30)
@@ -74,8 +75,8 @@ def tf_tutorial_batches(train_ids: torch.Tensor, gen: torch.Generator, batch: in
     while True:
         order = torch.randperm(len(seqs), generator=gen)
         for idx in order[: len(order) // batch * batch].split(batch):
-            s = seqs[idx]
-            yield s[:, :-1], s[:, 1:]
+            rows = seqs[idx]  # (64, 101)
+            yield rows[:, :-1], rows[:, 1:]
 
 
 def tf_tutorial_loss(model: CharRNN, x, y):
@@ -84,41 +85,38 @@ def tf_tutorial_loss(model: CharRNN, x, y):
 
 def train_tutorial(name, model, batches, loss_fn, val_ids, budget_s, eval_s) -> dict:
     """Adam 1e-3 on the recipe's batches for `budget_s` seconds of training (evaluations are off the
-    clock), scoring the whole validation split every `eval_s` seconds; keeps the best model."""
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    rows, chars, steps, elapsed, next_eval = [], 0, 0, 0.0, eval_s
-    best, best_state = math.inf, None
+    clock), scoring the whole validation split every `eval_s` seconds; keeps the best model. The
+    step and the bookkeeping are our loop's own (optimizer_step, RunState); the recipe is theirs."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    run, chars, next_eval = RunState(), 0, eval_s
     model.train()
-    t = time.perf_counter()
+    clock = time.perf_counter()
     for x, y in batches:  # building the batch is training time: the clock started before it
         loss = loss_fn(model, x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        steps, chars = steps + 1, chars + y.numel()
-        elapsed += time.perf_counter() - t
-        done = elapsed >= budget_s
-        if elapsed >= next_eval or done:
+        optimizer_step(model, optimizer, loss)  # no clipping: the tutorials do not clip
+        run.step, chars = run.step + 1, chars + y.numel()
+        run.elapsed_s += time.perf_counter() - clock
+        done = run.elapsed_s >= budget_s
+        if run.elapsed_s >= next_eval or done:
             val = nats_per_char(model, val_ids, streams=CURVE_STREAMS)
-            rows.append(dict(minutes=elapsed / 60, val_loss=val, step=steps))
-            print(f"  {name}: {elapsed / 60:6.2f} min, step {steps}, train {loss.item():.4f}, val {val:.4f}", flush=True)
-            if val < best:
-                best, best_state = val, {k: v.clone() for k, v in model.state_dict().items()}
-            while next_eval <= elapsed:
+            run.history.append(dict(minutes=run.elapsed_s / 60, val_loss=val, step=run.step))
+            print(f"  {name}: {run.elapsed_s / 60:6.2f} min, step {run.step}, train {loss.item():.4f}, "
+                  f"val {val:.4f}", flush=True)
+            run.keep_if_best(val, model)
+            while next_eval <= run.elapsed_s:
                 next_eval += eval_s
-            model.train()
         if done:
             break
-        t = time.perf_counter()
-    model.load_state_dict(best_state)
-    return dict(model=model, rows=rows, steps=steps, seconds=elapsed, chars=chars, note="")
+        clock = time.perf_counter()
+    model.load_state_dict(run.best_weights)
+    return dict(model=model, rows=run.history, steps=run.step, seconds=run.elapsed_s, chars=chars, note="")
 
 
 def train_ours(data_path, budget_min, eval_s, vocab, train_ids, shrink: int = 1) -> dict:
     """charrnn.training.train with its defaults on the tutorials' text. Only the evaluation cadence
     is set (so the curve has points about every eval_s seconds); patience is scaled to keep the
     default early-stop window in steps. Evaluating does not change the training itself."""
-    base = TrainConfig(data=data_path, strip_accents=True, max_minutes=budget_min).resolve()  # the budget's recipe
+    base = TrainConfig.from_recipe(data=data_path, strip_accents=True, max_minutes=budget_min)  # the budget's recipe
     if shrink > 1:
         base = replace(base, embed_dim=base.embed_dim // shrink, hidden_size=base.hidden_size // shrink,
                        batch_size=max(1, base.batch_size // shrink))
@@ -127,32 +125,29 @@ def train_ours(data_path, budget_min, eval_s, vocab, train_ids, shrink: int = 1)
     patience = max(1, math.ceil(base.patience * base.eval_every / eval_every))
     with tempfile.TemporaryDirectory() as out:
         cfg = replace(base, eval_every=eval_every, patience=patience, out=out)
-        summary = train(cfg, log=lambda m: print("  ours:", m, flush=True))
-    hist = summary["history"]
+        result = train(cfg, log=lambda m: print("  ours:", m, flush=True))
+    hist = result.history
     rows = [dict(minutes=r["elapsed_s"] / 60, val_loss=r["val_loss"], step=r["step"]) for r in hist]
     # chars_per_s of each row is the training rate since the previous evaluation
     chars = sum(r["chars_per_s"] * (r["elapsed_s"] - p) for r, p in zip(hist, [0] + [h["elapsed_s"] for h in hist]))
-    why = "an early stop" if summary["stop_reason"] == "early stop" else f"the default {base.epochs:g}-epoch limit"
-    note = "" if summary["minutes"] >= 0.99 * budget_min else (
-        f"stopped after {summary['minutes']:.1f} of the {budget_min:g} minutes: {why} ended it")
-    return dict(model=summary["model"], rows=rows, steps=summary["steps"], seconds=summary["minutes"] * 60,
-                chars=chars, note=note, exact=summary["val_loss"])
+    why = "an early stop" if result.stop_reason == "early stop" else f"the default {base.epochs:g}-epoch limit"
+    note = "" if result.minutes >= 0.99 * budget_min else (
+        f"stopped after {result.minutes:.1f} of the {budget_min:g} minutes: {why} ended it")
+    return dict(model=result.model, rows=rows, steps=result.steps, seconds=result.minutes * 60,
+                chars=chars, note=note, exact=result.val_loss)
 
 
 def probe_steps_per_s(cfg: TrainConfig, vocab, train_ids: torch.Tensor, steps: int = 4) -> float:
     """A few throwaway steps of the default model, to turn an evaluation interval in seconds
     into the step count train() takes."""
     torch.manual_seed(0)
-    model = CharRNN(vocab.chars, True, cfg.cell, cfg.embed_dim, cfg.hidden_size, cfg.num_layers, cfg.dropout)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    x = train_ids[: cfg.batch_size * (cfg.seq_len + 1)].view(cfg.batch_size, cfg.seq_len + 1)
+    model = build_model(cfg, vocab)
+    optimizer = build_optimizer(cfg, model)
+    text_rows = train_ids[: cfg.batch_size * (cfg.seq_len + 1)].view(cfg.batch_size, cfg.seq_len + 1)  # (B, T+1)
     times = []
     for _ in range(steps + 1):
         t = time.perf_counter()
-        loss = model(x[:, :-1], targets=x[:, 1:])[2]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        optimizer_step(model, optimizer, model(text_rows[:, :-1], targets=text_rows[:, 1:])[2], cfg.grad_clip)
         times.append(time.perf_counter() - t)
     return 1 / float(np.median(times[1:]))
 
@@ -294,7 +289,7 @@ def main(argv=None) -> int:
     if args.shrink > 1:
         checks.insert(0, f"- **--shrink {args.shrink}: widths and batch sizes divided by {args.shrink}; these are not the "
                          f"recipes and the numbers mean nothing.**")
-    rc = TrainConfig(max_minutes=args.minutes).resolve()
+    rc = TrainConfig.from_recipe(max_minutes=args.minutes)
     ours_desc = (f"{rc.cell.upper()} {rc.num_layers}x{rc.hidden_size}, {rc.batch_size} streams x {rc.seq_len} chars, "
                  f"AdamW lr {rc.lr:g} with warmup and cosine decay, dropout {rc.dropout:g}")
     notes = "\n".join(checks) + f"""
@@ -313,8 +308,8 @@ How to read it:
   ± is the standard error of that sample). The tutorial's published 1.2446 is of that kind.
 - Supervised chars/s = target chars that had a loss, per training second (the PyTorch recipe: 512
   per step; the TF recipe: 64 x 100; ours: {rc.batch_size} x {rc.seq_len}).
-- Recipes: ours = `charrnn.training.train` with `TrainConfig` defaults (strip_accents=True,
-  max_minutes={args.minutes:g}), which for this budget pick the {rc.recipe()} recipe ({ours_desc});
+- Recipes: ours = `charrnn.training.train` with `TrainConfig.from_recipe(strip_accents=True,
+  max_minutes={args.minutes:g})`, which for this budget picks the {rc.recipe} recipe ({ours_desc});
   the evaluation interval is set so the curve has points, with patience
   scaled to keep the default early-stop window in steps. PyTorch tutorial = Embedding 128, LSTM 2x256
   (dropout 0.2 between layers), head on the last position only, Adam 1e-3, batch 512 shuffled

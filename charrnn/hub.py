@@ -116,10 +116,11 @@ Reproduce: `{command}`; score: `python -m charrnn.evaluate --weights {load_from}
 - Corpus: `el_quijote.txt` ({summary['train_chars'] + summary['val_chars']:,} chars after normalization),
   first 80% for training, last 20% for validation, split by position.
 - Vocabulary ({len(model.vocab)} chars): {vocab_shown}
+- Recipe `{cfg.recipe}` (`python train.py --help` lists its settings), with the settings below.
 - Every position is a target; {cfg.batch_size} contiguous streams read in {cfg.seq_len}-char chunks with
   the recurrent state carried between chunks (stateful truncated BPTT).
-- AdamW (lr {cfg.lr}, weight decay {cfg.weight_decay}), {cfg.warmup:.0%} warmup then cosine to
-  {cfg.min_lr:.0%}, gradient clipping {cfg.grad_clip}, dropout {cfg.dropout}, the checkpoint with the best
+- AdamW (lr {cfg.lr}, weight decay {cfg.weight_decay}), {cfg.warmup_frac:.0%} warmup then cosine to
+  {cfg.min_lr_frac:.0%}, gradient clipping {cfg.grad_clip}, dropout {cfg.dropout}, the checkpoint with the best
   validation loss kept.
 
 ## Samples (temperature 0.8)

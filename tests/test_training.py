@@ -34,17 +34,17 @@ def tiny_config(tmp_path, **kw):
 
 
 def test_tiny_model_lowers_its_loss(tmp_path):
-    summary = train(tiny_config(tmp_path, epochs=3.0), log=lambda *_: None)
-    history = summary["history"]
-    vocab_size = len(summary["model"].vocab)
+    result = train(tiny_config(tmp_path, epochs=3.0), log=lambda *_: None)
+    history = result.history
+    vocab_size = len(result.model.vocab)
     assert history[0]["val_loss"] < math.log(vocab_size)  # better than uniform after 10 steps
-    assert summary["val_loss"] < history[0]["val_loss"] - 0.3  # and clearly better by the end
-    assert summary["val_loss"] == pytest.approx(min(r["val_loss"] for r in history), abs=0.05)
+    assert result.val_loss < history[0]["val_loss"] - 0.3  # and clearly better by the end
+    assert result.val_loss == pytest.approx(min(r["val_loss"] for r in history), abs=0.05)
     assert (tmp_path / "out" / "metrics.jsonl").read_text().count("\n") == len(history)
 
 
 def test_lr_schedule_warms_up_then_decays_to_floor():
-    cfg = TrainConfig(lr=1e-3, warmup=0.1, min_lr=0.05)
+    cfg = TrainConfig(lr=1e-3, warmup_frac=0.1, min_lr_frac=0.05)
     assert lr_at(cfg, 0.0) == 0.0
     assert lr_at(cfg, 0.05) == pytest.approx(0.5e-3)
     assert lr_at(cfg, 0.1) == pytest.approx(1e-3)
@@ -53,14 +53,18 @@ def test_lr_schedule_warms_up_then_decays_to_floor():
 
 
 def test_the_budget_picks_the_recipe_and_explicit_settings_win():
-    short, long = TrainConfig(max_minutes=10).validate(), TrainConfig().validate()  # default: 27 minutes
+    short = TrainConfig.from_recipe(max_minutes=10).validate()
+    long = TrainConfig.from_recipe().validate()  # default: 27 minutes
     assert (short.cell, short.num_layers, short.batch_size, short.seq_len, short.dropout) == ("gru", 1, 64, 64, 0.2)
     assert (long.cell, long.num_layers, long.batch_size, long.seq_len, long.dropout) == ("lstm", 2, 16, 128, 0.25)
-    assert short.recipe() == "short" and long.recipe() == "long"
-    assert TrainConfig(max_minutes=training.SHORT_BUDGET).resolve().cell == "gru"  # the edge is short
-    mixed = TrainConfig(max_minutes=10, cell="lstm", lr=1e-3).resolve()
+    assert short.recipe == "short" and long.recipe == "long"
+    assert TrainConfig() == long  # the plain defaults are the long recipe: what `python train.py` runs
+    assert TrainConfig.from_recipe(max_minutes=training.SHORT_MAX_MINUTES).cell == "gru"  # the edge is short
+    assert TrainConfig.from_recipe("short", max_minutes=60).cell == "gru"  # a named recipe beats the rule
+    mixed = TrainConfig.from_recipe(max_minutes=10, cell="lstm", lr=1e-3)
     assert (mixed.cell, mixed.lr, mixed.num_layers) == ("lstm", 1e-3, 1)  # the rest still from the recipe
-    assert TrainConfig().cell is None  # unresolved until train() or validate() fills it
+    with pytest.raises(ValueError, match="recipe must be one of short, long"):
+        TrainConfig.from_recipe("medium")
 
 
 def test_ctrl_c_saves_checkpoint_and_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
@@ -91,11 +95,11 @@ def test_ctrl_c_saves_checkpoint_and_resume_matches_uninterrupted_run(tmp_path, 
     logs = []
     resumed = train(TrainConfig(out=cfg.out), resume=True, log=logs.append)
     assert "resuming from step 23" in logs[0]
-    assert resumed["steps"] == full["steps"]
-    assert [r["step"] for r in resumed["history"]] == [r["step"] for r in full["history"]]
-    for k, v in full["model"].state_dict().items():
-        torch.testing.assert_close(resumed["model"].state_dict()[k], v)
-    assert resumed["val_loss"] == pytest.approx(full["val_loss"], abs=1e-6)
+    assert resumed.steps == full.steps
+    assert [r["step"] for r in resumed.history] == [r["step"] for r in full.history]
+    for k, v in full.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[k], v)
+    assert resumed.val_loss == pytest.approx(full.val_loss, abs=1e-6)
 
     with pytest.raises(FileNotFoundError, match="already finished"):
         train(TrainConfig(out=cfg.out), resume=True)
@@ -109,9 +113,9 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
 def test_early_stop_when_validation_stops_improving(tmp_path, monkeypatch):
     scores = iter([2.0, 1.5, 1.6, 1.7, 1.8] + [9.0] * 100)
     monkeypatch.setattr(training, "nats_per_char", lambda *a, **kw: next(scores))
-    summary = train(tiny_config(tmp_path, epochs=5.0, eval_every=5, patience=3), log=lambda *_: None)
-    assert summary["stop_reason"] == "early stop"
-    assert summary["steps"] == 25 and summary["best_step"] == 10
+    result = train(tiny_config(tmp_path, epochs=5.0, eval_every=5, patience=3), log=lambda *_: None)
+    assert result.stop_reason == "early stop"
+    assert result.steps == 25 and result.best_step == 10
 
 
 @pytest.mark.parametrize("bad, message", [
