@@ -1,3 +1,4 @@
+import json
 import math
 import signal
 
@@ -136,3 +137,59 @@ def test_tiny_corpus_is_rejected(tmp_path):
     (tmp_path / "t.txt").write_text("hola " * 50, encoding="utf-8")
     with pytest.raises(training.data.DataError, match="at least"):
         train(tiny_config(tmp_path, data=str(tmp_path / "t.txt")))
+
+
+class Killed(BaseException):
+    """kill -9 as the files see it: nothing after this point runs (no except, no cleanup that writes)."""
+
+
+@pytest.mark.parametrize("victim", ["atomic_save", "append_jsonl"])
+def test_a_kill_during_a_save_then_resume_leaves_no_step_twice_in_the_metrics(tmp_path, monkeypatch, victim):
+    cfg = tiny_config(tmp_path, epochs=2.0)
+    original, calls = getattr(training, victim), []
+
+    def dies_the_second_time(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the save after step 20's evaluation
+            raise Killed
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, victim, dies_the_second_time)
+    with pytest.raises(Killed):
+        train(cfg, log=lambda *_: None)
+    monkeypatch.undo()
+    result = train(TrainConfig(out=cfg.out), resume=True, log=lambda *_: None)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [row["step"] for row in result.history]  # each evaluation once, none lost
+    assert steps == sorted(set(steps)) and steps[:3] == [10, 20, 30] and steps[-1] == result.steps
+
+
+def recording_bars(monkeypatch) -> list:
+    """Replace the loop's tqdm with one that remembers every postfix and total it was given."""
+    bars = []
+
+    class RecordingBar(training.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.postfixes, self.totals = [], []
+            bars.append(self)
+
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+            self.postfixes.append(dict(ordered_dict or {}, **kwargs))
+            self.totals.append(self.total)
+            super().set_postfix(ordered_dict, refresh, **kwargs)
+
+    monkeypatch.setattr(training, "tqdm", RecordingBar)
+    return bars
+
+
+@pytest.mark.parametrize("budget", [dict(epochs=1.0), dict(epochs=50.0, max_minutes=0.02)], ids=["epochs", "time"])
+def test_the_progress_bar_counts_optimizer_steps_and_always_shows_the_loss(tmp_path, monkeypatch, budget):
+    bars = recording_bars(monkeypatch)
+    cfg = tiny_config(tmp_path, eval_every=10, **budget)
+    result = train(cfg, log=lambda *_: None)
+    bar = bars[0]
+    assert bar.n == bar.total == result.steps  # ends at the step count, whichever limit ended the run
+    assert len(bar.postfixes) >= result.steps and all("loss" in p for p in bar.postfixes)  # from the first step on
+    planned = training.planned_steps(cfg, len(training.load_corpus(cfg)[1]))
+    assert all(total <= planned for total in bar.totals)
