@@ -333,3 +333,79 @@ def test_corpus_problems_are_said_as_such(tmp_path, capsys, content, message):
     path.write_bytes(content.encode() if isinstance(content, str) else content)
     rc, _, err = call_main(capsys, "--data", path, "--out", tmp_path / "w", *TINY)
     assert_one_line_error(rc, err, message)
+
+
+# ---- --push-to-hub: the token and the Hub are checked before training ---------------------------
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """The Hub as each test answers it: huggingface_hub's own HTTP client, over a MockTransport that
+    records every request. hub["whoami"] is the answer to /api/whoami-v2 (a dict or a status code);
+    hub["down"] makes every request fail as a network without the Hub does. Anything else (creating
+    a repo, uploading) is refused with 403."""
+    import httpx2
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.utils import _http
+
+    hub = {"whoami": {"name": "someone", "orgs": [{"name": "team"}], "auth": {"accessToken": {"role": "write"}}},
+           "down": False, "requests": []}
+
+    def answer(request):
+        hub["requests"].append(request)
+        if hub["down"]:
+            raise httpx2.ConnectError("[Errno -2] Name or service not known", request=request)
+        if request.url.path == "/api/whoami-v2":
+            if isinstance(hub["whoami"], int):
+                return httpx2.Response(hub["whoami"], json={"error": "Invalid credentials in Authorization header"})
+            return httpx2.Response(200, json=hub["whoami"])
+        if request.method == "HEAD" and request.url.path in ("", "/"):
+            return httpx2.Response(200)
+        return httpx2.Response(403, json={"error": "this test's Hub refuses everything else"})
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    huggingface_hub.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(answer)))
+    yield hub
+    huggingface_hub.set_client_factory(_http.default_client_factory)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    from charrnn import training
+
+    def refuse(cfg):
+        raise AssertionError("training started before the Hub was checked")
+
+    monkeypatch.setattr(training, "load_corpus", refuse)
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda hub, mp: mp.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True), "HF_HUB_OFFLINE is set"),
+    (lambda hub, mp: mp.delenv("HF_TOKEN"), "no Hugging Face token"),
+    (lambda hub, mp: hub.update(down=True), "cannot be reached ([Errno -2] Name or service not known)"),
+    (lambda hub, mp: hub.update(whoami=401), "did not accept the token"),
+    (lambda hub, mp: hub.update(whoami={"name": "someone", "orgs": []}), "cannot write under 'team'"),
+    (lambda hub, mp: hub.update(whoami={"name": "someone", "orgs": [{"name": "team"}],
+                                        "auth": {"accessToken": {"role": "read"}}}), "read-only"),
+], ids=["offline", "no token", "no network", "token refused", "not the owner", "read-only token"])
+def test_push_to_hub_problems_are_found_before_training(fake_hub, no_training, monkeypatch, tmp_path, capsys,
+                                                        setup, message):
+    setup(fake_hub, monkeypatch)
+    rc, _, err = call_main(capsys, "--out", tmp_path / "w", *TINY, "--push-to-hub", "team/quijote")
+    assert_one_line_error(rc, err, message)
+    assert "error: cannot push to team/quijote: " in err
+    assert not (tmp_path / "w").exists()
+
+
+def test_push_to_hub_checks_then_trains_and_keeps_the_files_when_the_push_fails(fake_hub, tmp_path, capsys):
+    text = make_text(tmp_path / "text.txt", n_chars=5000)
+    out = tmp_path / "w"
+    rc, stdout, err = call_main(capsys, "--data", text, "--out", out, *TINY, "--epochs", "0.3",
+                                "--push-to-hub", "someone/quijote")
+    whoami = [r for r in fake_hub["requests"] if r.url.path == "/api/whoami-v2"]
+    assert len(whoami) == 1 and whoami[0].headers["authorization"] == "Bearer hf_test_token"
+    assert "wrote" in stdout  # trained and saved, then the Hub refused the upload
+    assert_one_line_error(rc, err, "could not push to someone/quijote")
+    assert "Everything is saved in" in err and (out / "model.safetensors").is_file()
