@@ -1,6 +1,7 @@
-"""Training in named parts: the config and its recipes, build_model, build_optimizer, the lr
-schedule, read_batch, optimizer_step, evaluate-and-keep-best, the checkpoint save/load pair,
-resume, and `train`, the loop that strings them together.
+"""The training loop and its named parts: build_model, build_optimizer, the lr schedule (lr_at),
+read_batch, optimizer_step, evaluate_and_save (evaluate, keep the best, checkpoint, metrics row),
+and `train`, which strings them together. Settings and recipes are in config.py; checkpoints and
+resuming in checkpoint.py.
 
 Stateful truncated BPTT over contiguous streams, AdamW, warmup + cosine, clipping, evaluation on
 the whole validation split, early stop, atomic checkpoints with optimizer and RNG state, and a
@@ -15,127 +16,20 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from . import data
+from .checkpoint import (CHECKPOINT, RunState, load_checkpoint, mark_finished, restore_checkpoint,
+                         resumed_config, save_checkpoint)
+from .config import TrainConfig
 from .evaluate import nats_per_char
 from .hub import first_line
-from .model import CharRNN, State, detach_state
+from .model import CharRNN, detach_state
 from .text import Vocab
-
-# Two presets. Which one learns more depends on the budget (measured in bench/RESULTS.md, "How the
-# default recipes were chosen"): short, one wide GRU layer over 64 streams of 64-char chunks, learns
-# the most per CPU second; long, a 2-layer LSTM with dropout over 16 streams, learns slower but
-# keeps improving after the short one has flattened.
-RECIPES = {
-    "short": dict(cell="gru", num_layers=1, dropout=0.2, batch_size=64, seq_len=64, lr=2e-3, epochs=60.0),
-    "long": dict(cell="lstm", num_layers=2, dropout=0.25, batch_size=16, seq_len=128, lr=3e-3, epochs=14.0),
-}
-SHORT_MAX_MINUTES = 10.0  # the largest budget at which the short recipe was measured ahead
-_LONG = RECIPES["long"]
-
-
-def recipe_for_budget(max_minutes: float) -> str:
-    """The default recipe: short up to SHORT_MAX_MINUTES of training, long above."""
-    return "short" if max_minutes <= SHORT_MAX_MINUTES else "long"
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a run. The defaults are the long recipe with its 27 minutes: what
-    `python train.py` runs. `TrainConfig.from_recipe` starts from a named recipe instead."""
-    data: str | None = None  # None: the default corpus (cache, ../shared/data, or download)
-    strip_accents: bool = False  # True reproduces the tutorials' accent-free text
-    recipe: str = "long"  # the preset the settings below started from (a record: they win)
-    # model
-    cell: str = _LONG["cell"]
-    embed_dim: int = 128
-    hidden_size: int = 512
-    num_layers: int = _LONG["num_layers"]
-    dropout: float = _LONG["dropout"]
-    # optimization
-    batch_size: int = _LONG["batch_size"]  # contiguous streams
-    seq_len: int = _LONG["seq_len"]  # chars per chunk; gradients are truncated at chunk boundaries
-    lr: float = _LONG["lr"]
-    weight_decay: float = 0.01
-    warmup_frac: float = 0.03  # of the run, warming up linearly
-    min_lr_frac: float = 0.05  # of lr, where the cosine ends
-    grad_clip: float = 1.0
-    # budget: the run ends at whichever comes first; the lr schedule follows the same clock
-    epochs: float = _LONG["epochs"]
-    max_minutes: float = 27.0
-    # evaluation
-    val_frac: float = 0.2
-    eval_every: int = 600  # steps
-    eval_streams: int = 16  # see evaluate.nats_per_char; the final score uses 1
-    patience: int = 5  # evaluations without improvement before an early stop
-    seed: int = 1337
-    device: str = "auto"
-    out: str = "weights"
-
-    @classmethod
-    def from_recipe(cls, recipe: str | None = None, **settings) -> "TrainConfig":
-        """The named recipe (None: the one for settings' max_minutes), with `settings` on top."""
-        recipe = recipe or recipe_for_budget(settings.get("max_minutes", cls.max_minutes))
-        if recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, not {recipe!r}")
-        return cls(**{**RECIPES[recipe], **settings, "recipe": recipe})
-
-    def validate(self) -> "TrainConfig":
-        """This config, or a ValueError that names the bad setting."""
-        if not isinstance(self.max_minutes, (int, float)) or not self.max_minutes > 0:
-            raise ValueError(f"max-minutes must be positive, not {self.max_minutes!r}")
-        positive = ["embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "eval_every",
-                    "eval_streams", "patience"]
-        for name in positive:
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be a positive whole number, not {v!r}")
-        if self.hidden_size > 8192 or self.embed_dim > 8192 or self.num_layers > 16:
-            raise ValueError("sizes this large will not train here: hidden/embed at most 8192, at most 16 layers")
-        if self.recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, not {self.recipe!r}")
-        if self.cell not in ("gru", "lstm"):
-            raise ValueError(f"cell must be gru or lstm, not {self.cell!r}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
-        if not (self.lr > 0 and self.epochs > 0 and self.grad_clip > 0):
-            raise ValueError("lr, epochs and grad-clip must be positive")
-        if not (0 <= self.warmup_frac < 1 and 0 <= self.min_lr_frac <= 1 and 0 < self.val_frac < 1):
-            raise ValueError("warmup-frac must be in [0, 1), min-lr-frac in [0, 1], val-frac in (0, 1)")
-        return self
-
-
-@dataclass
-class RunState:
-    """Where a run is: everything a resumed run needs besides the model, optimizer and RNG."""
-    step: int = 0  # optimizer steps taken
-    epoch: int = 0
-    chunk_index: int = 0  # the next chunk of this epoch's streams to train on
-    elapsed_s: float = 0.0  # training time; evaluations and checkpoints are off the clock
-    best_val: float = math.inf
-    best_step: int = 0
-    evals_without_gain: int = 0
-    history: list[dict] = field(default_factory=list)  # the metrics.jsonl rows
-    best_weights: dict | None = None  # state_dict of the best model so far, on the CPU
-    carried: State | None = None  # the recurrent state the next chunk starts from
-
-    def counters(self) -> dict:
-        """The plain-number part, as the checkpoint stores it."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("best_weights", "carried")}
-
-    def keep_if_best(self, val: float, model: torch.nn.Module) -> bool:
-        """Record an evaluation; copy the weights when it is the best so far."""
-        if not val < self.best_val:  # also false for NaN
-            self.evals_without_gain += 1
-            return False
-        self.best_val, self.best_step, self.evals_without_gain = val, self.step, 0
-        self.best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        return True
 
 
 @dataclass
@@ -244,141 +138,9 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-# ---- files: checkpoint, metrics, the output folder ---------------------------------------------
+# ---- files: the output folder and the metrics -------------------------------------------------
 
-CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be resumed; the message says which and why."""
-
-
-def atomic_save(obj, path: Path) -> None:
-    """Write to a temp file and rename over the target, so a crash or Ctrl-C never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def save_checkpoint(path: Path, cfg: TrainConfig, vocab: Vocab, model: CharRNN,
-                    optimizer: torch.optim.Optimizer, run: RunState) -> None:
-    atomic_save({"config": asdict(cfg), "vocab": vocab.chars, "model": model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
-                 "progress": run.counters(), "best_model": run.best_weights, "rnn_state": run.carried,
-                 "finished": False}, path)
-
-
-def load_checkpoint(path: Path) -> dict:
-    """The checkpoint at `path` if it can be resumed; else FileNotFoundError or CheckpointError."""
-    if not path.is_file():
-        raise FileNotFoundError(f"nothing to resume: no checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, empty, random bytes, a pickle of something else
-        raise CheckpointError(f"{path} is damaged or not a charrnn checkpoint ({first_line(e)}); "
-                              f"train without --resume to start over") from None
-    if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{path} is not a charrnn checkpoint: it holds a {type(ckpt).__name__}, not a dict")
-    if ckpt.get("finished"):
-        raise FileNotFoundError(f"nothing to resume: the run in {path.parent} already finished")
-    missing = [k for k in ("config", "model", "optimizer", "rng", "progress", "best_model", "rnn_state")
-               if k not in ckpt]
-    if missing:
-        raise CheckpointError(f"{path} cannot be resumed: it has no {', '.join(missing)}")
-    return ckpt
-
-
-OLD_NAMES = {"warmup": "warmup_frac", "min_lr": "min_lr_frac",  # checkpoints of earlier versions
-             "chunk": "chunk_index", "elapsed": "elapsed_s", "bad_evals": "evals_without_gain"}
-RESUMABLE = ("max_minutes", "epochs", "eval_every", "patience")  # what --resume may change
-
-
-def resumed_config(ckpt: dict, cfg: TrainConfig, given: set[str], path: Path, log) -> TrainConfig:
-    """The checkpoint's settings, with `cfg`'s out, device, and those of `given` that a resumed run
-    can change (RESUMABLE); the other given ones are named as ignored."""
-    saved = ckpt["config"]
-    if not isinstance(saved, dict):
-        raise CheckpointError(f"{path} is damaged: its settings are not a dict")
-    saved = {OLD_NAMES.get(k, k): v for k, v in saved.items()}
-    unknown = sorted(set(saved) - {f.name for f in fields(TrainConfig)})
-    if unknown:
-        raise CheckpointError(f"{path} has settings this version does not know: {', '.join(unknown)}")
-    saved.setdefault("recipe", recipe_for_budget(saved.get("max_minutes", TrainConfig.max_minutes)))
-    try:
-        resumed = replace(TrainConfig(**saved), out=cfg.out, device=cfg.device).validate()
-    except ValueError as e:
-        raise CheckpointError(f"{path} has a bad setting: {e}") from None
-    ignored = sorted(set(given) - set(RESUMABLE) - {"out", "device"})
-    if ignored:
-        log(f"--resume continues with the checkpoint's settings; ignored: "
-            f"{', '.join('--' + n.replace('_', '-') for n in ignored)}")
-    return replace(resumed, **{k: getattr(cfg, k) for k in given if k in RESUMABLE})
-
-
-def restore_checkpoint(ckpt: dict, vocab: Vocab, model: CharRNN, optimizer: torch.optim.Optimizer,
-                       cfg: TrainConfig, path: Path) -> RunState:
-    """Load the model, optimizer and RNG state, each checked first; the run's state is returned."""
-    if ckpt.get("vocab", vocab.chars) != vocab.chars:
-        raise CheckpointError(f"{path} was trained on another vocabulary ({len(ckpt['vocab'])} chars) than "
-                              f"the corpus gives now ({len(vocab)}): is --data the same text?")
-    expected = model.state_dict()
-    for name, weights in (("weights", ckpt["model"]), ("best weights", ckpt["best_model"])):
-        problem = mismatch(expected, weights, allow_none=name == "best weights")
-        if problem:
-            raise CheckpointError(f"{path}: its {name} do not fit its settings: {problem}")
-    rng = ckpt["rng"]
-    if not (torch.is_tensor(rng) and rng.dtype == torch.uint8 and rng.shape == torch.get_rng_state().shape):
-        raise CheckpointError(f"{path} is damaged: its random-number state is not a CPU generator state")
-    try:
-        counters = {OLD_NAMES.get(k, k): v for k, v in ckpt["progress"].items()}
-        run = RunState(**counters, best_weights=ckpt["best_model"], carried=ckpt["rnn_state"])
-        check_carried(run.carried, model.init_state(cfg.batch_size))
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        check_optimizer(optimizer)
-    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
-        raise CheckpointError(f"{path} is damaged: {first_line(e)}") from None
-    torch.set_rng_state(rng)
-    device = next(model.parameters()).device
-    run.carried = None if run.carried is None else (
-        tuple(t.to(device) for t in run.carried) if isinstance(run.carried, (tuple, list)) else run.carried.to(device))
-    return run
-
-
-def mismatch(expected: dict, got, allow_none: bool = False) -> str | None:
-    """What differs between two state_dicts (names and shapes), or None when they fit."""
-    if got is None and allow_none:
-        return None
-    if not isinstance(got, dict):
-        return f"a {type(got).__name__}, not a state_dict"
-    names = set(expected) ^ set(got)
-    if names:
-        return f"tensors {', '.join(sorted(names)[:3])} are missing or extra"
-    for name, tensor in expected.items():
-        if not torch.is_tensor(got[name]) or got[name].shape != tensor.shape:
-            shape = list(got[name].shape) if torch.is_tensor(got[name]) else type(got[name]).__name__
-            return f"{name} is {shape} there, {list(tensor.shape)} in a model of these settings"
-    return None
-
-
-def check_carried(carried, zero: State) -> None:
-    """The saved recurrent state must have the shapes of the model's own. # (L, B, H)"""
-    if carried is None:
-        return
-    got = [carried] if torch.is_tensor(carried) else list(carried)
-    want = [zero] if torch.is_tensor(zero) else list(zero)
-    if len(got) != len(want) or any(not torch.is_tensor(g) or g.shape != w.shape for g, w in zip(got, want)):
-        raise ValueError("its recurrent state does not fit the model")
-
-
-def check_optimizer(optimizer: torch.optim.Optimizer) -> None:
-    """Moment tensors of another shape would only fail at the first step: fail now instead."""
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            for name, value in optimizer.state.get(p, {}).items():
-                if torch.is_tensor(value) and value.dim() > 0 and value.shape != p.shape:
-                    raise ValueError(f"its optimizer's {name} is {list(value.shape)} for a {list(p.shape)} parameter")
 
 
 def check_out_dir(out: Path) -> None:
@@ -596,7 +358,7 @@ def finish(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, tr
         raise ValueError("the validation loss was never a finite number: training diverged; try a lower --lr")
     model.load_state_dict(run.best_weights)
     val = nats_per_char(model, val_ids, streams=1)  # the exact score, as charrnn.evaluate computes it
-    atomic_save({"config": asdict(cfg), "finished": True, "progress": run.counters()}, out / CHECKPOINT)
+    mark_finished(out / CHECKPOINT, cfg, run)
     log(f"stopped ({stop_reason}) after {run.step} steps, {run.elapsed_s / 60:.1f} min; "
         f"best val {val:.4f} nats/char ({val / math.log(2):.4f} bits) at step {run.best_step}")
     return TrainResult(model=model.cpu(), config=cfg, val_loss=val, best_step=run.best_step, steps=run.step,

@@ -5,7 +5,7 @@ import signal
 import pytest
 import torch
 
-from charrnn import training
+from charrnn import checkpoint, config, training
 from charrnn.training import Interrupted, TrainConfig, lr_at, train
 
 WORDS = ("en un lugar de la mancha de cuyo nombre no quiero acordarme no ha mucho tiempo que vivía "
@@ -60,7 +60,7 @@ def test_the_budget_picks_the_recipe_and_explicit_settings_win():
     assert (long.cell, long.num_layers, long.batch_size, long.seq_len, long.dropout) == ("lstm", 2, 16, 128, 0.25)
     assert short.recipe == "short" and long.recipe == "long"
     assert TrainConfig() == long  # the plain defaults are the long recipe: what `python train.py` runs
-    assert TrainConfig.from_recipe(max_minutes=training.SHORT_MAX_MINUTES).cell == "gru"  # the edge is short
+    assert TrainConfig.from_recipe(max_minutes=config.SHORT_MAX_MINUTES).cell == "gru"  # the edge is short
     assert TrainConfig.from_recipe("short", max_minutes=60).cell == "gru"  # a named recipe beats the rule
     mixed = TrainConfig.from_recipe(max_minutes=10, cell="lstm", lr=1e-3)
     assert (mixed.cell, mixed.lr, mixed.num_layers) == ("lstm", 1e-3, 1)  # the rest still from the recipe
@@ -143,10 +143,11 @@ class Killed(BaseException):
     """kill -9 as the files see it: nothing after this point runs (no except, no cleanup that writes)."""
 
 
-@pytest.mark.parametrize("victim", ["atomic_save", "append_jsonl"])
-def test_a_kill_during_a_save_then_resume_leaves_no_step_twice_in_the_metrics(tmp_path, monkeypatch, victim):
+@pytest.mark.parametrize("module, victim", [(checkpoint, "atomic_save"), (training, "append_jsonl")],
+                         ids=["checkpoint save", "metrics row"])
+def test_a_kill_during_a_save_then_resume_leaves_no_step_twice_in_the_metrics(tmp_path, monkeypatch, module, victim):
     cfg = tiny_config(tmp_path, epochs=2.0)
-    original, calls = getattr(training, victim), []
+    original, calls = getattr(module, victim), []
 
     def dies_the_second_time(*args, **kwargs):
         calls.append(1)
@@ -154,7 +155,7 @@ def test_a_kill_during_a_save_then_resume_leaves_no_step_twice_in_the_metrics(tm
             raise Killed
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(training, victim, dies_the_second_time)
+    monkeypatch.setattr(module, victim, dies_the_second_time)
     with pytest.raises(Killed):
         train(cfg, log=lambda *_: None)
     monkeypatch.undo()
