@@ -14,6 +14,8 @@ from .model import CharRNN, State
 from .text import Vocab
 
 CHECKPOINT = "checkpoint.pt"
+OLD_NAMES = {"warmup": "warmup_frac", "min_lr": "min_lr_frac",  # checkpoints of earlier versions
+             "chunk": "chunk_index", "elapsed": "elapsed_s", "bad_evals": "evals_without_gain"}
 
 
 @dataclass
@@ -33,6 +35,16 @@ class RunState:
     def counters(self) -> dict:
         """The plain-number part, as the checkpoint stores it."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("best_weights", "carried")}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict) -> "RunState":
+        """The state a checkpoint saved (TypeError or ValueError if it is not one)."""
+        counters = {OLD_NAMES.get(k, k): v for k, v in ckpt["progress"].items()}
+        run = cls(**counters, best_weights=ckpt["best_model"], carried=ckpt["rnn_state"])
+        numbers = [f.name for f in fields(cls) if f.type in (int, float)]
+        if not all(isinstance(getattr(run, n), (int, float)) for n in numbers) or not isinstance(run.history, list):
+            raise ValueError("its progress counters are not numbers")
+        return run
 
     def keep_if_best(self, val: float, model: torch.nn.Module) -> bool:
         """Record an evaluation; copy the weights when it is the best so far."""
@@ -83,10 +95,6 @@ def load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-OLD_NAMES = {"warmup": "warmup_frac", "min_lr": "min_lr_frac",  # checkpoints of earlier versions
-             "chunk": "chunk_index", "elapsed": "elapsed_s", "bad_evals": "evals_without_gain"}
-
-
 def resumed_config(ckpt: dict, cfg: TrainConfig, given: set[str], path: Path, log) -> TrainConfig:
     """The checkpoint's settings, with `cfg`'s out, device, and those of `given` that a resumed run
     can change (RESUMABLE); the other given ones are named as ignored."""
@@ -124,8 +132,7 @@ def restore_checkpoint(ckpt: dict, vocab: Vocab, model: CharRNN, optimizer: torc
     if not (torch.is_tensor(rng) and rng.dtype == torch.uint8 and rng.shape == torch.get_rng_state().shape):
         raise CheckpointError(f"{path} is damaged: its random-number state is not a CPU generator state")
     try:
-        counters = {OLD_NAMES.get(k, k): v for k, v in ckpt["progress"].items()}
-        run = RunState(**counters, best_weights=ckpt["best_model"], carried=ckpt["rnn_state"])
+        run = RunState.from_checkpoint(ckpt)
         check_carried(run.carried, model.init_state(cfg.batch_size))
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])

@@ -240,6 +240,7 @@ DAMAGE = {
     "optimizer state of another model": rewrite(_other_optimizer_state),
     "bad RNG state": rewrite(_bad_rng),
     "unknown progress field": rewrite(lambda c: c["progress"].update(colour=1)),
+    "progress that is not numbers": rewrite(lambda c: c["progress"].update(step="ten")),
     "carried state of another shape": rewrite(_other_carried_state),
 }
 

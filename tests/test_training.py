@@ -194,3 +194,9 @@ def test_the_progress_bar_counts_optimizer_steps_and_always_shows_the_loss(tmp_p
     assert len(bar.postfixes) >= result.steps and all("loss" in p for p in bar.postfixes)  # from the first step on
     planned = training.planned_steps(cfg, len(training.load_corpus(cfg)[1]))
     assert all(total <= planned for total in bar.totals)
+
+
+def test_a_run_whose_validation_loss_is_never_a_number_says_it_diverged(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "nats_per_char", lambda *a, **kw: float("nan"))
+    with pytest.raises(ValueError, match="training diverged; try a lower --lr"):
+        train(tiny_config(tmp_path, epochs=5.0, eval_every=5, patience=2), log=lambda *_: None)
