@@ -49,8 +49,8 @@ def pytorch_tutorial_batches(train_ids: torch.Tensor, gen: torch.Generator, batc
     offsets = torch.arange(WINDOW + 1)
     while True:
         for starts in torch.randperm(len(train_ids) - WINDOW, generator=gen).split(batch):
-            w = train_ids[starts[:, None] + offsets]  # (B, 101)
-            yield w[:, :-1], w[:, -1]
+            window_ids = train_ids[starts[:, None] + offsets]  # (B, 101)
+            yield window_ids[:, :-1], window_ids[:, -1]
 
 
 def pytorch_tutorial_loss(model: CharRNN, x, y):
@@ -161,10 +161,10 @@ def last_char_loss(model: CharRNN, val_ids: torch.Tensor, windows: int, batch: i
     gen = torch.Generator().manual_seed(0)
     starts = torch.randperm(len(val_ids) - WINDOW, generator=gen)[:windows]
     losses = []
-    for b in starts.split(batch):
-        w = val_ids[b[:, None] + torch.arange(WINDOW + 1)]  # (B, 101)
-        logits, _, _ = model(w[:, :-1])
-        losses.append(F.cross_entropy(logits[:, -1], w[:, -1], reduction="none"))
+    for batch_starts in starts.split(batch):
+        window_ids = val_ids[batch_starts[:, None] + torch.arange(WINDOW + 1)]  # (B, 101)
+        logits, _, _ = model(window_ids[:, :-1])
+        losses.append(F.cross_entropy(logits[:, -1], window_ids[:, -1], reduction="none"))
     losses = torch.cat(losses)
     se = losses.std().item() / math.sqrt(len(losses)) if len(losses) > 1 else float("nan")
     return losses.mean().item(), se
@@ -204,7 +204,7 @@ def fmt_min(m: float | None) -> str:
     return "not reached" if m is None else f"{m:.1f}"
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=10.0, help="training budget of each recipe")
     p.add_argument("--eval-minutes", type=float, default=None, help="evaluation interval (default: minutes/10)")
@@ -216,40 +216,40 @@ def main(argv=None) -> int:
                    help="divide every width and batch size by this: smoke tests only, not the recipes")
     p.add_argument("--results", default=str(common.RESULTS), help="markdown file to write this section into")
     args = p.parse_args(argv)
-    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
-    if not recipes or set(recipes) - set(NAMES) or args.minutes <= 0 or args.windows < 1:
+    args.recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    if not args.recipes or set(args.recipes) - set(NAMES) or args.minutes <= 0 or args.windows < 1:
         p.error("--recipes takes ours, pytorch and/or tf; --minutes and --windows must be positive")
+    return args
+
+
+def run_recipe(key: str, args, eval_s: float, vocab, train_ids, val_ids) -> dict:
+    """Train one recipe for the budget and score its best model both ways."""
+    torch.manual_seed(1337)
+    gen = torch.Generator().manual_seed(1337)
     budget_s = args.minutes * 60
-    eval_s = (args.eval_minutes or args.minutes / 10) * 60
+    if key == "ours":
+        r = train_ours(args.data, args.minutes, eval_s, vocab, train_ids, args.shrink)
+    elif key == "pytorch":
+        r = train_tutorial(key, pytorch_tutorial_model(vocab, args.shrink),
+                           pytorch_tutorial_batches(train_ids, gen, 512 // args.shrink),
+                           pytorch_tutorial_loss, val_ids, budget_s, eval_s)
+    else:
+        r = train_tutorial(key, tf_tutorial_model(vocab, args.shrink),
+                           tf_tutorial_batches(train_ids, gen, 64 // args.shrink),
+                           tf_tutorial_loss, val_ids, budget_s, eval_s)
+    model = r["model"]
+    if "exact" not in r:
+        r["exact"] = nats_per_char(model, val_ids, streams=1)
+    r["windowed"], r["windowed_se"] = last_char_loss(model, val_ids, args.windows)
+    if args.save_dir:  # e.g. for bench/quality.py --compare
+        model.save_pretrained(Path(args.save_dir) / key)
+    r["params"], r["cps"] = model.num_params(), r["chars"] / r["seconds"]
+    print(f"  {key}: exact val {r['exact']:.4f}, last-char-of-window val {r['windowed']:.4f}, "
+          f"{r['cps']:,.0f} supervised chars/s", flush=True)
+    return r
 
-    vocab, train_ids, val_ids = load_corpus(TrainConfig(data=args.data, strip_accents=True))
-    print(f"{len(train_ids):,} train / {len(val_ids):,} val chars, vocab {len(vocab)}; "
-          f"{args.minutes:g} training minutes per recipe; {common.machine()}", flush=True)
-    results = {}
-    for key in recipes:
-        torch.manual_seed(1337)
-        gen = torch.Generator().manual_seed(1337)
-        if key == "ours":
-            r = train_ours(args.data, args.minutes, eval_s, vocab, train_ids, args.shrink)
-        elif key == "pytorch":
-            r = train_tutorial(key, pytorch_tutorial_model(vocab, args.shrink),
-                               pytorch_tutorial_batches(train_ids, gen, 512 // args.shrink),
-                               pytorch_tutorial_loss, val_ids, budget_s, eval_s)
-        else:
-            r = train_tutorial(key, tf_tutorial_model(vocab, args.shrink),
-                               tf_tutorial_batches(train_ids, gen, 64 // args.shrink),
-                               tf_tutorial_loss, val_ids, budget_s, eval_s)
-        model = r["model"]
-        if "exact" not in r:
-            r["exact"] = nats_per_char(model, val_ids, streams=1)
-        r["windowed"], r["windowed_se"] = last_char_loss(model, val_ids, args.windows)
-        if args.save_dir:  # e.g. for bench/quality.py --compare
-            model.save_pretrained(Path(args.save_dir) / key)
-        r["params"], r["cps"] = model.num_params(), r["chars"] / r["seconds"]
-        results[key] = r
-        print(f"  {key}: exact val {r['exact']:.4f}, last-char-of-window val {r['windowed']:.4f}, "
-              f"{r['cps']:,.0f} supervised chars/s", flush=True)
 
+def results_table(results: dict) -> str:
     ours = results.get("ours")
     headers = ["recipe", "params", "steps", "supervised chars/s", "val loss (exact, state carried)",
                "val loss (tutorial's way: last char of 100-char windows)",
@@ -259,14 +259,12 @@ def main(argv=None) -> int:
         rows.append([NAMES[key], f"{r['params']:,}", f"{r['steps']:,}", f"{r['cps']:,.0f}", f"{r['exact']:.4f}",
                      f"{r['windowed']:.4f} ± {r['windowed_se']:.3f}", *[fmt_min(minutes_to(r["rows"], t)) for t in THRESHOLDS],
                      f"{ours['cps'] / r['cps']:.1f}x" if ours else "—"])
-    table_md = common.table(headers, rows)
-    print(table_md)
+    return common.table(headers, rows)
 
-    name = f"train_quality_{args.minutes:g}min"
-    results_path = Path(args.results)
-    png = results_path.parent / f"{name}.png"
-    plot(results, png, args.minutes)
-    checks = []
+
+def target_checks(results: dict, minutes: float, shrink: int) -> list[str]:
+    """One line per target: ours below each tutorial at equal minutes, and the 1.2446 mark."""
+    ours, checks = results.get("ours"), []
     if ours:
         for key in ("pytorch", "tf"):
             if key in results:
@@ -282,19 +280,21 @@ def main(argv=None) -> int:
                               + (f"; behind at {', '.join(behind)}." if behind else "."))
         reach = minutes_to(ours["rows"], TUTORIAL_BEST)
         checks.append(f"- Ours reaches the PyTorch tutorial's final {TUTORIAL_BEST} after: "
-                      f"{fmt_min(reach)} {'min' if reach is not None else f'within {args.minutes:g} min'} "
+                      f"{fmt_min(reach)} {'min' if reach is not None else f'within {minutes:g} min'} "
                       f"(target: within 30 min; exact final score {ours['exact']:.4f}).")
         if ours["note"]:
             checks.append(f"- Ours {ours['note']}.")
-    if args.shrink > 1:
-        checks.insert(0, f"- **--shrink {args.shrink}: widths and batch sizes divided by {args.shrink}; these are not the "
+    if shrink > 1:
+        checks.insert(0, f"- **--shrink {shrink}: widths and batch sizes divided by {shrink}; these are not the "
                          f"recipes and the numbers mean nothing.**")
+    return checks
+
+
+def how_to_read(args, eval_s: float) -> str:
     rc = TrainConfig.from_recipe(max_minutes=args.minutes)
     ours_desc = (f"{rc.cell.upper()} {rc.num_layers}x{rc.hidden_size}, {rc.batch_size} streams x {rc.seq_len} chars, "
                  f"AdamW lr {rc.lr:g} with warmup and cosine decay, dropout {rc.dropout:g}")
-    notes = "\n".join(checks) + f"""
-
-How to read it:
+    return f"""How to read it:
 - Every recipe is trained for the same {args.minutes:g} minutes of wall-clock training on this CPU,
   one after another in one process; evaluation time is off the clock. The curve is the whole
   validation split (last 20% of the accent-stripped text) scored with `nats_per_char(streams={CURVE_STREAMS})`
@@ -316,6 +316,23 @@ How to read it:
   windows. TF tutorial = Embedding 128, GRU 512, Adam 1e-3, batch 64 shuffled 101-char sequences,
   all 100 positions as targets. Both tutorials use PyTorch default initialization here.
 """
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    eval_s = (args.eval_minutes or args.minutes / 10) * 60
+    vocab, train_ids, val_ids = load_corpus(TrainConfig(data=args.data, strip_accents=True))
+    print(f"{len(train_ids):,} train / {len(val_ids):,} val chars, vocab {len(vocab)}; "
+          f"{args.minutes:g} training minutes per recipe; {common.machine()}", flush=True)
+    results = {key: run_recipe(key, args, eval_s, vocab, train_ids, val_ids) for key in args.recipes}
+    table_md = results_table(results)
+    print(table_md)
+
+    name = f"train_quality_{args.minutes:g}min"
+    results_path = Path(args.results)
+    png = results_path.parent / f"{name}.png"
+    plot(results, png, args.minutes)
+    notes = "\n".join(target_checks(results, args.minutes, args.shrink)) + "\n\n" + how_to_read(args, eval_s)
     common.write_section(name, common.section(
         f"Training: validation loss vs minutes ({args.minutes:g} min per recipe)",
         f"{len(train_ids):,} training / {len(val_ids):,} validation chars, vocabulary {len(vocab)}.",
