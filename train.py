@@ -1,6 +1,7 @@
 """Train charrnn on Don Quijote and write Hugging Face-format weights.
 
-    python train.py                          # default model, ~27 min on a 2-core CPU -> weights/
+    python train.py                          # long recipe, ~27 min on a 2-core CPU -> weights/
+    python train.py --max-minutes 10 --out runs/quick   # a 10-minute budget picks the short recipe
     python train.py --strip-accents --out runs/stripped   # the tutorials' accent-free text
     python train.py --resume                 # continue after Ctrl-C
     python train.py --push-to-hub OWNER/NAME # also upload weights + model card
@@ -8,50 +9,109 @@
 import argparse
 import shlex
 import sys
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 
-from charrnn.training import RECIPES, SHORT_BUDGET, TrainConfig
+from charrnn.config import RECIPES, RESUMABLE, SHORT_MAX_MINUTES, TrainConfig, recipe_for_budget
 
 HELP = {
     "data": "UTF-8 text file (default: el_quijote.txt from the cache, ../shared/data, or downloaded and hash-checked)",
     "strip_accents": "strip accents (á->a, ñ->n) as the tutorials effectively did, so losses compare",
+    "recipe": f"preset of the settings marked 'from the recipe' (listed below); by default short for "
+              f"--max-minutes up to {SHORT_MAX_MINUTES:g}, else long (here: %(default)s)",
     "cell": "recurrent cell: lstm or gru",
+    "warmup_frac": "fraction of the run over which the lr warms up linearly",
+    "min_lr_frac": "where the cosine decay ends, as a fraction of --lr",
     "max_minutes": "training-time budget; the lr schedule ends at the budget or --epochs, whichever comes first",
     "device": "auto (cuda if available, else cpu), cpu or cuda",
     "out": "folder for config.json, model.safetensors, README.md, metrics.jsonl, loss.png, checkpoint.pt",
 }
+RECIPE_FIELDS = tuple(RECIPES["long"])
 SAMPLE_SEEDS = ["En un lugar de la Mancha", "–¿Qué gigantes? –dijo Sancho Panza.", "Dulcinea del Toboso"]
+HUB_TIMEOUT_S = 5.0  # how long the pre-flight check waits for the Hub
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in every flag's help; the recipes table below kept as written."""
+
+
+def recipes_help() -> str:
+    rows = [f"  {name:6} " + ", ".join(f"--{k.replace('_', '-')} {v:g}" if not isinstance(v, str)
+                                      else f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
+            for name, settings in RECIPES.items()]
+    return "\n".join([f"recipes (--recipe; default: short for --max-minutes up to {SHORT_MAX_MINUTES:g}, "
+                      f"else long; a flag given with it overrides that part):", *rows,
+                      f"--resume applies only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} "
+                      f"(and --out, --device); other settings come from the checkpoint."])
+
+
+def flag_given(argv: list[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in argv)
+
+
+def flag_value(argv: list[str], flag: str) -> str | None:
+    """The last value given to `flag` in argv, or None."""
+    value = None
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif a.startswith(flag + "="):
+            value = a.split("=", 1)[1]
+    return value
+
+
+def chosen_recipe(argv: list[str]) -> str:
+    """--recipe if given, else the one the rule picks for --max-minutes (a bad value is left to
+    the parser to report)."""
+    recipe = flag_value(argv, "--recipe")
+    if recipe in RECIPES:
+        return recipe
+    try:
+        return recipe_for_budget(float(flag_value(argv, "--max-minutes") or TrainConfig.max_minutes))
+    except ValueError:
+        return recipe_for_budget(TrainConfig.max_minutes)
+
+
+def build_parser(recipe: str) -> argparse.ArgumentParser:
+    """Every TrainConfig field as a flag, its default from `recipe`."""
+    defaults = TrainConfig.from_recipe(recipe)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=recipes_help(),
+                                formatter_class=HelpFormatter, allow_abbrev=False)
     for f in fields(TrainConfig):
         flag, text = "--" + f.name.replace("_", "-"), HELP.get(f.name, f.name.replace("_", " "))
-        default, example = f.default, RECIPES["short"].get(f.name, f.default)
-        if f.name in RECIPES["short"]:  # None: the recipe for the budget picks it
-            short, long = RECIPES["short"][f.name], RECIPES["long"][f.name]
-            text += f" (default: {short} for --max-minutes up to {SHORT_BUDGET:g}, else {long})"
-            default = argparse.SUPPRESS  # absent from args: left to the recipe
+        default = getattr(defaults, f.name)
+        if f.name in RECIPE_FIELDS:
+            text += " (from the recipe)"
         if f.type is bool:
             p.add_argument(flag, action="store_true", help=text)
-        elif f.name == "cell":
-            p.add_argument(flag, choices=["lstm", "gru"], default=default, help=text)
+        elif f.name in ("cell", "recipe"):
+            p.add_argument(flag, choices=["lstm", "gru"] if f.name == "cell" else list(RECIPES), default=default,
+                           help=text)
         else:  # int and float fields parse as such; the rest (paths, device) are strings
-            kind = type(example) if type(example) in (int, float) else str
+            kind = type(default) if type(default) in (int, float) else str
             p.add_argument(flag, type=kind, default=default, help=text)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the weights folder with its model card")
     p.add_argument("--private", action="store_true", help="with --push-to-hub: create a private repo")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return build_parser(chosen_recipe(argv)).parse_args(argv)
 
 
 def to_config(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig of parsed flags; the recipe fields left out stay None for the budget to pick."""
-    return TrainConfig(**{f.name: getattr(args, f.name, None) for f in fields(TrainConfig)})
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
 
 
-def main(argv=None) -> int:
+def given_settings(argv: list[str]) -> set[str]:
+    """The TrainConfig fields set on the command line (what --resume may apply or must report)."""
+    return {f.name for f in fields(TrainConfig) if flag_given(argv, "--" + f.name.replace("_", "-"))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     # Imports after argument parsing: --help should not wait for torch.
     from charrnn.data import DataError
@@ -60,11 +120,12 @@ def main(argv=None) -> int:
     from charrnn.training import Interrupted, train
 
     cfg = to_config(args)
-    if args.push_to_hub and args.push_to_hub.count("/") != 1:
-        return fail(f"--push-to-hub needs OWNER/NAME, not {args.push_to_hub!r}")
+    problem = args.push_to_hub and hub_problem(args.push_to_hub)
+    if problem:  # found now, not after the training
+        return fail(f"cannot push to {args.push_to_hub}: {problem}")
     try:
         device = resolve_device(cfg.device)
-        summary = train(cfg, resume=args.resume, device=device)
+        result = train(cfg, resume=args.resume, device=device, given=given_settings(argv))
     except Interrupted as e:
         print(f"\nStopped: {e}. Continue with: python train.py --resume --out {shlex.quote(cfg.out)}", file=sys.stderr)
         return 130
@@ -72,48 +133,81 @@ def main(argv=None) -> int:
         return fail(str(e))
 
     out = Path(cfg.out)
-    write_outputs(summary, out, reproduce_command(summary["config"]), args.push_to_hub or str(out))
+    write_outputs(result, out, reproduce_command(result.config), args.push_to_hub or str(out))
     print(f"wrote {out}/: config.json, model.safetensors, README.md, metrics.jsonl, loss.png")
-    print(f"val loss {summary['val_loss']:.4f} nats/char; try: python -m charrnn.sample --weights {out} "
+    print(f"val loss {result.val_loss:.4f} nats/char; try: python -m charrnn.sample --weights {out} "
           f"--seed-text 'En un lugar de la Mancha'")
     if args.push_to_hub:
         try:
             url = push(out, args.push_to_hub, private=args.private)
-        except Exception as e:  # no network, no token, no permission: the local files are safe
+        except Exception as e:  # the network went away since the check: the local files are safe
             return fail(f"could not push to {args.push_to_hub}: {first_line(e)}. Everything is saved in {out}/; "
                         f"push it later with: python -m charrnn.hub {shlex.quote(str(out))} {args.push_to_hub}")
         print(f"pushed to {url}")
     return 0
 
 
+def hub_problem(repo_id: str) -> str | None:
+    """Why a push to `repo_id` would fail, found before any training (None: nothing found): the
+    repo id's form, offline mode, a token, the Hub answering, and the token's user owning OWNER."""
+    from huggingface_hub import HfApi, constants, get_token, is_offline_mode
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import get_session
+
+    from charrnn.hub import first_line
+
+    owner, _, name = repo_id.partition("/")
+    if not owner or not name or "/" in name:
+        return f"--push-to-hub needs OWNER/NAME, not {repo_id!r}"
+    if is_offline_mode():
+        return "HF_HUB_OFFLINE is set; unset it, or train without --push-to-hub and push later"
+    token = get_token()
+    if not token:
+        return "no Hugging Face token: log in with `hf auth login` or set HF_TOKEN"
+    try:  # a quick look first: the client's own requests have no timeout and could hang
+        get_session().head(constants.ENDPOINT, timeout=HUB_TIMEOUT_S)
+        me = HfApi(token=token).whoami()
+    except HfHubHTTPError as e:
+        return f"the Hub did not accept the token ({first_line(e)}); log in again with `hf auth login`"
+    except Exception as e:  # DNS, refused, timeout, TLS: no network to the Hub
+        return f"the Hub at {constants.ENDPOINT} cannot be reached ({first_line(e)})"
+    allowed = {me.get("name")} | {org.get("name") for org in me.get("orgs", [])}
+    if owner not in allowed:
+        return f"the token belongs to {me.get('name')}, who cannot write under {owner!r}"
+    if me.get("auth", {}).get("accessToken", {}).get("role") == "read":
+        return "the Hugging Face token is read-only; create one with write access"
+    return None
+
+
 def reproduce_command(cfg: TrainConfig) -> str:
-    """The train.py command for this config: its settings that differ from the defaults
-    (also right for a resumed run, whose own command line was only --resume)."""
-    # What train.py gives without flags, except that the recipe is the one for this run's budget.
-    default = replace(TrainConfig(max_minutes=cfg.max_minutes).resolve(), max_minutes=TrainConfig.max_minutes)
-    args = []
+    """The train.py command for this config: --recipe where the budget would pick another one, then
+    the settings that differ from that recipe's (also right for a resumed run, whose own command
+    line was only --resume)."""
+    args = [] if cfg.recipe == recipe_for_budget(cfg.max_minutes) else ["--recipe", cfg.recipe]
+    default = TrainConfig.from_recipe(cfg.recipe)
     for f in fields(TrainConfig):
         value = getattr(cfg, f.name)
-        if f.name == "device" or value == getattr(default, f.name):
+        if f.name in ("device", "recipe") or value == getattr(default, f.name):
             continue
         flag = "--" + f.name.replace("_", "-")
         args += [flag] if value is True else [flag, shlex.quote(str(value))]
     return " ".join(["python train.py", *args])
 
 
-def write_outputs(summary: dict, out: Path, command: str, load_from: str) -> None:
-    """Weights, loss plot and model card (with samples) of a finished run, into `out`."""
+def write_outputs(result, out: Path, command: str, load_from: str) -> None:
+    """Weights, loss plot and model card (with samples) of a finished run (a TrainResult), into `out`."""
     from charrnn.generate import Settings, complete
     from charrnn.hub import model_card, plot_losses, save_weights
 
-    model, cfg = summary["model"], summary["config"]
+    model, cfg = result.model, result.config
     save_weights(model, out)
-    title = f"{cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}: best val {summary['val_loss']:.4f} nats/char"
-    plot_losses(summary["history"], out / "loss.png", title)
+    title = f"{cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}: best val {result.val_loss:.4f} nats/char"
+    plot_losses(result.history, out / "loss.png", title)
     samples = [(o.seed, o.sampled) for o in (complete(model, seed, Settings(length=300, temperature=0.8,
                                                                           sampling_seed=i))
                                              for i, seed in enumerate(SAMPLE_SEEDS))]
-    (out / "README.md").write_text(model_card(summary, samples, command, load_from), encoding="utf-8")
+    card = model_card(vars(result), samples, command, load_from)  # the card reads the result's fields by name
+    (out / "README.md").write_text(card, encoding="utf-8")
 
 
 def fail(message: str) -> int:

@@ -25,7 +25,8 @@ import torch.nn.functional as F  # noqa: E402
 from charrnn.data import DataError  # noqa: E402
 from charrnn.evaluate import nats_per_char  # noqa: E402
 from charrnn.model import CharRNN  # noqa: E402
-from charrnn.training import TrainConfig, load_corpus, train  # noqa: E402
+from charrnn.training import (RunState, TrainConfig, build_model, build_optimizer, load_corpus,  # noqa: E402
+                              optimizer_step, train)
 
 TUTORIAL_BEST = 1.2446  # the PyTorch tutorial's final validation loss, after 20 GPU epochs
 THRESHOLDS = (1.40, 1.30)
@@ -48,8 +49,8 @@ def pytorch_tutorial_batches(train_ids: torch.Tensor, gen: torch.Generator, batc
     offsets = torch.arange(WINDOW + 1)
     while True:
         for starts in torch.randperm(len(train_ids) - WINDOW, generator=gen).split(batch):
-            w = train_ids[starts[:, None] + offsets]  # (B, 101)
-            yield w[:, :-1], w[:, -1]
+            window_ids = train_ids[starts[:, None] + offsets]  # (B, 101)
+            yield window_ids[:, :-1], window_ids[:, -1]
 
 
 def pytorch_tutorial_loss(model: CharRNN, x, y):
@@ -74,8 +75,8 @@ def tf_tutorial_batches(train_ids: torch.Tensor, gen: torch.Generator, batch: in
     while True:
         order = torch.randperm(len(seqs), generator=gen)
         for idx in order[: len(order) // batch * batch].split(batch):
-            s = seqs[idx]
-            yield s[:, :-1], s[:, 1:]
+            rows = seqs[idx]  # (64, 101)
+            yield rows[:, :-1], rows[:, 1:]
 
 
 def tf_tutorial_loss(model: CharRNN, x, y):
@@ -84,41 +85,38 @@ def tf_tutorial_loss(model: CharRNN, x, y):
 
 def train_tutorial(name, model, batches, loss_fn, val_ids, budget_s, eval_s) -> dict:
     """Adam 1e-3 on the recipe's batches for `budget_s` seconds of training (evaluations are off the
-    clock), scoring the whole validation split every `eval_s` seconds; keeps the best model."""
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    rows, chars, steps, elapsed, next_eval = [], 0, 0, 0.0, eval_s
-    best, best_state = math.inf, None
+    clock), scoring the whole validation split every `eval_s` seconds; keeps the best model. The
+    step and the bookkeeping are our loop's own (optimizer_step, RunState); the recipe is theirs."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    run, chars, next_eval = RunState(), 0, eval_s
     model.train()
-    t = time.perf_counter()
+    clock = time.perf_counter()
     for x, y in batches:  # building the batch is training time: the clock started before it
         loss = loss_fn(model, x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        steps, chars = steps + 1, chars + y.numel()
-        elapsed += time.perf_counter() - t
-        done = elapsed >= budget_s
-        if elapsed >= next_eval or done:
+        optimizer_step(model, optimizer, loss)  # no clipping: the tutorials do not clip
+        run.step, chars = run.step + 1, chars + y.numel()
+        run.elapsed_s += time.perf_counter() - clock
+        done = run.elapsed_s >= budget_s
+        if run.elapsed_s >= next_eval or done:
             val = nats_per_char(model, val_ids, streams=CURVE_STREAMS)
-            rows.append(dict(minutes=elapsed / 60, val_loss=val, step=steps))
-            print(f"  {name}: {elapsed / 60:6.2f} min, step {steps}, train {loss.item():.4f}, val {val:.4f}", flush=True)
-            if val < best:
-                best, best_state = val, {k: v.clone() for k, v in model.state_dict().items()}
-            while next_eval <= elapsed:
+            run.history.append(dict(minutes=run.elapsed_s / 60, val_loss=val, step=run.step))
+            print(f"  {name}: {run.elapsed_s / 60:6.2f} min, step {run.step}, train {loss.item():.4f}, "
+                  f"val {val:.4f}", flush=True)
+            run.keep_if_best(val, model)
+            while next_eval <= run.elapsed_s:
                 next_eval += eval_s
-            model.train()
         if done:
             break
-        t = time.perf_counter()
-    model.load_state_dict(best_state)
-    return dict(model=model, rows=rows, steps=steps, seconds=elapsed, chars=chars, note="")
+        clock = time.perf_counter()
+    model.load_state_dict(run.best_weights)
+    return dict(model=model, rows=run.history, steps=run.step, seconds=run.elapsed_s, chars=chars, note="")
 
 
 def train_ours(data_path, budget_min, eval_s, vocab, train_ids, shrink: int = 1) -> dict:
     """charrnn.training.train with its defaults on the tutorials' text. Only the evaluation cadence
     is set (so the curve has points about every eval_s seconds); patience is scaled to keep the
     default early-stop window in steps. Evaluating does not change the training itself."""
-    base = TrainConfig(data=data_path, strip_accents=True, max_minutes=budget_min).resolve()  # the budget's recipe
+    base = TrainConfig.from_recipe(data=data_path, strip_accents=True, max_minutes=budget_min)  # the budget's recipe
     if shrink > 1:
         base = replace(base, embed_dim=base.embed_dim // shrink, hidden_size=base.hidden_size // shrink,
                        batch_size=max(1, base.batch_size // shrink))
@@ -127,32 +125,29 @@ def train_ours(data_path, budget_min, eval_s, vocab, train_ids, shrink: int = 1)
     patience = max(1, math.ceil(base.patience * base.eval_every / eval_every))
     with tempfile.TemporaryDirectory() as out:
         cfg = replace(base, eval_every=eval_every, patience=patience, out=out)
-        summary = train(cfg, log=lambda m: print("  ours:", m, flush=True))
-    hist = summary["history"]
+        result = train(cfg, log=lambda m: print("  ours:", m, flush=True))
+    hist = result.history
     rows = [dict(minutes=r["elapsed_s"] / 60, val_loss=r["val_loss"], step=r["step"]) for r in hist]
     # chars_per_s of each row is the training rate since the previous evaluation
     chars = sum(r["chars_per_s"] * (r["elapsed_s"] - p) for r, p in zip(hist, [0] + [h["elapsed_s"] for h in hist]))
-    why = "an early stop" if summary["stop_reason"] == "early stop" else f"the default {base.epochs:g}-epoch limit"
-    note = "" if summary["minutes"] >= 0.99 * budget_min else (
-        f"stopped after {summary['minutes']:.1f} of the {budget_min:g} minutes: {why} ended it")
-    return dict(model=summary["model"], rows=rows, steps=summary["steps"], seconds=summary["minutes"] * 60,
-                chars=chars, note=note, exact=summary["val_loss"])
+    why = "an early stop" if result.stop_reason == "early stop" else f"the default {base.epochs:g}-epoch limit"
+    note = "" if result.minutes >= 0.99 * budget_min else (
+        f"stopped after {result.minutes:.1f} of the {budget_min:g} minutes: {why} ended it")
+    return dict(model=result.model, rows=rows, steps=result.steps, seconds=result.minutes * 60,
+                chars=chars, note=note, exact=result.val_loss)
 
 
 def probe_steps_per_s(cfg: TrainConfig, vocab, train_ids: torch.Tensor, steps: int = 4) -> float:
     """A few throwaway steps of the default model, to turn an evaluation interval in seconds
     into the step count train() takes."""
     torch.manual_seed(0)
-    model = CharRNN(vocab.chars, True, cfg.cell, cfg.embed_dim, cfg.hidden_size, cfg.num_layers, cfg.dropout)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    x = train_ids[: cfg.batch_size * (cfg.seq_len + 1)].view(cfg.batch_size, cfg.seq_len + 1)
+    model = build_model(cfg, vocab)
+    optimizer = build_optimizer(cfg, model)
+    text_rows = train_ids[: cfg.batch_size * (cfg.seq_len + 1)].view(cfg.batch_size, cfg.seq_len + 1)  # (B, T+1)
     times = []
     for _ in range(steps + 1):
         t = time.perf_counter()
-        loss = model(x[:, :-1], targets=x[:, 1:])[2]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        optimizer_step(model, optimizer, model(text_rows[:, :-1], targets=text_rows[:, 1:])[2], cfg.grad_clip)
         times.append(time.perf_counter() - t)
     return 1 / float(np.median(times[1:]))
 
@@ -166,10 +161,10 @@ def last_char_loss(model: CharRNN, val_ids: torch.Tensor, windows: int, batch: i
     gen = torch.Generator().manual_seed(0)
     starts = torch.randperm(len(val_ids) - WINDOW, generator=gen)[:windows]
     losses = []
-    for b in starts.split(batch):
-        w = val_ids[b[:, None] + torch.arange(WINDOW + 1)]  # (B, 101)
-        logits, _, _ = model(w[:, :-1])
-        losses.append(F.cross_entropy(logits[:, -1], w[:, -1], reduction="none"))
+    for batch_starts in starts.split(batch):
+        window_ids = val_ids[batch_starts[:, None] + torch.arange(WINDOW + 1)]  # (B, 101)
+        logits, _, _ = model(window_ids[:, :-1])
+        losses.append(F.cross_entropy(logits[:, -1], window_ids[:, -1], reduction="none"))
     losses = torch.cat(losses)
     se = losses.std().item() / math.sqrt(len(losses)) if len(losses) > 1 else float("nan")
     return losses.mean().item(), se
@@ -209,7 +204,7 @@ def fmt_min(m: float | None) -> str:
     return "not reached" if m is None else f"{m:.1f}"
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=10.0, help="training budget of each recipe")
     p.add_argument("--eval-minutes", type=float, default=None, help="evaluation interval (default: minutes/10)")
@@ -221,40 +216,40 @@ def main(argv=None) -> int:
                    help="divide every width and batch size by this: smoke tests only, not the recipes")
     p.add_argument("--results", default=str(common.RESULTS), help="markdown file to write this section into")
     args = p.parse_args(argv)
-    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
-    if not recipes or set(recipes) - set(NAMES) or args.minutes <= 0 or args.windows < 1:
+    args.recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    if not args.recipes or set(args.recipes) - set(NAMES) or args.minutes <= 0 or args.windows < 1:
         p.error("--recipes takes ours, pytorch and/or tf; --minutes and --windows must be positive")
+    return args
+
+
+def run_recipe(key: str, args, eval_s: float, vocab, train_ids, val_ids) -> dict:
+    """Train one recipe for the budget and score its best model both ways."""
+    torch.manual_seed(1337)
+    gen = torch.Generator().manual_seed(1337)
     budget_s = args.minutes * 60
-    eval_s = (args.eval_minutes or args.minutes / 10) * 60
+    if key == "ours":
+        r = train_ours(args.data, args.minutes, eval_s, vocab, train_ids, args.shrink)
+    elif key == "pytorch":
+        r = train_tutorial(key, pytorch_tutorial_model(vocab, args.shrink),
+                           pytorch_tutorial_batches(train_ids, gen, 512 // args.shrink),
+                           pytorch_tutorial_loss, val_ids, budget_s, eval_s)
+    else:
+        r = train_tutorial(key, tf_tutorial_model(vocab, args.shrink),
+                           tf_tutorial_batches(train_ids, gen, 64 // args.shrink),
+                           tf_tutorial_loss, val_ids, budget_s, eval_s)
+    model = r["model"]
+    if "exact" not in r:
+        r["exact"] = nats_per_char(model, val_ids, streams=1)
+    r["windowed"], r["windowed_se"] = last_char_loss(model, val_ids, args.windows)
+    if args.save_dir:  # e.g. for bench/quality.py --compare
+        model.save_pretrained(Path(args.save_dir) / key)
+    r["params"], r["cps"] = model.num_params(), r["chars"] / r["seconds"]
+    print(f"  {key}: exact val {r['exact']:.4f}, last-char-of-window val {r['windowed']:.4f}, "
+          f"{r['cps']:,.0f} supervised chars/s", flush=True)
+    return r
 
-    vocab, train_ids, val_ids = load_corpus(TrainConfig(data=args.data, strip_accents=True))
-    print(f"{len(train_ids):,} train / {len(val_ids):,} val chars, vocab {len(vocab)}; "
-          f"{args.minutes:g} training minutes per recipe; {common.machine()}", flush=True)
-    results = {}
-    for key in recipes:
-        torch.manual_seed(1337)
-        gen = torch.Generator().manual_seed(1337)
-        if key == "ours":
-            r = train_ours(args.data, args.minutes, eval_s, vocab, train_ids, args.shrink)
-        elif key == "pytorch":
-            r = train_tutorial(key, pytorch_tutorial_model(vocab, args.shrink),
-                               pytorch_tutorial_batches(train_ids, gen, 512 // args.shrink),
-                               pytorch_tutorial_loss, val_ids, budget_s, eval_s)
-        else:
-            r = train_tutorial(key, tf_tutorial_model(vocab, args.shrink),
-                               tf_tutorial_batches(train_ids, gen, 64 // args.shrink),
-                               tf_tutorial_loss, val_ids, budget_s, eval_s)
-        model = r["model"]
-        if "exact" not in r:
-            r["exact"] = nats_per_char(model, val_ids, streams=1)
-        r["windowed"], r["windowed_se"] = last_char_loss(model, val_ids, args.windows)
-        if args.save_dir:  # e.g. for bench/quality.py --compare
-            model.save_pretrained(Path(args.save_dir) / key)
-        r["params"], r["cps"] = model.num_params(), r["chars"] / r["seconds"]
-        results[key] = r
-        print(f"  {key}: exact val {r['exact']:.4f}, last-char-of-window val {r['windowed']:.4f}, "
-              f"{r['cps']:,.0f} supervised chars/s", flush=True)
 
+def results_table(results: dict) -> str:
     ours = results.get("ours")
     headers = ["recipe", "params", "steps", "supervised chars/s", "val loss (exact, state carried)",
                "val loss (tutorial's way: last char of 100-char windows)",
@@ -264,14 +259,12 @@ def main(argv=None) -> int:
         rows.append([NAMES[key], f"{r['params']:,}", f"{r['steps']:,}", f"{r['cps']:,.0f}", f"{r['exact']:.4f}",
                      f"{r['windowed']:.4f} ± {r['windowed_se']:.3f}", *[fmt_min(minutes_to(r["rows"], t)) for t in THRESHOLDS],
                      f"{ours['cps'] / r['cps']:.1f}x" if ours else "—"])
-    table_md = common.table(headers, rows)
-    print(table_md)
+    return common.table(headers, rows)
 
-    name = f"train_quality_{args.minutes:g}min"
-    results_path = Path(args.results)
-    png = results_path.parent / f"{name}.png"
-    plot(results, png, args.minutes)
-    checks = []
+
+def target_checks(results: dict, minutes: float, shrink: int) -> list[str]:
+    """One line per target: ours below each tutorial at equal minutes, and the 1.2446 mark."""
+    ours, checks = results.get("ours"), []
     if ours:
         for key in ("pytorch", "tf"):
             if key in results:
@@ -287,19 +280,21 @@ def main(argv=None) -> int:
                               + (f"; behind at {', '.join(behind)}." if behind else "."))
         reach = minutes_to(ours["rows"], TUTORIAL_BEST)
         checks.append(f"- Ours reaches the PyTorch tutorial's final {TUTORIAL_BEST} after: "
-                      f"{fmt_min(reach)} {'min' if reach is not None else f'within {args.minutes:g} min'} "
+                      f"{fmt_min(reach)} {'min' if reach is not None else f'within {minutes:g} min'} "
                       f"(target: within 30 min; exact final score {ours['exact']:.4f}).")
         if ours["note"]:
             checks.append(f"- Ours {ours['note']}.")
-    if args.shrink > 1:
-        checks.insert(0, f"- **--shrink {args.shrink}: widths and batch sizes divided by {args.shrink}; these are not the "
+    if shrink > 1:
+        checks.insert(0, f"- **--shrink {shrink}: widths and batch sizes divided by {shrink}; these are not the "
                          f"recipes and the numbers mean nothing.**")
-    rc = TrainConfig(max_minutes=args.minutes).resolve()
+    return checks
+
+
+def how_to_read(args, eval_s: float) -> str:
+    rc = TrainConfig.from_recipe(max_minutes=args.minutes)
     ours_desc = (f"{rc.cell.upper()} {rc.num_layers}x{rc.hidden_size}, {rc.batch_size} streams x {rc.seq_len} chars, "
                  f"AdamW lr {rc.lr:g} with warmup and cosine decay, dropout {rc.dropout:g}")
-    notes = "\n".join(checks) + f"""
-
-How to read it:
+    return f"""How to read it:
 - Every recipe is trained for the same {args.minutes:g} minutes of wall-clock training on this CPU,
   one after another in one process; evaluation time is off the clock. The curve is the whole
   validation split (last 20% of the accent-stripped text) scored with `nats_per_char(streams={CURVE_STREAMS})`
@@ -313,14 +308,31 @@ How to read it:
   ± is the standard error of that sample). The tutorial's published 1.2446 is of that kind.
 - Supervised chars/s = target chars that had a loss, per training second (the PyTorch recipe: 512
   per step; the TF recipe: 64 x 100; ours: {rc.batch_size} x {rc.seq_len}).
-- Recipes: ours = `charrnn.training.train` with `TrainConfig` defaults (strip_accents=True,
-  max_minutes={args.minutes:g}), which for this budget pick the {rc.recipe()} recipe ({ours_desc});
+- Recipes: ours = `charrnn.training.train` with `TrainConfig.from_recipe(strip_accents=True,
+  max_minutes={args.minutes:g})`, which for this budget picks the {rc.recipe} recipe ({ours_desc});
   the evaluation interval is set so the curve has points, with patience
   scaled to keep the default early-stop window in steps. PyTorch tutorial = Embedding 128, LSTM 2x256
   (dropout 0.2 between layers), head on the last position only, Adam 1e-3, batch 512 shuffled
   windows. TF tutorial = Embedding 128, GRU 512, Adam 1e-3, batch 64 shuffled 101-char sequences,
   all 100 positions as targets. Both tutorials use PyTorch default initialization here.
 """
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    eval_s = (args.eval_minutes or args.minutes / 10) * 60
+    vocab, train_ids, val_ids = load_corpus(TrainConfig(data=args.data, strip_accents=True))
+    print(f"{len(train_ids):,} train / {len(val_ids):,} val chars, vocab {len(vocab)}; "
+          f"{args.minutes:g} training minutes per recipe; {common.machine()}", flush=True)
+    results = {key: run_recipe(key, args, eval_s, vocab, train_ids, val_ids) for key in args.recipes}
+    table_md = results_table(results)
+    print(table_md)
+
+    name = f"train_quality_{args.minutes:g}min"
+    results_path = Path(args.results)
+    png = results_path.parent / f"{name}.png"
+    plot(results, png, args.minutes)
+    notes = "\n".join(target_checks(results, args.minutes, args.shrink)) + "\n\n" + how_to_read(args, eval_s)
     common.write_section(name, common.section(
         f"Training: validation loss vs minutes ({args.minutes:g} min per recipe)",
         f"{len(train_ids):,} training / {len(val_ids):,} validation chars, vocabulary {len(vocab)}.",

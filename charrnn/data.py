@@ -68,6 +68,9 @@ def read_text(path) -> str:
     if not path.is_file():
         raise DataError(f"not a file: {path}")
     raw = path.read_bytes()
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in raw:  # text files hold no NUL bytes
+        raise DataError(f"{path} is UTF-16 (or binary), not UTF-8 text: it has a UTF-16 byte-order mark or NUL "
+                        f"bytes; convert it, e.g. iconv -f utf-16 -t utf-8")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -253,10 +253,11 @@ def model_card(summary: dict, samples: list[tuple[str, str]], command: str, load
     corpus = corpus or corpus_of(cfg, summary["train_chars"] + summary["val_chars"])
     facts = [("training", f"{summary['steps']:,} steps, {summary['minutes']:.1f} min, best at step "
                           f"{summary['best_step']:,}")]
-    recipe = [f"- Every position is a target; {cfg.batch_size} contiguous streams read in {cfg.seq_len}-char "
+    recipe = [f"- Recipe `{cfg.recipe}` (`python train.py --help` lists its settings), with the settings below.",
+              f"- Every position is a target; {cfg.batch_size} contiguous streams read in {cfg.seq_len}-char "
               f"chunks with the recurrent state carried between chunks (stateful truncated BPTT).",
-              f"- AdamW (lr {cfg.lr}, weight decay {cfg.weight_decay}), {cfg.warmup:.0%} warmup then cosine to "
-              f"{cfg.min_lr:.0%}, gradient clipping {cfg.grad_clip}, dropout {cfg.dropout}; the checkpoint with "
+              f"- AdamW (lr {cfg.lr}, weight decay {cfg.weight_decay}), {cfg.warmup_frac:.0%} warmup then cosine to "
+              f"{cfg.min_lr_frac:.0%}, gradient clipping {cfg.grad_clip}, dropout {cfg.dropout}; the checkpoint with "
               f"the best validation loss kept."]
     card = model.generate_model_card(repo_id=load_from, corpus=corpus, val_nats=summary["val_loss"], facts=facts,
                                      recipe=recipe, samples=samples, command=command, plot=True)

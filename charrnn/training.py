@@ -1,122 +1,64 @@
-"""The training loop: stateful truncated BPTT over contiguous streams, AdamW, warmup + cosine,
-clipping, evaluation on the whole validation split, best-model keeping, early stop, atomic
-checkpoints with optimizer and RNG state, and a clean stop on Ctrl-C.
+"""The training loop and its named parts: build_model, build_optimizer, the lr schedule (lr_at),
+read_batch, optimizer_step, evaluate_and_save (evaluate, keep the best, checkpoint, metrics row),
+and `train`, which strings them together. Settings and recipes are in config.py; checkpoints and
+resuming in checkpoint.py.
+
+Stateful truncated BPTT over contiguous streams, AdamW, warmup + cosine, clipping, evaluation on
+the whole validation split, early stop, atomic checkpoints with optimizer and RNG state, and a
+clean stop on Ctrl-C.
 """
+import errno
 import json
 import math
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from . import data
+from .checkpoint import (CHECKPOINT, RunState, load_checkpoint, mark_finished, restore_checkpoint,
+                         resumed_config, save_checkpoint)
+from .config import TrainConfig
 from .evaluate import nats_per_char
+from .hub import first_line
 from .model import CharRNN, detach_state
 from .text import Vocab
 
 
-# The best recipe depends on the budget (bench/RESULTS.md, accent-stripped text):
-# - short: one wide GRU layer over 64 streams read in 64-char chunks learns the most per CPU
-#   second: 1.226 nats/char after 10 minutes (128-char chunks: 1.238; the long recipe: 1.311).
-#   Half-length chunks give twice the updates for the same chars, which is what the first minutes
-#   need (1.48 after one minute, against 1.60); dropout 0.2 then holds off the overfitting they
-#   bring on sooner (without it: 1.260, flat from minute 4).
-# - long: a 2-layer LSTM with dropout over 16 streams learns slower but keeps improving:
-#   1.200 after 15 minutes, 1.194 after 27.
-# Fields left at None take the recipe of the run's budget; anything set explicitly wins.
-SHORT_BUDGET = 10.0  # minutes; at or below it, the short recipe. Given 15 minutes it reached
-# 1.226, no better than in 10, and the long recipe 1.200, so they cross between 10 and 15; 10 is
-# the largest budget at which the short one was measured ahead
-RECIPES = {
-    "short": dict(cell="gru", num_layers=1, dropout=0.2, batch_size=64, seq_len=64, lr=2e-3, epochs=60.0),
-    "long": dict(cell="lstm", num_layers=2, dropout=0.25, batch_size=16, seq_len=128, lr=3e-3, epochs=14.0),
-}
-
-
 @dataclass
-class TrainConfig:
-    data: str | None = None  # None: the default corpus (cache, ../shared/data, or download)
-    strip_accents: bool = False  # True reproduces the tutorials' accent-free text
-    # model (None: from RECIPES)
-    cell: str | None = None
-    embed_dim: int = 128
-    hidden_size: int = 512
-    num_layers: int | None = None
-    dropout: float | None = None
-    # optimization
-    batch_size: int | None = None  # contiguous streams
-    seq_len: int | None = None  # chars per chunk; gradients are truncated at chunk boundaries
-    lr: float | None = None
-    weight_decay: float = 0.01
-    warmup: float = 0.03  # fraction of the run
-    min_lr: float = 0.05  # final lr as a fraction of lr
-    grad_clip: float = 1.0
-    # budget: the run ends at whichever comes first; the lr schedule follows the same clock
-    epochs: float | None = None
-    max_minutes: float = 27.0
-    # evaluation
-    val_frac: float = 0.2
-    eval_every: int = 600  # steps
-    eval_streams: int = 16  # see evaluate.nats_per_char; the final score uses 1
-    patience: int = 5  # evaluations without improvement before an early stop
-    seed: int = 1337
-    device: str = "auto"
-    out: str = "weights"
-
-    def recipe(self) -> str:
-        return "short" if self.max_minutes <= SHORT_BUDGET else "long"
-
-    def resolve(self) -> "TrainConfig":
-        """A copy with the fields left at None filled from the recipe for this budget."""
-        return replace(self, **{k: v for k, v in RECIPES[self.recipe()].items() if getattr(self, k) is None})
-
-    def validate(self) -> "TrainConfig":
-        """The resolved config, or a ValueError that names the bad setting."""
-        if not isinstance(self.max_minutes, (int, float)) or not self.max_minutes > 0:
-            raise ValueError(f"max-minutes must be positive, not {self.max_minutes!r}")
-        self = self.resolve()
-        positive = ["embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "eval_every",
-                    "eval_streams", "patience"]
-        for name in positive:
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be a positive whole number, not {v!r}")
-        if self.hidden_size > 8192 or self.embed_dim > 8192 or self.num_layers > 16:
-            raise ValueError("sizes this large will not train here: hidden/embed at most 8192, at most 16 layers")
-        if self.cell not in ("gru", "lstm"):
-            raise ValueError(f"cell must be gru or lstm, not {self.cell!r}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
-        if not (self.lr > 0 and self.epochs > 0 and self.grad_clip > 0):
-            raise ValueError("lr, epochs and grad-clip must be positive")
-        if not (0 <= self.warmup < 1 and 0 <= self.min_lr <= 1 and 0 < self.val_frac < 1):
-            raise ValueError("warmup must be in [0, 1), min-lr in [0, 1], val-frac in (0, 1)")
-        return self
+class TrainResult:
+    """What `train` returns: the best model (on the CPU) and how it got there."""
+    model: CharRNN
+    config: TrainConfig
+    val_loss: float  # exact: the whole validation split read as one sequence
+    best_step: int
+    steps: int
+    minutes: float
+    stop_reason: str  # "budget" or "early stop"
+    history: list[dict]
+    train_chars: int
+    val_chars: int
 
 
-def lr_at(cfg: TrainConfig, progress: float) -> float:
-    """Linear warmup, then cosine from lr down to min_lr * lr, over progress in [0, 1]."""
-    if progress < cfg.warmup:
-        return cfg.lr * progress / cfg.warmup
-    t = min(1.0, (progress - cfg.warmup) / (1 - cfg.warmup))
-    return cfg.lr * (cfg.min_lr + (1 - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * t)))
-
+# ---- the parts ---------------------------------------------------------------------------------
 
 def load_corpus(cfg: TrainConfig) -> tuple[Vocab, torch.Tensor, torch.Tensor]:
     """Read, normalize, build the vocabulary, encode and split. # (N_train,), (N_val,)"""
-    cfg = cfg.resolve()
     path = Path(cfg.data) if cfg.data else data.find_corpus()
     text = data.read_text(path)
     vocab = Vocab.from_text(text, cfg.strip_accents)
     ids = torch.tensor(vocab.encode(text), dtype=torch.long)
     if len(ids) < data.MIN_CHARS:
         raise data.DataError(f"{path} has {len(ids)} characters; training needs at least {data.MIN_CHARS}")
+    if len(vocab) < 2:  # with one character there is nothing to predict
+        raise data.DataError(f"{path} holds only one distinct character ({vocab.chars!r}): there is nothing to learn")
     train_ids, val_ids = data.split(ids, cfg.val_frac)
     if len(train_ids) // cfg.batch_size < cfg.seq_len + 1:
         raise data.DataError(f"{len(train_ids)} training chars are too few for {cfg.batch_size} streams "
@@ -124,10 +66,106 @@ def load_corpus(cfg: TrainConfig) -> tuple[Vocab, torch.Tensor, torch.Tensor]:
     return vocab, train_ids, val_ids
 
 
-def atomic_save(obj, path: Path) -> None:
-    """Write to a temp file and rename over the target, so a crash or Ctrl-C never leaves half a file."""
+def build_model(cfg: TrainConfig, vocab: Vocab, device: torch.device | str = "cpu") -> CharRNN:
+    return CharRNN(vocab.chars, cfg.strip_accents, cfg.cell, cfg.embed_dim, cfg.hidden_size,
+                   cfg.num_layers, cfg.dropout).to(device)
+
+
+def build_optimizer(cfg: TrainConfig, model: CharRNN) -> torch.optim.AdamW:
+    """AdamW that decays the weight matrices only: biases and the embedding table are not what overfits."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith("embed")]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or n.startswith("embed")]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
+
+
+def lr_at(cfg: TrainConfig, progress: float) -> float:
+    """Linear warmup, then cosine from lr down to min_lr_frac * lr, over progress in [0, 1]."""
+    if progress < cfg.warmup_frac:
+        return cfg.lr * progress / cfg.warmup_frac
+    t = min(1.0, (progress - cfg.warmup_frac) / (1 - cfg.warmup_frac))
+    return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def steps_per_epoch(cfg: TrainConfig, n_train: int) -> int:
+    return data.num_chunks(n_train, cfg.batch_size, cfg.seq_len)
+
+
+def planned_steps(cfg: TrainConfig, n_train: int) -> int:
+    """The step at which --epochs ends the run (the time budget may end it sooner)."""
+    return max(1, int(cfg.epochs * steps_per_epoch(cfg, n_train)))
+
+
+def run_progress(cfg: TrainConfig, run: RunState, total_steps: int) -> float:
+    """How far along the run is, 0 to 1: by steps or by time, whichever is further."""
+    return max(run.step / total_steps, run.elapsed_s / (cfg.max_minutes * 60))
+
+
+def epoch_offset(cfg: TrainConfig, epoch: int) -> int:
+    """A new random offset each epoch moves the chunk boundaries, so the model does not see the same
+    windows every time. Seeded by epoch, so a resumed run rebuilds the same ones."""
+    generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    return int(torch.randint(0, cfg.seq_len, (1,), generator=generator))
+
+
+def chunks_in_epoch(cfg: TrainConfig, n_train: int, epoch: int) -> int:
+    return data.num_chunks(n_train, cfg.batch_size, cfg.seq_len, epoch_offset(cfg, epoch))
+
+
+def read_batch(train_ids: torch.Tensor, cfg: TrainConfig, epoch: int, chunk_index: int,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chunk `chunk_index` of this epoch's streams: inputs and next-char targets. # (B, T), (B, T)"""
+    text_rows = data.streams(train_ids, cfg.batch_size, epoch_offset(cfg, epoch))  # (B, L), a view
+    start = chunk_index * cfg.seq_len
+    length = min(cfg.seq_len, text_rows.size(1) - 1 - start)
+    x = text_rows[:, start: start + length]
+    y = text_rows[:, start + 1: start + 1 + length]
+    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+                   grad_clip: float | None = None) -> None:
+    """Gradients of `loss`, clipped to `grad_clip` (None: not clipped), then one update."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+# ---- files: the output folder and the metrics -------------------------------------------------
+
+METRICS = "metrics.jsonl"
+
+
+def check_out_dir(out: Path) -> None:
+    """Make sure `out` is a folder we can write to, before any work: a bad --out fails now, not
+    after training. ValueError says what is wrong."""
+    try:
+        nearest = next(p for p in [out, *out.parents] if p.exists())
+        if not nearest.is_dir():
+            raise ValueError(f"--out {out} is a file, not a folder" if nearest == out else
+                             f"--out {out} lies under {nearest}, which is a file")
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise ValueError(f"--out is too long a path for this file system ({len(str(out))} chars, "
+                             f"starting {str(out)[:40]}...)") from None
+        raise ValueError(f"--out {out} cannot be written: {e.strerror or first_line(e)}") from None
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    """metrics.jsonl as the checkpoint knows it: on resume, rows written after the last checkpoint
+    (a kill during a save) are dropped, so no step appears twice."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -135,6 +173,8 @@ def append_jsonl(path: Path, row: dict) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
 
+
+# ---- stopping and showing progress -------------------------------------------------------------
 
 class Interrupted(Exception):
     """Training was stopped by Ctrl-C; `path` holds the checkpoint to resume from."""
@@ -167,146 +207,160 @@ class StopRequest:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = None, log=print) -> dict:
-    """Train, keep the best model by validation loss, and return a summary (the model included).
+@dataclass
+class Window:
+    """Training loss and speed since the last evaluation (what a metrics row reports)."""
+    loss_sum: float = 0.0
+    steps: int = 0
+    chars: int = 0
+    started: float = field(default_factory=time.perf_counter)
 
-    With resume=True, continue from {out}/checkpoint.pt: model, optimizer, schedule position,
-    data position, carried state and RNG state are restored, so the rest of the run is the one
-    an uninterrupted run would have done (up to the time budget already spent)."""
-    out = Path(cfg.out)
-    ckpt_path = out / "checkpoint.pt"
-    ckpt = None
-    if resume:
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"nothing to resume: no checkpoint at {ckpt_path}")
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if ckpt.get("finished"):
-            raise FileNotFoundError(f"nothing to resume: the run in {out} already finished")
-        cfg = TrainConfig(**{**ckpt["config"], "out": cfg.out, "device": cfg.device})
-    cfg = cfg.validate()
-    device = device or torch.device("cpu")
-    vocab, train_ids, val_ids = load_corpus(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    metrics_path = out / "metrics.jsonl"
+    def add(self, loss: float, chars: int) -> None:
+        self.loss_sum, self.steps, self.chars = self.loss_sum + loss, self.steps + 1, self.chars + chars
 
-    torch.manual_seed(cfg.seed)
-    model = CharRNN(vocab.chars, cfg.strip_accents, cfg.cell, cfg.embed_dim, cfg.hidden_size,
-                    cfg.num_layers, cfg.dropout).to(device)
-    # Decay matrices only: biases and the embedding table are not what overfits.
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith("embed")]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or n.startswith("embed")]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
+    def mean_loss(self) -> float:
+        return self.loss_sum / max(1, self.steps)
 
-    steps_per_epoch = data.num_chunks(len(train_ids), cfg.batch_size, cfg.seq_len)
-    total_steps = max(1, int(cfg.epochs * steps_per_epoch))
-    budget_s = cfg.max_minutes * 60
-    s = dict(step=0, epoch=0, chunk=0, elapsed=0.0, best_val=float("inf"), best_step=0, bad_evals=0,
-             history=[])  # everything a resumed run needs besides model/optimizer/RNG
-    best_state, state = None, None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["rng"])
-        s.update(ckpt["progress"])
-        best_state = ckpt["best_model"]
-        state = ckpt["rnn_state"]
-        state = tuple(x.to(device) for x in state) if isinstance(state, (tuple, list)) else (
-            state.to(device) if state is not None else None)
-        log(f"resuming from step {s['step']} (epoch {s['epoch']}, {s['elapsed'] / 60:.1f} min done)")
-    else:
-        metrics_path.unlink(missing_ok=True)
+    def chars_per_s(self) -> float:
+        return self.chars / max(1e-9, time.perf_counter() - self.started)
 
-    def save_checkpoint():
-        atomic_save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "rng": torch.get_rng_state(), "progress": dict(s), "best_model": best_state,
-                     "rnn_state": state, "finished": False}, ckpt_path)
 
-    def progress() -> float:
-        return max(s["step"] / total_steps, s["elapsed"] / budget_s)
+class ProgressBar:
+    """tqdm over optimizer steps. Its total is the step the run will end at: the epoch limit, or
+    sooner where the time budget runs out first at the pace measured so far."""
 
-    log(f"{model.num_params():,} parameters, vocab {len(vocab)}, {len(train_ids):,} train / "
-        f"{len(val_ids):,} val chars, {steps_per_epoch} steps per epoch, device {device}")
-    stop = StopRequest()  # Ctrl-C finishes the current step, then saves and stops
-    bar = tqdm(total=total_steps, initial=int(progress() * total_steps), unit="step",
-               dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 60.0)
+    def __init__(self, cfg: TrainConfig, total_steps: int, run: RunState):
+        self.cfg, self.total_steps = cfg, total_steps
+        self.bar = tqdm(total=self.expected_total(run), initial=run.step, unit="step", dynamic_ncols=True,
+                        mininterval=1.0 if sys.stderr.isatty() else 60.0)
+
+    def expected_total(self, run: RunState) -> int:
+        if run.step == 0:
+            return self.total_steps
+        seconds_left = max(0.0, self.cfg.max_minutes * 60 - run.elapsed_s)
+        return min(self.total_steps, run.step + int(seconds_left / (run.elapsed_s / run.step)))
+
+    def update(self, run: RunState, window: Window) -> None:
+        self.bar.total = max(run.step, self.expected_total(run))
+        postfix = {"loss": f"{window.mean_loss():.3f}"}
+        if run.history:
+            postfix.update(val=f"{run.history[-1]['val_loss']:.4f}", best=f"{run.best_val:.4f}")
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(run.step - self.bar.n)
+
+    def close(self, run: RunState) -> None:
+        self.bar.total = run.step  # the true total, once it is known
+        self.bar.refresh()
+        self.bar.close()
+
+
+# ---- the loop ----------------------------------------------------------------------------------
+
+def evaluate_and_save(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.optim.Optimizer,
+                      run: RunState, window: Window, val_ids: torch.Tensor, epochs: float, out: Path) -> None:
+    """Score the validation split, keep the best weights, checkpoint, then append the metrics row
+    (in that order: a kill during the save leaves no row that the checkpoint does not know)."""
+    val = nats_per_char(model, val_ids, streams=cfg.eval_streams)
+    run.history.append(dict(step=run.step, epoch=round(epochs, 3), elapsed_s=round(run.elapsed_s, 1),
+                            train_loss=round(window.mean_loss(), 4), val_loss=round(val, 4),
+                            lr=optimizer.param_groups[0]["lr"], chars_per_s=round(window.chars_per_s(), 1)))
+    run.keep_if_best(val, model)
+    save_checkpoint(out / CHECKPOINT, cfg, vocab, model, optimizer, run)
+    append_jsonl(out / METRICS, run.history[-1])
+
+
+def advance(run: RunState, cfg: TrainConfig, n_train: int, clock: float) -> float:
+    """Count the step just taken: step, chunk, epoch and training time. Returns the new clock."""
+    run.step, run.chunk_index = run.step + 1, run.chunk_index + 1
+    if run.chunk_index == chunks_in_epoch(cfg, n_train, run.epoch):
+        run.epoch, run.chunk_index = run.epoch + 1, 0
+    now = time.perf_counter()
+    run.elapsed_s += now - clock
+    return now
+
+
+def train_loop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.optim.Optimizer,
+               run: RunState, train_ids: torch.Tensor, val_ids: torch.Tensor, out: Path) -> str:
+    """Step until the budget, an early stop or Ctrl-C; returns why it stopped."""
+    device = next(model.parameters()).device
+    total_steps = planned_steps(cfg, len(train_ids))
+    epoch_steps = steps_per_epoch(cfg, len(train_ids))
+    stop, bar, window = StopRequest(), ProgressBar(cfg, total_steps, run), Window()
     model.train()
-    loss_sum, loss_n, chars = 0.0, 0, 0
-    t_last = t_window = time.perf_counter()
-    stop_reason = "budget"
+    clock = time.perf_counter()
     try:
-        while progress() < 1:
-            # A new random offset each epoch moves the chunk boundaries, so the model does not see
-            # the same windows every time. Seeded by epoch: a resumed run rebuilds them.
-            g = torch.Generator().manual_seed(cfg.seed * 1000 + s["epoch"])
-            offset = int(torch.randint(0, cfg.seq_len, (1,), generator=g))
-            streams = data.streams(train_ids, cfg.batch_size, offset).to(device)  # (B, L)
-            if s["chunk"] == 0:
-                state = None
-            for i, (x, y) in enumerate(data.chunks(streams, cfg.seq_len)):
-                if i < s["chunk"]:
-                    continue  # already trained on before the resume
-                for group in opt.param_groups:
-                    group["lr"] = lr_at(cfg, progress())
-                _, new_state, loss = model(x, state, targets=y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                state = detach_state(new_state)  # committed only once the step is complete
+        while run_progress(cfg, run, total_steps) < 1:
+            x, y = read_batch(train_ids, cfg, run.epoch, run.chunk_index, device)  # (B, T), (B, T)
+            if run.chunk_index == 0:
+                run.carried = None  # each epoch reads the streams from their start
+            set_lr(optimizer, lr_at(cfg, run_progress(cfg, run, total_steps)))
+            _, state, loss = model(x, run.carried, targets=y)
+            optimizer_step(model, optimizer, loss, cfg.grad_clip)
+            run.carried = detach_state(state)  # committed only once the step is complete
+            clock = advance(run, cfg, len(train_ids), clock)
+            window.add(loss.item(), x.numel())
+            bar.update(run, window)
 
-                now = time.perf_counter()
-                s["elapsed"] += now - t_last
-                t_last = now
-                s["step"] += 1
-                s["chunk"] = i + 1
-                loss_sum, loss_n, chars = loss_sum + loss.item(), loss_n + 1, chars + x.numel()
-                bar.update(int(progress() * total_steps) - bar.n)
-
-                last = progress() >= 1
-                if s["step"] % cfg.eval_every == 0 or last:
-                    t_eval = time.perf_counter()
-                    val = nats_per_char(model, val_ids, streams=cfg.eval_streams)
-                    row = dict(step=s["step"], epoch=round(s["epoch"] + i / steps_per_epoch, 3),
-                               elapsed_s=round(s["elapsed"], 1), train_loss=round(loss_sum / loss_n, 4),
-                               val_loss=round(val, 4), lr=opt.param_groups[0]["lr"],
-                               chars_per_s=round(chars / max(1e-9, t_eval - t_window), 1))
-                    append_jsonl(metrics_path, row)
-                    s["history"].append(row)
-                    if val < s["best_val"]:
-                        s.update(best_val=val, best_step=s["step"], bad_evals=0)
-                        best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                    else:
-                        s["bad_evals"] += 1
-                    bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{val:.4f}",
-                                    best=f"{s['best_val']:.4f}", cps=f"{row['chars_per_s']:.0f}")
-                    save_checkpoint()
-                    loss_sum, loss_n, chars = 0.0, 0, 0
-                    t_last = t_window = time.perf_counter()  # evaluation time is not training time
-                    if s["bad_evals"] >= cfg.patience:
-                        stop_reason = "early stop"
-                        break
-                if stop.requested:
-                    save_checkpoint()
-                    raise Interrupted(ckpt_path, s["step"])
-                if last:
-                    break
-            else:
-                s["epoch"], s["chunk"] = s["epoch"] + 1, 0
-                continue
-            break
+            finished = run_progress(cfg, run, total_steps) >= 1
+            if run.step % cfg.eval_every == 0 or finished:
+                evaluate_and_save(cfg, vocab, model, optimizer, run, window, val_ids, run.step / epoch_steps, out)
+                window, clock = Window(), time.perf_counter()  # evaluation time is not training time
+                if run.evals_without_gain >= cfg.patience:
+                    return "early stop"
+            if stop.requested:
+                save_checkpoint(out / CHECKPOINT, cfg, vocab, model, optimizer, run)
+                raise Interrupted(out / CHECKPOINT, run.step)
+        return "budget"
     except KeyboardInterrupt:  # a second Ctrl-C: the step may be half done, so keep the last checkpoint
-        raise Interrupted(ckpt_path, s["step"], saved=False) from None
+        raise Interrupted(out / CHECKPOINT, run.step, saved=False) from None
     finally:
-        bar.close()
+        bar.close(run)
         stop.restore()
 
-    model.load_state_dict(best_state)
-    val = nats_per_char(model, val_ids, streams=1)  # the exact score, as charrnn.evaluate computes it
-    atomic_save({"config": asdict(cfg), "finished": True, "progress": dict(s)}, ckpt_path)
-    log(f"stopped ({stop_reason}) after {s['step']} steps, {s['elapsed'] / 60:.1f} min; "
-        f"best val {val:.4f} nats/char ({val / math.log(2):.4f} bits) at step {s['best_step']}")
-    return dict(model=model.cpu(), config=cfg, val_loss=val, best_step=s["best_step"], steps=s["step"],
-                minutes=s["elapsed"] / 60, stop_reason=stop_reason, history=s["history"],
-                train_chars=len(train_ids), val_chars=len(val_ids))
 
+def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = None, log=print,
+          given: set[str] = frozenset()) -> TrainResult:
+    """Train, keep the best model by validation loss, and return it with how it got there.
+
+    With resume=True, continue from {out}/checkpoint.pt: model, optimizer, schedule position, data
+    position, carried state and RNG state are restored, so the rest of the run is the one an
+    uninterrupted run would have done (up to the time budget already spent). `given` names the
+    settings the user set: of those, a resumed run applies RESUMABLE and reports the others ignored."""
+    device = device or torch.device("cpu")
+    out = Path(cfg.out)
+    ckpt = load_checkpoint(out / CHECKPOINT) if resume else None
+    if ckpt is not None:
+        cfg = resumed_config(ckpt, cfg, set(given), out / CHECKPOINT, log)
+    cfg = cfg.validate()
+    check_out_dir(out)  # now, not after training
+    vocab, train_ids, val_ids = load_corpus(cfg)
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, vocab, device)
+    optimizer = build_optimizer(cfg, model)
+    run = RunState()
+    if ckpt is not None:  # every check passes before any file is written
+        run = restore_checkpoint(ckpt, vocab, model, optimizer, cfg, out / CHECKPOINT)
+        log(f"resuming from step {run.step} (epoch {run.epoch}, {run.elapsed_s / 60:.1f} min done)")
+    write_metrics(out / METRICS, run.history)  # a fresh file, or the rows the checkpoint knows
+    log(f"{model.num_params():,} parameters, vocab {len(vocab)}, {len(train_ids):,} train / "
+        f"{len(val_ids):,} val chars, {steps_per_epoch(cfg, len(train_ids))} steps per epoch, "
+        f"{cfg.recipe} recipe, device {device}")
+
+    stop_reason = train_loop(cfg, vocab, model, optimizer, run, train_ids, val_ids, out)
+    return finish(cfg, model, run, stop_reason, len(train_ids), val_ids, out, log)
+
+
+def finish(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, train_chars: int,
+           val_ids: torch.Tensor, out: Path, log) -> TrainResult:
+    """Back to the best weights, the exact score, and the checkpoint marked finished."""
+    if run.best_weights is None:
+        raise ValueError("the validation loss was never a finite number: training diverged; try a lower --lr")
+    model.load_state_dict(run.best_weights)
+    val = nats_per_char(model, val_ids, streams=1)  # the exact score, as charrnn.evaluate computes it
+    mark_finished(out / CHECKPOINT, cfg, run)
+    log(f"stopped ({stop_reason}) after {run.step} steps, {run.elapsed_s / 60:.1f} min; "
+        f"best val {val:.4f} nats/char ({val / math.log(2):.4f} bits) at step {run.best_step}")
+    return TrainResult(model=model.cpu(), config=cfg, val_loss=val, best_step=run.best_step, steps=run.step,
+                       minutes=run.elapsed_s / 60, stop_reason=stop_reason, history=run.history,
+                       train_chars=train_chars, val_chars=len(val_ids))

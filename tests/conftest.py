@@ -28,24 +28,23 @@ TINY_TEXT = (
 
 
 def train_tiny(cell: str = "lstm", steps: int = 120, seed: int = 0):
-    """A 2-layer, 32-unit model trained for about a second on TINY_TEXT."""
-    from charrnn.model import CharRNN
+    """A 2-layer, 32-unit model trained for about a second on TINY_TEXT: random 64-char windows,
+    through training.py's own parts."""
     from charrnn.text import Vocab
+    from charrnn.training import TrainConfig, build_model, optimizer_step
 
     torch.manual_seed(seed)
     vocab = Vocab.from_text(TINY_TEXT)
-    model = CharRNN(vocab.chars, cell=cell, embed_dim=16, hidden_size=32, num_layers=2, dropout=0.1)
+    cfg = TrainConfig(cell=cell, embed_dim=16, hidden_size=32, num_layers=2, dropout=0.1)
+    model = build_model(cfg, vocab)
     ids = torch.tensor(vocab.encode(TINY_TEXT))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    starts = torch.arange(0, len(ids) - 65, 16)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    window_starts = torch.arange(0, len(ids) - 65, 16)
     for _ in range(steps):
-        batch = starts[torch.randint(len(starts), (8,))]
-        x = torch.stack([ids[s: s + 64] for s in batch])  # (8, 64)
-        y = torch.stack([ids[s + 1: s + 65] for s in batch])  # (8, 64)
-        _, _, loss = model(x, targets=y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        batch = window_starts[torch.randint(len(window_starts), (8,))]
+        x = torch.stack([ids[i: i + 64] for i in batch])  # (8, 64)
+        y = torch.stack([ids[i + 1: i + 65] for i in batch])  # (8, 64)
+        optimizer_step(model, optimizer, model(x, targets=y)[2])
     return model.eval()
 
 

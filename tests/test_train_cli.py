@@ -29,18 +29,16 @@ def assert_clean_error(proc, pattern):
     assert lines and pattern in lines[-1], proc.stderr
 
 
-def test_train_writes_weights_card_metrics_plot_then_evaluate_and_push(tmp_path):
+def test_train_writes_weights_card_metrics_plot_then_evaluate(tmp_path):
     text = make_text(tmp_path / "text.txt")
     out = tmp_path / "w"
-    proc = run("train.py", "--data", str(text), "--out", str(out), "--epochs", "1", *TINY,
-               "--push-to-hub", "someone/quijote")
-    # training saved everything, then the push failed clearly (no network here)
-    assert_clean_error(proc, "could not push to someone/quijote")
-    assert "Everything is saved in" in proc.stderr
+    proc = run("train.py", "--data", str(text), "--out", str(out), "--epochs", "1", *TINY)
+    assert proc.returncode == 0, proc.stderr
     for name in ["config.json", "model.safetensors", "README.md", "metrics.jsonl", "loss.png"]:
         assert (out / name).stat().st_size > 0, name
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "nats/char" in card and "loss.png" in card and "from_pretrained" in card
+    assert "Recipe `long`" in card  # TINY's flags override parts of the default recipe, which is recorded
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"step", "elapsed_s", "train_loss", "val_loss", "lr", "chars_per_s"} <= set(rows[0])
 
@@ -136,3 +134,279 @@ def test_flags_left_out_follow_the_budget_and_the_reproduce_command_says_only_th
     assert reproduce_command(config("--max-minutes", "10", "--cell", "lstm", "--strip-accents")) == \
         "python train.py --strip-accents --cell lstm --max-minutes 10.0"
     assert reproduce_command(config("--dropout", "0.1")) == "python train.py --dropout 0.1"
+    # a named recipe is said only where the budget would pick the other one
+    assert config("--recipe", "short").cell == "gru"
+    assert reproduce_command(config("--recipe", "short")) == "python train.py --recipe short"
+    assert reproduce_command(config("--recipe", "short", "--max-minutes", "5")) == "python train.py --max-minutes 5.0"
+    assert reproduce_command(config("--max-minutes=5", "--recipe=long")) == \
+        "python train.py --recipe long --max-minutes 5.0"
+
+
+def test_help_lists_the_recipes_and_the_rule():
+    proc = run("train.py", "--help")
+    assert proc.returncode == 0
+    assert "short  --cell gru, --num-layers 1, --dropout 0.2, --batch-size 64, --seq-len 64" in proc.stdout
+    assert "long   --cell lstm, --num-layers 2, --dropout 0.25, --batch-size 16, --seq-len 128" in proc.stdout
+    assert "default: short for --max-minutes up to 10, else long" in proc.stdout
+    assert "(default: gru)" in run("train.py", "--max-minutes", "5", "--help").stdout  # the budget's recipe
+
+
+# ---- train.main in-process: bad checkpoints, --resume flags, --out, the corpus, the Hub ----------
+
+def call_main(capsys, *argv) -> tuple[int, str, str]:
+    """train.main(argv) in this process: (exit code, stdout, stderr)."""
+    sys.path.insert(0, str(ROOT))
+    import train
+
+    rc = train.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_one_line_error(rc, err, pattern):
+    lines = [l for l in err.strip().splitlines() if l.strip()]
+    assert rc == 2 and "Traceback" not in err, err
+    assert lines and lines[-1].startswith("error: ") and pattern in lines[-1], err
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory) -> Path:
+    """A folder as Ctrl-C leaves it right after the first evaluation: checkpoint.pt, metrics.jsonl.
+    Tests copy it before changing anything."""
+    from charrnn import training
+
+    class StopAtOnce(training.StopRequest):
+        def __init__(self):
+            super().__init__()
+            self.requested = True
+
+    folder = tmp_path_factory.mktemp("stopped")
+    text = make_text(folder / "text.txt", n_chars=5000)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "StopRequest", StopAtOnce)
+        sys.path.insert(0, str(ROOT))
+        import train
+
+        rc = train.main(["--data", str(text), "--out", str(folder / "w"), *TINY, "--eval-every", "1"])
+    assert rc == 130 and (folder / "w" / "checkpoint.pt").is_file()
+    return folder
+
+
+def copy_run(stopped_run, tmp_path) -> Path:
+    import shutil
+
+    shutil.copytree(stopped_run, tmp_path / "run")
+    return tmp_path / "run" / "w"
+
+
+def rewrite(change):
+    """A damage that loads the checkpoint, changes it in place, and saves it again."""
+    def damage(path):
+        import torch
+
+        ckpt = torch.load(path, weights_only=True)
+        change(ckpt)
+        torch.save(ckpt, path)
+    return damage
+
+
+def _other_optimizer_state(ckpt):
+    import torch
+
+    ckpt["optimizer"]["state"][0]["exp_avg"] = torch.zeros(3)
+
+
+def _bad_rng(ckpt):
+    import torch
+
+    ckpt["rng"] = torch.zeros(7, dtype=torch.uint8)
+
+
+def _other_carried_state(ckpt):
+    import torch
+
+    ckpt["rnn_state"] = torch.zeros(1, 3, 5)
+
+
+DAMAGE = {
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+    "empty": lambda p: p.write_bytes(b""),
+    "random bytes": lambda p: p.write_bytes(bytes(range(256)) * 16),
+    "not a dict": lambda p: __import__("torch").save([1, 2, 3], p),
+    "unknown config key": rewrite(lambda c: c["config"].update(colour="red")),
+    "other hidden size": rewrite(lambda c: c["config"].update(hidden_size=64)),
+    "other vocabulary": rewrite(lambda c: c.update(vocab=c.get("vocab", "ab")[::-1])),
+    "no optimizer state": rewrite(lambda c: c.pop("optimizer")),
+    "optimizer state of another model": rewrite(_other_optimizer_state),
+    "bad RNG state": rewrite(_bad_rng),
+    "unknown progress field": rewrite(lambda c: c["progress"].update(colour=1)),
+    "progress that is not numbers": rewrite(lambda c: c["progress"].update(step="ten")),
+    "carried state of another shape": rewrite(_other_carried_state),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_resume_from_a_damaged_checkpoint_is_one_line_and_touches_nothing(stopped_run, tmp_path, capsys, damage):
+    out = copy_run(stopped_run, tmp_path)
+    DAMAGE[damage](out / "checkpoint.pt")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    rc, _, err = call_main(capsys, "--resume", "--out", out)
+    assert_one_line_error(rc, err, "checkpoint.pt")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_resume_when_the_corpus_changed_names_the_vocabulary(stopped_run, tmp_path, capsys):
+    out = copy_run(stopped_run, tmp_path)
+    text = out.parent / "text.txt"
+    text.write_text(text.read_text(encoding="utf-8").replace("a", "á"), encoding="utf-8")
+    rewrite(lambda c: c["config"].update(data=str(text)))(out / "checkpoint.pt")  # the copy's text
+    rc, _, err = call_main(capsys, "--resume", "--out", out)
+    assert_one_line_error(rc, err, "another vocabulary")
+
+
+def test_resume_reads_a_checkpoint_of_the_earlier_format(stopped_run, tmp_path, capsys):
+    """warmup/min_lr, chunk/elapsed/bad_evals and no vocab or recipe: what the last version wrote."""
+    def old_format(ckpt):
+        config, progress = ckpt["config"], ckpt["progress"]
+        config["warmup"], config["min_lr"] = config.pop("warmup_frac"), config.pop("min_lr_frac")
+        del config["recipe"], ckpt["vocab"]
+        for new, old in [("chunk_index", "chunk"), ("elapsed_s", "elapsed"), ("evals_without_gain", "bad_evals")]:
+            progress[old] = progress.pop(new)
+
+    out = copy_run(stopped_run, tmp_path)
+    rewrite(old_format)(out / "checkpoint.pt")
+    rc, stdout, err = call_main(capsys, "--resume", "--out", out, "--epochs", "0.3")
+    assert rc == 0, err
+    assert "resuming from step 1" in stdout
+
+
+def test_resume_applies_the_budget_and_names_the_ignored_flags(stopped_run, tmp_path, capsys):
+    import torch
+
+    out = copy_run(stopped_run, tmp_path)
+    rc, stdout, err = call_main(capsys, "--resume", "--out", out, "--hidden-size", "128", "--lr", "0.5",
+                                "--epochs", "0.3", "--max-minutes", "20")
+    assert rc == 0, err
+    assert "ignored: --hidden-size, --lr" in stdout
+    config = torch.load(out / "checkpoint.pt", weights_only=True)["config"]
+    assert (config["epochs"], config["max_minutes"]) == (0.3, 20.0)  # applied
+    assert (config["hidden_size"], config["lr"]) == (32, 0.01)  # the checkpoint's, as TINY set them
+
+
+def _read_only_dir(tmp_path) -> Path:
+    """A folder this process cannot write into (root ignores permission bits: /sys refuses it too)."""
+    if os.geteuid() == 0:
+        return Path("/sys/charrnn-test-out")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder / "w"
+
+
+@pytest.mark.parametrize("where, message", [
+    ("a file", "is a file, not a folder"),
+    ("under a file", "which is a file"),
+    ("read-only", "cannot be written"),
+    ("too long", "too long a path"),
+])
+def test_bad_out_is_refused_before_training(tmp_path, capsys, monkeypatch, where, message):
+    from charrnn import training
+
+    (tmp_path / "file").write_text("x")
+    out = {"a file": tmp_path / "file", "under a file": tmp_path / "file" / "w",
+           "read-only": _read_only_dir(tmp_path), "too long": tmp_path / ("x" * 300) / "w"}[where]
+
+    def no_training(cfg):
+        raise AssertionError("the corpus was read before --out was checked")
+
+    monkeypatch.setattr(training, "load_corpus", no_training)
+    rc, _, err = call_main(capsys, "--out", out, *TINY)
+    assert_one_line_error(rc, err, message)
+
+
+@pytest.mark.parametrize("content, message", [
+    pytest.param("a" * 5000, "only one distinct character", id="one char"),
+    pytest.param(("el año " * 500).encode("utf-16"), "is UTF-16", id="utf-16 with BOM"),
+    pytest.param(("el año " * 500).encode("utf-16-le"), "is UTF-16", id="utf-16 without BOM"),
+])
+def test_corpus_problems_are_said_as_such(tmp_path, capsys, content, message):
+    path = tmp_path / "text.txt"
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    rc, _, err = call_main(capsys, "--data", path, "--out", tmp_path / "w", *TINY)
+    assert_one_line_error(rc, err, message)
+
+
+# ---- --push-to-hub: the token and the Hub are checked before training ---------------------------
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """The Hub as each test answers it: huggingface_hub's own HTTP client, over a MockTransport that
+    records every request. hub["whoami"] is the answer to /api/whoami-v2 (a dict or a status code);
+    hub["down"] makes every request fail as a network without the Hub does. Anything else (creating
+    a repo, uploading) is refused with 403."""
+    import httpx2
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.utils import _http
+
+    hub = {"whoami": {"name": "someone", "orgs": [{"name": "team"}], "auth": {"accessToken": {"role": "write"}}},
+           "down": False, "requests": []}
+
+    def answer(request):
+        hub["requests"].append(request)
+        if hub["down"]:
+            raise httpx2.ConnectError("[Errno -2] Name or service not known", request=request)
+        if request.url.path == "/api/whoami-v2":
+            if isinstance(hub["whoami"], int):
+                return httpx2.Response(hub["whoami"], json={"error": "Invalid credentials in Authorization header"})
+            return httpx2.Response(200, json=hub["whoami"])
+        if request.method == "HEAD" and request.url.path in ("", "/"):
+            return httpx2.Response(200)
+        return httpx2.Response(403, json={"error": "this test's Hub refuses everything else"})
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    huggingface_hub.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(answer)))
+    yield hub
+    huggingface_hub.set_client_factory(_http.default_client_factory)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    from charrnn import training
+
+    def refuse(cfg):
+        raise AssertionError("training started before the Hub was checked")
+
+    monkeypatch.setattr(training, "load_corpus", refuse)
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda hub, mp: mp.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True), "HF_HUB_OFFLINE is set"),
+    (lambda hub, mp: mp.delenv("HF_TOKEN"), "no Hugging Face token"),
+    (lambda hub, mp: hub.update(down=True), "cannot be reached ([Errno -2] Name or service not known)"),
+    (lambda hub, mp: hub.update(whoami=401), "did not accept the token"),
+    (lambda hub, mp: hub.update(whoami={"name": "someone", "orgs": []}), "cannot write under 'team'"),
+    (lambda hub, mp: hub.update(whoami={"name": "someone", "orgs": [{"name": "team"}],
+                                        "auth": {"accessToken": {"role": "read"}}}), "read-only"),
+], ids=["offline", "no token", "no network", "token refused", "not the owner", "read-only token"])
+def test_push_to_hub_problems_are_found_before_training(fake_hub, no_training, monkeypatch, tmp_path, capsys,
+                                                        setup, message):
+    setup(fake_hub, monkeypatch)
+    rc, _, err = call_main(capsys, "--out", tmp_path / "w", *TINY, "--push-to-hub", "team/quijote")
+    assert_one_line_error(rc, err, message)
+    assert "error: cannot push to team/quijote: " in err
+    assert not (tmp_path / "w").exists()
+
+
+def test_push_to_hub_checks_then_trains_and_keeps_the_files_when_the_push_fails(fake_hub, tmp_path, capsys):
+    text = make_text(tmp_path / "text.txt", n_chars=5000)
+    out = tmp_path / "w"
+    rc, stdout, err = call_main(capsys, "--data", text, "--out", out, *TINY, "--epochs", "0.3",
+                                "--push-to-hub", "someone/quijote")
+    whoami = [r for r in fake_hub["requests"] if r.url.path == "/api/whoami-v2"]
+    assert len(whoami) == 1 and whoami[0].headers["authorization"] == "Bearer hf_test_token"
+    assert "wrote" in stdout  # trained and saved, then the Hub refused the upload
+    assert_one_line_error(rc, err, "could not push to someone/quijote")
+    assert "Everything is saved in" in err and (out / "model.safetensors").is_file()

@@ -1,10 +1,11 @@
+import json
 import math
 import signal
 
 import pytest
 import torch
 
-from charrnn import training
+from charrnn import checkpoint, config, training
 from charrnn.training import Interrupted, TrainConfig, lr_at, train
 
 WORDS = ("en un lugar de la mancha de cuyo nombre no quiero acordarme no ha mucho tiempo que vivía "
@@ -34,17 +35,17 @@ def tiny_config(tmp_path, **kw):
 
 
 def test_tiny_model_lowers_its_loss(tmp_path):
-    summary = train(tiny_config(tmp_path, epochs=3.0), log=lambda *_: None)
-    history = summary["history"]
-    vocab_size = len(summary["model"].vocab)
+    result = train(tiny_config(tmp_path, epochs=3.0), log=lambda *_: None)
+    history = result.history
+    vocab_size = len(result.model.vocab)
     assert history[0]["val_loss"] < math.log(vocab_size)  # better than uniform after 10 steps
-    assert summary["val_loss"] < history[0]["val_loss"] - 0.3  # and clearly better by the end
-    assert summary["val_loss"] == pytest.approx(min(r["val_loss"] for r in history), abs=0.05)
+    assert result.val_loss < history[0]["val_loss"] - 0.3  # and clearly better by the end
+    assert result.val_loss == pytest.approx(min(r["val_loss"] for r in history), abs=0.05)
     assert (tmp_path / "out" / "metrics.jsonl").read_text().count("\n") == len(history)
 
 
 def test_lr_schedule_warms_up_then_decays_to_floor():
-    cfg = TrainConfig(lr=1e-3, warmup=0.1, min_lr=0.05)
+    cfg = TrainConfig(lr=1e-3, warmup_frac=0.1, min_lr_frac=0.05)
     assert lr_at(cfg, 0.0) == 0.0
     assert lr_at(cfg, 0.05) == pytest.approx(0.5e-3)
     assert lr_at(cfg, 0.1) == pytest.approx(1e-3)
@@ -53,14 +54,18 @@ def test_lr_schedule_warms_up_then_decays_to_floor():
 
 
 def test_the_budget_picks_the_recipe_and_explicit_settings_win():
-    short, long = TrainConfig(max_minutes=10).validate(), TrainConfig().validate()  # default: 27 minutes
+    short = TrainConfig.from_recipe(max_minutes=10).validate()
+    long = TrainConfig.from_recipe().validate()  # default: 27 minutes
     assert (short.cell, short.num_layers, short.batch_size, short.seq_len, short.dropout) == ("gru", 1, 64, 64, 0.2)
     assert (long.cell, long.num_layers, long.batch_size, long.seq_len, long.dropout) == ("lstm", 2, 16, 128, 0.25)
-    assert short.recipe() == "short" and long.recipe() == "long"
-    assert TrainConfig(max_minutes=training.SHORT_BUDGET).resolve().cell == "gru"  # the edge is short
-    mixed = TrainConfig(max_minutes=10, cell="lstm", lr=1e-3).resolve()
+    assert short.recipe == "short" and long.recipe == "long"
+    assert TrainConfig() == long  # the plain defaults are the long recipe: what `python train.py` runs
+    assert TrainConfig.from_recipe(max_minutes=config.SHORT_MAX_MINUTES).cell == "gru"  # the edge is short
+    assert TrainConfig.from_recipe("short", max_minutes=60).cell == "gru"  # a named recipe beats the rule
+    mixed = TrainConfig.from_recipe(max_minutes=10, cell="lstm", lr=1e-3)
     assert (mixed.cell, mixed.lr, mixed.num_layers) == ("lstm", 1e-3, 1)  # the rest still from the recipe
-    assert TrainConfig().cell is None  # unresolved until train() or validate() fills it
+    with pytest.raises(ValueError, match="recipe must be one of short, long"):
+        TrainConfig.from_recipe("medium")
 
 
 def test_ctrl_c_saves_checkpoint_and_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
@@ -91,11 +96,11 @@ def test_ctrl_c_saves_checkpoint_and_resume_matches_uninterrupted_run(tmp_path, 
     logs = []
     resumed = train(TrainConfig(out=cfg.out), resume=True, log=logs.append)
     assert "resuming from step 23" in logs[0]
-    assert resumed["steps"] == full["steps"]
-    assert [r["step"] for r in resumed["history"]] == [r["step"] for r in full["history"]]
-    for k, v in full["model"].state_dict().items():
-        torch.testing.assert_close(resumed["model"].state_dict()[k], v)
-    assert resumed["val_loss"] == pytest.approx(full["val_loss"], abs=1e-6)
+    assert resumed.steps == full.steps
+    assert [r["step"] for r in resumed.history] == [r["step"] for r in full.history]
+    for k, v in full.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[k], v)
+    assert resumed.val_loss == pytest.approx(full.val_loss, abs=1e-6)
 
     with pytest.raises(FileNotFoundError, match="already finished"):
         train(TrainConfig(out=cfg.out), resume=True)
@@ -109,9 +114,9 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
 def test_early_stop_when_validation_stops_improving(tmp_path, monkeypatch):
     scores = iter([2.0, 1.5, 1.6, 1.7, 1.8] + [9.0] * 100)
     monkeypatch.setattr(training, "nats_per_char", lambda *a, **kw: next(scores))
-    summary = train(tiny_config(tmp_path, epochs=5.0, eval_every=5, patience=3), log=lambda *_: None)
-    assert summary["stop_reason"] == "early stop"
-    assert summary["steps"] == 25 and summary["best_step"] == 10
+    result = train(tiny_config(tmp_path, epochs=5.0, eval_every=5, patience=3), log=lambda *_: None)
+    assert result.stop_reason == "early stop"
+    assert result.steps == 25 and result.best_step == 10
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -132,3 +137,66 @@ def test_tiny_corpus_is_rejected(tmp_path):
     (tmp_path / "t.txt").write_text("hola " * 50, encoding="utf-8")
     with pytest.raises(training.data.DataError, match="at least"):
         train(tiny_config(tmp_path, data=str(tmp_path / "t.txt")))
+
+
+class Killed(BaseException):
+    """kill -9 as the files see it: nothing after this point runs (no except, no cleanup that writes)."""
+
+
+@pytest.mark.parametrize("module, victim", [(checkpoint, "atomic_save"), (training, "append_jsonl")],
+                         ids=["checkpoint save", "metrics row"])
+def test_a_kill_during_a_save_then_resume_leaves_no_step_twice_in_the_metrics(tmp_path, monkeypatch, module, victim):
+    cfg = tiny_config(tmp_path, epochs=2.0)
+    original, calls = getattr(module, victim), []
+
+    def dies_the_second_time(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the save after step 20's evaluation
+            raise Killed
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, victim, dies_the_second_time)
+    with pytest.raises(Killed):
+        train(cfg, log=lambda *_: None)
+    monkeypatch.undo()
+    result = train(TrainConfig(out=cfg.out), resume=True, log=lambda *_: None)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [row["step"] for row in result.history]  # each evaluation once, none lost
+    assert steps == sorted(set(steps)) and steps[:3] == [10, 20, 30] and steps[-1] == result.steps
+
+
+def recording_bars(monkeypatch) -> list:
+    """Replace the loop's tqdm with one that remembers every postfix and total it was given."""
+    bars = []
+
+    class RecordingBar(training.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.postfixes, self.totals = [], []
+            bars.append(self)
+
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+            self.postfixes.append(dict(ordered_dict or {}, **kwargs))
+            self.totals.append(self.total)
+            super().set_postfix(ordered_dict, refresh, **kwargs)
+
+    monkeypatch.setattr(training, "tqdm", RecordingBar)
+    return bars
+
+
+@pytest.mark.parametrize("budget", [dict(epochs=1.0), dict(epochs=50.0, max_minutes=0.02)], ids=["epochs", "time"])
+def test_the_progress_bar_counts_optimizer_steps_and_always_shows_the_loss(tmp_path, monkeypatch, budget):
+    bars = recording_bars(monkeypatch)
+    cfg = tiny_config(tmp_path, eval_every=10, **budget)
+    result = train(cfg, log=lambda *_: None)
+    bar = bars[0]
+    assert bar.n == bar.total == result.steps  # ends at the step count, whichever limit ended the run
+    assert len(bar.postfixes) >= result.steps and all("loss" in p for p in bar.postfixes)  # from the first step on
+    planned = training.planned_steps(cfg, len(training.load_corpus(cfg)[1]))
+    assert all(total <= planned for total in bar.totals)
+
+
+def test_a_run_whose_validation_loss_is_never_a_number_says_it_diverged(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "nats_per_char", lambda *a, **kw: float("nan"))
+    with pytest.raises(ValueError, match="training diverged; try a lower --lr"):
+        train(tiny_config(tmp_path, epochs=5.0, eval_every=5, patience=2), log=lambda *_: None)

@@ -1,0 +1,86 @@
+"""Training settings: the TrainConfig dataclass, the two recipes (named presets) and the rule
+that picks one for a time budget."""
+from dataclasses import dataclass
+
+# Two presets. Which one learns more depends on the budget (measured in bench/RESULTS.md, "How the
+# default recipes were chosen"): short, one wide GRU layer over 64 streams of 64-char chunks, learns
+# the most per CPU second; long, a 2-layer LSTM with dropout over 16 streams, learns slower but
+# keeps improving after the short one has flattened.
+RECIPES = {
+    "short": dict(cell="gru", num_layers=1, dropout=0.2, batch_size=64, seq_len=64, lr=2e-3, epochs=60.0),
+    "long": dict(cell="lstm", num_layers=2, dropout=0.25, batch_size=16, seq_len=128, lr=3e-3, epochs=14.0),
+}
+SHORT_MAX_MINUTES = 10.0  # the largest budget at which the short recipe was measured ahead
+_LONG = RECIPES["long"]
+RESUMABLE = ("max_minutes", "epochs", "eval_every", "patience")  # the settings --resume may change
+
+
+def recipe_for_budget(max_minutes: float) -> str:
+    """The default recipe: short up to SHORT_MAX_MINUTES of training, long above."""
+    return "short" if max_minutes <= SHORT_MAX_MINUTES else "long"
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run. The defaults are the long recipe with its 27 minutes: what
+    `python train.py` runs. `TrainConfig.from_recipe` starts from a named recipe instead."""
+    data: str | None = None  # None: the default corpus (cache, ../shared/data, or download)
+    strip_accents: bool = False  # True reproduces the tutorials' accent-free text
+    recipe: str = "long"  # the preset the settings below started from (a record: they win)
+    # model
+    cell: str = _LONG["cell"]
+    embed_dim: int = 128
+    hidden_size: int = 512
+    num_layers: int = _LONG["num_layers"]
+    dropout: float = _LONG["dropout"]
+    # optimization
+    batch_size: int = _LONG["batch_size"]  # contiguous streams
+    seq_len: int = _LONG["seq_len"]  # chars per chunk; gradients are truncated at chunk boundaries
+    lr: float = _LONG["lr"]
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.03  # of the run, warming up linearly
+    min_lr_frac: float = 0.05  # of lr, where the cosine ends
+    grad_clip: float = 1.0
+    # budget: the run ends at whichever comes first; the lr schedule follows the same clock
+    epochs: float = _LONG["epochs"]
+    max_minutes: float = 27.0
+    # evaluation
+    val_frac: float = 0.2
+    eval_every: int = 600  # steps
+    eval_streams: int = 16  # see evaluate.nats_per_char; the final score uses 1
+    patience: int = 5  # evaluations without improvement before an early stop
+    seed: int = 1337
+    device: str = "auto"
+    out: str = "weights"
+
+    @classmethod
+    def from_recipe(cls, recipe: str | None = None, **settings) -> "TrainConfig":
+        """The named recipe (None: the one for settings' max_minutes), with `settings` on top."""
+        recipe = recipe or recipe_for_budget(settings.get("max_minutes", cls.max_minutes))
+        if recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, not {recipe!r}")
+        return cls(**{**RECIPES[recipe], **settings, "recipe": recipe})
+
+    def validate(self) -> "TrainConfig":
+        """This config, or a ValueError that names the bad setting."""
+        if not isinstance(self.max_minutes, (int, float)) or not self.max_minutes > 0:
+            raise ValueError(f"max-minutes must be positive, not {self.max_minutes!r}")
+        positive = ["embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "eval_every",
+                    "eval_streams", "patience"]
+        for name in positive:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be a positive whole number, not {v!r}")
+        if self.hidden_size > 8192 or self.embed_dim > 8192 or self.num_layers > 16:
+            raise ValueError("sizes this large will not train here: hidden/embed at most 8192, at most 16 layers")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, not {self.recipe!r}")
+        if self.cell not in ("gru", "lstm"):
+            raise ValueError(f"cell must be gru or lstm, not {self.cell!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        if not (self.lr > 0 and self.epochs > 0 and self.grad_clip > 0):
+            raise ValueError("lr, epochs and grad-clip must be positive")
+        if not (0 <= self.warmup_frac < 1 and 0 <= self.min_lr_frac <= 1 and 0 < self.val_frac < 1):
+            raise ValueError("warmup-frac must be in [0, 1), min-lr-frac in [0, 1], val-frac in (0, 1)")
+        return self
