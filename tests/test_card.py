@@ -8,7 +8,9 @@ import pytest
 from huggingface_hub import ModelCard
 
 from charrnn import hub
+from charrnn.config import TrainConfig
 from charrnn.card import CODE_URL, Corpus, default_corpus, read_metrics, retarget
+from charrnn.config import TrainConfig
 from charrnn.generate import Settings, complete
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,8 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def summary_of(model, data=None) -> dict:
     """What charrnn.training.train returns, as far as the card reads it."""
-    cfg = SimpleNamespace(data=data, val_frac=0.2, batch_size=16, seq_len=128, lr=0.003, weight_decay=0.01,
-                          warmup=0.03, min_lr=0.05, grad_clip=1.0, dropout=0.25)
+    cfg = TrainConfig.from_recipe("long", data=data)
     return dict(config=cfg, model=model, val_loss=1.23456, steps=1234, minutes=2.5, best_step=1200,
                 train_chars=8000, val_chars=2000)
 
