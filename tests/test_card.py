@@ -8,7 +8,6 @@ import pytest
 from huggingface_hub import ModelCard
 
 from charrnn import hub
-from charrnn.config import TrainConfig
 from charrnn.card import CODE_URL, Corpus, default_corpus, read_metrics, retarget
 from charrnn.config import TrainConfig
 from charrnn.generate import Settings, complete
