@@ -28,7 +28,6 @@ HELP = {
 }
 RECIPE_FIELDS = tuple(RECIPES["long"])
 SAMPLE_SEEDS = ["En un lugar de la Mancha", "–¿Qué gigantes? –dijo Sancho Panza.", "Dulcinea del Toboso"]
-HUB_TIMEOUT_S = 5.0  # how long the pre-flight check waits for the Hub
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -116,13 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     # Imports after argument parsing: --help should not wait for torch.
     from charrnn.data import DataError
     from charrnn.device import resolve_device
-    from charrnn.hub import first_line, push
+    from charrnn.hub import PushError, check_can_push, first_line, push
     from charrnn.training import Interrupted, train
 
     cfg = to_config(args)
-    problem = args.push_to_hub and hub_problem(args.push_to_hub)
-    if problem:  # found now, not after the training
-        return fail(f"cannot push to {args.push_to_hub}: {problem}")
+    try:
+        if args.push_to_hub:  # found now, not after the training
+            check_can_push(args.push_to_hub)
+    except PushError as e:
+        return fail(f"cannot push to {args.push_to_hub}: {e}")
     try:
         device = resolve_device(cfg.device)
         result = train(cfg, resume=args.resume, device=device, given=given_settings(argv))
@@ -145,38 +146,6 @@ def main(argv: list[str] | None = None) -> int:
                         f"push it later with: python -m charrnn.hub {shlex.quote(str(out))} {args.push_to_hub}")
         print(f"pushed to {url}")
     return 0
-
-
-def hub_problem(repo_id: str) -> str | None:
-    """Why a push to `repo_id` would fail, found before any training (None: nothing found): the
-    repo id's form, offline mode, a token, the Hub answering, and the token's user owning OWNER."""
-    from huggingface_hub import HfApi, constants, get_token, is_offline_mode
-    from huggingface_hub.errors import HfHubHTTPError
-    from huggingface_hub.utils import get_session
-
-    from charrnn.hub import first_line
-
-    owner, _, name = repo_id.partition("/")
-    if not owner or not name or "/" in name:
-        return f"--push-to-hub needs OWNER/NAME, not {repo_id!r}"
-    if is_offline_mode():
-        return "HF_HUB_OFFLINE is set; unset it, or train without --push-to-hub and push later"
-    token = get_token()
-    if not token:
-        return "no Hugging Face token: log in with `hf auth login` or set HF_TOKEN"
-    try:  # a quick look first: the client's own requests have no timeout and could hang
-        get_session().head(constants.ENDPOINT, timeout=HUB_TIMEOUT_S)
-        me = HfApi(token=token).whoami()
-    except HfHubHTTPError as e:
-        return f"the Hub did not accept the token ({first_line(e)}); log in again with `hf auth login`"
-    except Exception as e:  # DNS, refused, timeout, TLS: no network to the Hub
-        return f"the Hub at {constants.ENDPOINT} cannot be reached ({first_line(e)})"
-    allowed = {me.get("name")} | {org.get("name") for org in me.get("orgs", [])}
-    if owner not in allowed:
-        return f"the token belongs to {me.get('name')}, who cannot write under {owner!r}"
-    if me.get("auth", {}).get("accessToken", {}).get("role") == "read":
-        return "the Hugging Face token is read-only; create one with write access"
-    return None
 
 
 def reproduce_command(cfg: TrainConfig) -> str:

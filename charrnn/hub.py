@@ -289,20 +289,31 @@ class PushError(Exception):
     """The Hub cannot take an upload now (offline, unreachable, no token); the message says why."""
 
 
-def check_can_push(token: str | None = None) -> None:
-    """Raise PushError unless the Hub is reachable and the token is accepted: cheap, so it can
-    run before a long training run rather than after it."""
-    from huggingface_hub import HfApi
+def check_can_push(repo_id: str | None = None, token: str | None = None) -> None:
+    """Raise PushError unless an upload to `repo_id` can work: online, a token, the Hub answering
+    and accepting it, and (for a repo id) its user allowed to write under OWNER. Cheap, so it runs
+    before a long training run rather than after it."""
+    from huggingface_hub import HfApi, get_token
 
+    if repo_id is not None and not is_repo_id(repo_id):
+        raise PushError(f"a Hub repo id is OWNER/NAME, not {repo_id!r}")
     if hub_offline():  # huggingface_hub's upload calls do not honour it themselves
         raise PushError("HF_HUB_OFFLINE is set: unset it to upload to the Hub")
-    if not hub_reachable():
+    token = token or get_token()
+    if not token:
+        raise PushError("no Hugging Face token: log in with `hf auth login` or set HF_TOKEN")
+    if not hub_reachable():  # the client's own requests retry for long: a quick look first
         raise PushError(f"the Hub cannot be reached (no answer within {PROBE_TIMEOUT_S:g} s)")
     try:
-        HfApi(token=token).whoami()
+        me = HfApi(token=token).whoami()
     except Exception as e:
         raise PushError(f"the Hub does not accept the token ({first_line(e)}): run `hf auth login` "
                         "or set HF_TOKEN") from None
+    owner = (repo_id or "").partition("/")[0]
+    if owner and owner not in {me.get("name")} | {org.get("name") for org in me.get("orgs", [])}:
+        raise PushError(f"the token belongs to {me.get('name')}, who cannot write under {owner!r}")
+    if me.get("auth", {}).get("accessToken", {}).get("role") == "read":
+        raise PushError("the Hugging Face token is read-only: create one with write access")
 
 
 def push(folder: Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
@@ -310,7 +321,7 @@ def push(folder: Path, repo_id: str, private: bool = False, token: str | None = 
     The token comes from `token`, $HF_TOKEN or `hf auth login`, as huggingface_hub decides."""
     from huggingface_hub import HfApi
 
-    check_can_push(token)  # offline, unreachable or no token: one clear line, nothing sent
+    check_can_push(repo_id, token)  # offline, unreachable or no token: one clear line, nothing sent
     api = HfApi(token=token)
     url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     api.create_commit(repo_id, repo_type="model", operations=upload_operations(Path(folder), repo_id),

@@ -48,7 +48,7 @@ def deploy(repo_id: str, root: Path = ROOT, private: bool = False, model: str | 
     """Create the Space (or reuse it) and upload its files in one commit; returns its URL."""
     from huggingface_hub import HfApi
 
-    check_can_push(token)  # offline, unreachable or no token: one clear line, nothing sent
+    check_can_push(repo_id, token)  # offline, unreachable or no token: one clear line, nothing sent
     api = HfApi(token=token)
     if model and not api.repo_exists(model, repo_type="model"):
         raise PushError(f"there is no model repo {model} on the Hub: push the weights first with "

@@ -82,6 +82,7 @@ def fake_hub(monkeypatch) -> list:
             files[op.path_in_repo] = src if isinstance(src, bytes) else Path(src).read_bytes()
         calls.append(("create_commit", repo_id, {**kw, "files": files}))
 
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")  # a logged-in user, as far as the checks can tell
     monkeypatch.setattr(hub, "hub_reachable", lambda timeout=hub.PROBE_TIMEOUT_S: True)
     monkeypatch.setattr(HfApi, "whoami", lambda self: {"name": "someone"})
     monkeypatch.setattr(HfApi, "repo_exists", lambda self, repo_id, repo_type=None: repo_id == "someone/pushed")
@@ -126,7 +127,7 @@ def test_check_can_push_names_what_is_missing(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(hub, "hub_reachable", lambda timeout=hub.PROBE_TIMEOUT_S: False)
     with pytest.raises(PushError, match="^the Hub cannot be reached"):
-        hub.check_can_push("hf_fake")
+        hub.check_can_push(token="hf_fake")
     monkeypatch.setattr(hub, "hub_reachable", lambda timeout=hub.PROBE_TIMEOUT_S: True)
 
     def rejected(self):
@@ -134,9 +135,9 @@ def test_check_can_push_names_what_is_missing(monkeypatch):
 
     monkeypatch.setattr(HfApi, "whoami", rejected)
     with pytest.raises(PushError, match=r"does not accept the token \(Invalid user token.\): run `hf auth login`"):
-        hub.check_can_push("hf_fake")
+        hub.check_can_push(token="hf_fake")
     monkeypatch.setattr(HfApi, "whoami", lambda self: {"name": "someone"})
-    hub.check_can_push("hf_good")  # no error
+    hub.check_can_push(token="hf_good")  # no error
 
 
 # ---------------------------------------------------------------- weights that must not load
