@@ -137,3 +137,25 @@ def test_cli_bad_settings_one_line_exit_2(tiny_model_dir, tmp_path, capsys, flag
     code, out, err = run_cli(capsys, "--weights", tiny_model_dir, "--data", text, *flags)
     assert code == 2 and out == "" and err.startswith("error: ") and message in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_bench_compressors_writes_its_table(tiny_model_dir, tmp_path):
+    """bench/compressors.py end to end on a tiny text, with the standard library's compressors only."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = tmp_path / "t.txt"
+    text.write_text(TINY_TEXT * 10, encoding="utf-8")
+    results = tmp_path / "RESULTS.md"
+    proc = subprocess.run([sys.executable, "bench/compressors.py", "--weights", str(tiny_model_dir), "--data", str(text),
+                           "--max-chars", "300", "--only", "gzip,bz2,xz", "--no-install", "--results", str(results)],
+                          cwd=root, capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    body = results.read_text(encoding="utf-8")
+    for row in ["charrnn static", "charrnn adaptive", "gzip -9", "bzip2 -9", "xz -9e"]:
+        assert row in body
+    assert "zpaq" not in body.split("| reader")[1].split("- Text")[0]  # not asked for, so not in the table
