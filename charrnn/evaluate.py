@@ -11,9 +11,12 @@ prints one JSON line: {"nats_per_char", "bits_per_char", "chars", "unknown_chars
 """
 import argparse
 import copy
+import functools
 import json
 import math
+import re
 import sys
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 import torch
@@ -22,6 +25,8 @@ from tqdm.auto import tqdm
 
 from .model import CharRNN, detach_state
 
+WORD = re.compile(r"[^\W\d_]+")  # runs of letters, accented ones included
+REFERENCE_CHARS = 10_000  # the novel's own average is measured on this many validation chars
 PROGRESS_FROM = 100_000  # the CLI shows a progress bar from this many chars (static reads ~8,000 chars/s)
 
 
@@ -87,6 +92,54 @@ def score(model: CharRNN, ids: torch.Tensor, adapt: Adapt | None = None, progres
         else:
             logprobs = _adaptive(model, ids, adapt, bar)
     return Score(logprobs.double().cpu(), adapt)
+
+
+@dataclass
+class Reading:
+    """A text as the model read it: `text` normalized as the model normalizes it, and for each of its
+    chars the log-probability the model gave it (None for unknown chars, which are skipped, and for
+    the first known char, which has no prediction)."""
+    text: str
+    logprobs: list[float | None]
+    score: Score
+    unknown: Counter
+
+    def surprising_words(self, n: int = 10) -> list[tuple[str, float]]:
+        """The n words that cost the model the most bits in all (each word once, its costliest time)."""
+        worst: dict[str, float] = {}
+        for m in WORD.finditer(self.text):
+            lps = self.logprobs[m.start(): m.end()]
+            if all(lp is not None for lp in lps):
+                bits = -sum(lps) / math.log(2)
+                worst[m.group()] = max(bits, worst.get(m.group(), 0.0))
+        return sorted(worst.items(), key=lambda kv: -kv[1])[:n]
+
+
+def read(model: CharRNN, text: str, adapt: Adapt | None = None) -> Reading:
+    """Score a text the way a user pastes it: normalized, unknown chars skipped and counted."""
+    text = model.vocab.normalize(text)
+    unknown = model.vocab.unknown(text)
+    ids = torch.tensor(model.vocab.encode(text, errors="drop"), dtype=torch.long)
+    if len(ids) < 2:
+        raise ValueError("the text needs at least 2 characters the model knows")
+    result = score(model, ids, adapt)
+    scored = iter([None] + result.logprobs.tolist())
+    return Reading(text, [next(scored) if c in model.vocab.stoi else None for c in text], result, unknown)
+
+
+def reference_text(model: CharRNN, chars: int = REFERENCE_CHARS) -> str:
+    """The start of the novel's validation split (the last 20%: text the model did not train on),
+    normalized as the model reads it."""
+    from .data import find_corpus, read_text
+
+    text = model.vocab.normalize(read_text(find_corpus()))
+    return text[len(text) - len(text) // 5:][:chars]
+
+
+@functools.lru_cache(maxsize=4)
+def novel_nats_per_char(model: CharRNN) -> float:
+    """The model's static score on the novel's own validation text (computed once per model)."""
+    return read(model, reference_text(model)).score.nats_per_char
 
 
 def _target_logprobs(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

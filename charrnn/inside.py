@@ -11,9 +11,9 @@ import re
 import torch
 import torch.nn as nn
 
+from .evaluate import reference_text
 from .model import CharRNN
 
-RANK_CHARS = 10_000  # the ranking reads this many chars of the novel's validation split
 TOP = 5  # cells listed per feature
 LETTER = re.compile(r"[^\W\d_]")
 DASHES = "–-"  # the novel opens most turns with a hyphen, some with an en dash
@@ -125,14 +125,6 @@ def rank_cells(model: CharRNN, text: str, top: int = TOP) -> list[dict]:
             rows.append({"feature": FEATURES[name], "cell": n, "name": cell_name(model, n),
                          "correlation": round(float(r[n]), 3)})
     return rows
-
-
-def reference_text(model: CharRNN, chars: int = RANK_CHARS) -> str:
-    """The start of the novel's validation split (text the model never trained on), as the model reads it."""
-    from .data import find_corpus, read_text
-
-    text = model.vocab.normalize(read_text(find_corpus()))
-    return text[len(text) - len(text) // 5:][:chars]
 
 
 @functools.lru_cache(maxsize=4)
