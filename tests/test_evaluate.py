@@ -159,3 +159,19 @@ def test_bench_compressors_writes_its_table(tiny_model_dir, tmp_path):
     for row in ["charrnn static", "charrnn adaptive", "gzip -9", "bzip2 -9", "xz -9e"]:
         assert row in body
     assert "zpaq" not in body.split("| reader")[1].split("- Text")[0]  # not asked for, so not in the table
+
+
+def test_read_aligns_logprobs_with_the_text_and_skips_unknown_chars(tiny_model, one_thread):
+    text = "En un lugar € de la\r\nMancha"
+    reading = evaluate.read(tiny_model, text)
+    assert reading.text == "En un lugar € de la\nMancha"  # normalized as the model reads
+    assert len(reading.logprobs) == len(reading.text) and reading.unknown == {"€": 1}
+    assert reading.logprobs[0] is None and reading.logprobs[reading.text.index("€")] is None
+    known = [lp for lp in reading.logprobs if lp is not None]
+    assert known == pytest.approx(reading.score.logprobs.tolist())
+    assert reading.score.chars == len(reading.text) - 1
+    words = reading.surprising_words(3)
+    assert len(words) == 3 and words[0][1] >= words[1][1] >= words[2][1] > 0
+    assert {w for w, _ in words} <= {"En", "un", "lugar", "de", "la", "Mancha"}
+    with pytest.raises(ValueError, match="at least 2 characters"):
+        evaluate.read(tiny_model, "€€ x")
