@@ -297,6 +297,7 @@ def _surprise_style(lp) -> str:
 
 def read_tab(model: CharRNN | None, error: str | None = None) -> None:
     """The "Read a text" tab: every char coloured by how surprising it was to the model. Endpoint /score."""
+    from charrnn.data import DataError
     from charrnn.evaluate import Adapt, novel_nats_per_char, read
 
     def score(text, adapt):
@@ -310,10 +311,12 @@ def read_tab(model: CharRNN | None, error: str | None = None) -> None:
         first = next(i for i, lp in enumerate(reading.logprobs) if lp is not None)
         styles = ["" if i == first else _surprise_style(lp) for i, lp in enumerate(reading.logprobs)]
         summary = reading.score.summary(sum(reading.unknown.values()))
-        novel = novel_nats_per_char(model)
+        try:
+            novel = f"; the novel's own validation text: {novel_nats_per_char(model):.3f} nats/char (static)"
+        except DataError:  # no copy of the novel here and no network: say nothing rather than guess
+            novel = ""
         lines = [f"**{summary['nats_per_char']:.3f} nats/char** ({summary['bits_per_char']:.3f} bits/char) over "
-                 f"{summary['chars']:,} characters, {'adapting as it read' if adapt else 'static weights'}; "
-                 f"the novel's own validation text: {novel:.3f} nats/char (static)."]
+                 f"{summary['chars']:,} characters, {'adapting as it read' if adapt else 'static weights'}{novel}."]
         if reading.unknown:
             shown = ", ".join(f"`{c!r}` ×{n}" for c, n in reading.unknown.most_common(8))
             lines.append(f"⚠️ {summary['unknown_chars']} characters the model does not know were skipped "
@@ -343,6 +346,7 @@ def inside_tab(model: CharRNN | None, error: str | None = None) -> None:
     """The "Look inside" tab: the text coloured by one cell's activation, and the cells that track
     features of the novel. Endpoint /inside."""
     from charrnn import inside as cells
+    from charrnn.data import DataError
 
     def look(text, cell):
         text = _read_input(model, error, text)
@@ -359,9 +363,13 @@ def inside_tab(model: CharRNN | None, error: str | None = None) -> None:
         acts = acts / acts.abs().max().clamp_min(1e-6)  # -1..1 on this text
         values = iter(acts.tolist())
         styles = [_activation_style(next(values)) if k else _surprise_style(None) for k in known]
-        ranking = [[r["feature"], r["cell"], r["name"], r["correlation"]] for r in cells.novel_ranking(model)]
+        try:
+            ranked, on = cells.novel_ranking(model), "the novel's validation text"
+        except DataError:  # no copy of the novel here: rank on the visitor's text instead
+            ranked, on = cells.rank_cells(model, text), "this text"
+        ranking = [[r["feature"], r["cell"], r["name"], r["correlation"]] for r in ranked]
         info = (f"Cell **{cell}** = {cells.cell_name(model, cell)}: blue where it is negative, red where positive "
-                f"(scaled to its largest value on this text).")
+                f"(scaled to its largest value on this text). The table ranks cells on {on}.")
         return _spans_html(text, styles, "text coloured by a cell"), info, ranking
 
     with gr.Tab("Look inside", id="inside"):
@@ -376,7 +384,7 @@ def inside_tab(model: CharRNN | None, error: str | None = None) -> None:
         info = gr.Markdown(elem_id="inside-info")
         view = gr.HTML(elem_id="inside-view")
         ranking = gr.Dataframe(headers=["feature", "cell", "which", "correlation"], elem_id="inside-ranking",
-                               label="Cells that track features of the novel (correlation over 10,000 chars)")
+                               label="Cells that track features of the text (correlation)")
         go.click(look, [text, cell], [view, info, ranking], api_name="inside", preprocess=False,
                  concurrency_id="reading")
 

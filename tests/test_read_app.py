@@ -88,6 +88,23 @@ def test_inside_colours_the_text_by_one_cell(client, tiny_model):
     assert {row[0] for row in ranking["data"]} == set(inside.FEATURES.values())
 
 
+def test_without_a_copy_of_the_novel_both_tabs_still_answer(client, monkeypatch):
+    from charrnn.data import DataError
+
+    def offline():
+        raise DataError("could not download the corpus")
+
+    monkeypatch.setattr("charrnn.data.find_corpus", offline)
+    inside.novel_ranking.cache_clear()
+    evaluate.novel_nats_per_char.cache_clear()
+    _, totals, summary, _ = client.predict(TINY_TEXT, False, api_name="/score")
+    assert "nats/char" in totals and "novel's own" not in totals
+    _, info, ranking = client.predict(TINY_TEXT, 3, api_name="/inside")
+    assert "ranks cells on this text" in info and len(ranking["data"]) == inside.TOP * len(inside.FEATURES)
+    inside.novel_ranking.cache_clear()
+    evaluate.novel_nats_per_char.cache_clear()
+
+
 @pytest.mark.parametrize("text,cell,message", [
     ("", 0, "Paste a text to read first"),
     ("a" * (app.READ_LIMIT + 1), 0, "the limit is 20,000"),
