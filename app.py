@@ -319,8 +319,9 @@ def read_tab(model: CharRNN | None, error: str | None = None) -> None:
                  f"{summary['chars']:,} characters, {'adapting as it read' if adapt else 'static weights'}{novel}."]
         if reading.unknown:
             shown = ", ".join(f"`{c!r}` ×{n}" for c, n in reading.unknown.most_common(8))
-            lines.append(f"⚠️ {summary['unknown_chars']} characters the model does not know were skipped "
-                         f"(struck through): {shown}.")
+            n = summary["unknown_chars"]
+            lines.append(f"⚠️ {n} character{'s' * (n != 1)} the model does not know {'were' if n != 1 else 'was'} "
+                         f"skipped (struck through): {shown}.")
         words = [[w, round(bits, 1)] for w, bits in reading.surprising_words()]
         return _spans_html(reading.text, styles, "text coloured by surprise"), "\n\n".join(lines), summary, words
 
