@@ -2,9 +2,9 @@
 
 Static scoring reads the text with the weights as trained. Adaptive scoring (dynamic evaluation,
 Krause et al. 2018) reads it in chunks: each chunk is scored first, then the model takes one
-Adam step on that chunk's loss and is pulled a little back toward the trained weights, so it
-learns the names and turns of phrase of the text it is reading without drifting away from
-Cervantes. It works on a copy: the caller's model and the weights on disk never change.
+Adam step on that chunk's loss (and, with a decay, is pulled back toward the trained weights), so
+it learns the names and turns of phrase of the text it is reading. It works on a copy: the
+caller's model and the weights on disk never change.
 
     python -m charrnn.evaluate --split val [--adapt] [--max-chars N]
 prints one JSON line: {"nats_per_char", "bits_per_char", "chars", "unknown_chars", "adaptive", ...}.
@@ -167,7 +167,7 @@ def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar) -> torch.Ten
     without dropout, in fp32, with deterministic kernels, so the same text gives the same score."""
     reader = copy.deepcopy(model).float().eval()
     params = list(reader.parameters())
-    trained = [p.detach().clone() for p in params]
+    trained = [p.detach().clone() for p in params] if adapt.decay else []
     # fused: one kernel for the whole update, ~1.5x faster reading on this CPU, same numbers
     opt = torch.optim.Adam(params, lr=adapt.lr, fused=params[0].device.type in ("cpu", "cuda"))
     device = params[0].device
