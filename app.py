@@ -219,6 +219,8 @@ def build_demo(model: CharRNN | None, source: str = "weights", error: str | None
                                       elem_id="candidates")
         with gr.Accordion("About", open=False):
             gr.Markdown(about(model, source) if model is not None else f"No model is loaded: {error}")
+        read_tab(model, error)
+        inside_tab(model, error)
 
         inputs = [seed, length, temperature, top_k, top_p, sampling_seed, stop_at]
         # preprocess=False: raw values reach _settings, which explains any bad one in a sentence.
@@ -232,6 +234,157 @@ def build_demo(model: CharRNN | None, source: str = "weights", error: str | None
             resample, inputs, [sampled, surprise, candidates, info], api_name="resample", preprocess=False,
             concurrency_id="generation")
     return demo.queue(max_size=64, default_concurrency_limit=2)  # 2 cores: two generations at a time
+
+
+# ------------------------------------------------------------------------- reading and looking inside
+
+READ_LIMIT = 20_000  # chars per text in the Read and Look inside tabs: ~10 s of adaptive reading here
+PASSAGES = [  # from the novel's last part (its validation text: the model never trained on it)
+    "-¿Qué es lo que dices, niña? Mira que dicen que el que canta es un mozo de mulas.\n"
+    "-No es sino señor de lugares -respondió Clara-, y el que le tiene en mi alma con tanta seguridad, "
+    "que si él no quiere dejalle, no le será quitado eternamente.",
+    "En un lugar de la Mancha, de cuyo nombre no quiero acordarme, no ha mucho tiempo que vivía un hidalgo "
+    "de los de lanza en astillero, adarga antigua, rocín flaco y galgo corredor.",
+]
+SURPRISE_BITS = [(10, "#ef4444"), (6, "#f97316"), (3, "#fcd34d"), (1, "#fef3c7")]  # bits: colour from this many up
+
+
+def _read_input(model: CharRNN | None, error: str | None, text) -> str:
+    """The text of a Read / Look inside request, or a gr.Error that says what is wrong with it."""
+    if model is None:
+        raise gr.Error(f"No model is loaded: {error}")
+    if not isinstance(text, str):
+        raise gr.Error("The text must be a string.")
+    if not text.strip():
+        raise gr.Error("Paste a text to read first (or pick a passage of the novel).")
+    if len(text) > READ_LIMIT:
+        raise gr.Error(f"The text is {len(text):,} characters long; the limit is {READ_LIMIT:,}. Paste a shorter passage.")
+    return text
+
+
+def _spans_html(chars: str, styles: list[str], title: str) -> str:
+    """chars as HTML, each run of chars with the same style in one span; line breaks kept (pre-wrap)."""
+    import html
+
+    out, i = [], 0
+    while i < len(chars):
+        j = i
+        while j < len(chars) and styles[j] == styles[i]:
+            j += 1
+        text = html.escape(chars[i:j])
+        out.append(f'<span style="{styles[i]}">{text}</span>' if styles[i] else text)
+        i = j
+    return (f'<div aria-label="{title}" style="white-space: pre-wrap; line-height: 1.7; font-size: 1.05em">'
+            f'{"".join(out)}</div>')
+
+
+def _surprise_style(lp) -> str:
+    if lp is None:
+        return "color: #9ca3af; text-decoration: line-through"
+    bits = -lp / math.log(2)
+    return next((f"background-color: {c}" for floor, c in SURPRISE_BITS if bits >= floor), "")
+
+
+def read_tab(model: CharRNN | None, error: str | None = None) -> None:
+    """The "Read a text" tab: every char coloured by how surprising it was to the model. Endpoint /score."""
+    from charrnn.data import DataError
+    from charrnn.evaluate import Adapt, novel_nats_per_char, read
+
+    def score(text, adapt):
+        text = _read_input(model, error, text)
+        if not isinstance(adapt, bool):
+            raise gr.Error("'Adapt as it reads' must be true or false.")
+        try:
+            reading = read(model, text, Adapt() if adapt else None)
+        except ValueError:
+            raise gr.Error("The text needs at least 2 characters the model knows.") from None
+        first = next(i for i, lp in enumerate(reading.logprobs) if lp is not None)
+        styles = ["" if i == first else _surprise_style(lp) for i, lp in enumerate(reading.logprobs)]
+        summary = reading.score.summary(sum(reading.unknown.values()))
+        try:
+            novel = f"; the novel's own validation text: {novel_nats_per_char(model):.3f} nats/char (static)"
+        except DataError:  # no copy of the novel here and no network: say nothing rather than guess
+            novel = ""
+        lines = [f"**{summary['nats_per_char']:.3f} nats/char** ({summary['bits_per_char']:.3f} bits/char) over "
+                 f"{summary['chars']:,} characters, {'adapting as it read' if adapt else 'static weights'}{novel}."]
+        if reading.unknown:
+            shown = ", ".join(f"`{c!r}` ×{n}" for c, n in reading.unknown.most_common(8))
+            n = summary["unknown_chars"]
+            lines.append(f"⚠️ {n} character{'s' * (n != 1)} the model does not know {'were' if n != 1 else 'was'} "
+                         f"skipped (struck through): {shown}.")
+        words = [[w, round(bits, 1)] for w, bits in reading.surprising_words()]
+        return _spans_html(reading.text, styles, "text coloured by surprise"), "\n\n".join(lines), summary, words
+
+    with gr.Tab("Read a text", id="read"):
+        gr.Markdown("Paste a text and see how surprising each character was to the model: "
+                    "white under 1 bit, then pale yellow, yellow, orange and red from 10 bits up. "
+                    "With *adapt*, the model learns from the text as it reads it (dynamic evaluation).")
+        text = gr.Textbox(label=f"Text (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14, elem_id="read-text")
+        gr.Examples(PASSAGES, inputs=text, label="Passages of the novel")
+        with gr.Row():
+            adapt = gr.Checkbox(False, label="Adapt as it reads", elem_id="read-adapt")
+            go = gr.Button("Read", variant="primary", elem_id="read-go")
+        totals = gr.Markdown(elem_id="read-totals")
+        view = gr.HTML(elem_id="read-view")
+        with gr.Row():
+            words = gr.Dataframe(headers=["word", "bits"], label="Most surprising words", elem_id="read-words")
+            result = gr.JSON(label="Totals (as `python -m charrnn.evaluate` prints them)", elem_id="read-json")
+        go.click(score, [text, adapt], [view, totals, result, words], api_name="score", preprocess=False,
+                 concurrency_id="reading")
+
+
+def inside_tab(model: CharRNN | None, error: str | None = None) -> None:
+    """The "Look inside" tab: the text coloured by one cell's activation, and the cells that track
+    features of the novel. Endpoint /inside."""
+    from charrnn import inside as cells
+    from charrnn.data import DataError
+
+    def look(text, cell):
+        text = _read_input(model, error, text)
+        last = cells.num_cells(model) - 1
+        whole = (isinstance(cell, int) and not isinstance(cell, bool)) or (isinstance(cell, float) and cell.is_integer())
+        if not whole or not 0 <= cell <= last:
+            raise gr.Error(f"The cell must be a whole number from 0 to {last:,}.")
+        cell = int(cell)
+        text = model.vocab.normalize(text)
+        known = [c in model.vocab.stoi for c in text]
+        if sum(known) < 1:
+            raise gr.Error("The text has no character the model knows.")
+        acts = cells.activations(model, torch.tensor(model.vocab.encode(text, errors="drop")))[:, cell]
+        acts = acts / acts.abs().max().clamp_min(1e-6)  # -1..1 on this text
+        values = iter(acts.tolist())
+        styles = [_activation_style(next(values)) if k else _surprise_style(None) for k in known]
+        try:
+            ranked, on = cells.novel_ranking(model), "the novel's validation text"
+        except DataError:  # no copy of the novel here: rank on the visitor's text instead
+            ranked, on = cells.rank_cells(model, text), "this text"
+        ranking = [[r["feature"], r["cell"], r["name"], r["correlation"]] for r in ranked]
+        info = (f"Cell **{cell}** = {cells.cell_name(model, cell)}: blue where it is negative, red where positive "
+                f"(scaled to its largest value on this text). The table ranks cells on {on}.")
+        return _spans_html(text, styles, "text coloured by a cell"), info, ranking
+
+    with gr.Tab("Look inside", id="inside"):
+        gr.Markdown("Pick a cell of the network and see its value at every character. Cells are numbered "
+                    "across layers: for an LSTM, the cell states *c* of each layer first, then the hidden states *h*. "
+                    "The table ranks the cells that best follow features of the novel's own text.")
+        text = gr.Textbox(label=f"Text (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14,
+                          value=PASSAGES[0], elem_id="inside-text")
+        with gr.Row():
+            cell = gr.Number(0, precision=0, minimum=0, label="Cell number", elem_id="inside-cell")
+            go = gr.Button("Show", variant="primary", elem_id="inside-go")
+        info = gr.Markdown(elem_id="inside-info")
+        view = gr.HTML(elem_id="inside-view")
+        ranking = gr.Dataframe(headers=["feature", "cell", "which", "correlation"], elem_id="inside-ranking",
+                               label="Cells that track features of the text (correlation)")
+        go.click(look, [text, cell], [view, info, ranking], api_name="inside", preprocess=False,
+                 concurrency_id="reading")
+
+
+def _activation_style(v: float) -> str:
+    v = round(v, 1)  # 21 shades: runs of similar values share a span
+    if v == 0:
+        return ""
+    return f"background-color: rgba({'239, 68, 68' if v > 0 else '59, 130, 246'}, {abs(v):.1f})"
 
 
 def load(source: str, device: str = "auto") -> tuple[CharRNN | None, str | None]:

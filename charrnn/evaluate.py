@@ -1,16 +1,194 @@
-"""Score a model on a text file: mean cross-entropy per char, state carried from the first char.
+"""Score a model on a text: the log-probability it gives each char, read in order, state carried.
 
-    python -m charrnn.evaluate --weights weights --data ../shared/data/el_quijote.txt --split val
-prints one JSON line: {"nats_per_char", "bits_per_char", "chars", "unknown_chars"}.
+Static scoring reads the text with the weights as trained. Adaptive scoring (dynamic evaluation,
+Krause et al. 2018) reads it in chunks: each chunk is scored first, then the model takes one
+Adam step on that chunk's loss (and, with a decay, is pulled back toward the trained weights), so
+it learns the names and turns of phrase of the text it is reading. It works on a copy: the
+caller's model and the weights on disk never change.
+
+    python -m charrnn.evaluate --split val [--adapt] [--max-chars N]
+prints one JSON line: {"nats_per_char", "bits_per_char", "chars", "unknown_chars", "adaptive", ...}.
 """
 import argparse
+import copy
+import functools
 import json
 import math
+import re
 import sys
+from collections import Counter
+from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from .model import CharRNN, detach_state
+
+WORD = re.compile(r"[^\W\d_]+")  # runs of letters, accented ones included
+REFERENCE_CHARS = 10_000  # the novel's own average is measured on this many validation chars
+PROGRESS_FROM = 100_000  # the CLI shows a progress bar from this many chars (static reads ~8,000 chars/s)
+
+
+@dataclass(frozen=True)
+class Adapt:
+    """Dynamic evaluation: after scoring each `chunk` chars, one Adam step at `lr` on their loss,
+    then every weight moves `decay` of the way back toward its trained value."""
+    lr: float = 3e-4  # 6e-4 and 128-char chunks read worse (STACK-NOTES); see bench/RESULTS.md
+    decay: float = 0.0  # 0.003 gained 0.001 on the first 15,000 validation chars, lost 0.002 over 200,000
+    chunk: int = 64
+
+    def __post_init__(self):
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"the adaptation learning rate must be a positive number, not {self.lr}")
+        if not (math.isfinite(self.decay) and 0 <= self.decay < 1):
+            raise ValueError(f"the decay toward the trained weights must be in [0, 1), not {self.decay}")
+        if not (isinstance(self.chunk, int) and self.chunk >= 1):
+            raise ValueError(f"the adaptation chunk must be a positive whole number of chars, not {self.chunk}")
+
+
+@dataclass
+class Score:
+    """How well a model read a text: logprobs[i] is the natural log-probability it gave char i+1
+    of the text having read chars 0..i (the first char has no prediction)."""
+    logprobs: torch.Tensor  # (N-1,) float64 on the CPU
+    adapt: Adapt | None = None
+
+    @property
+    def chars(self) -> int:
+        """Chars read, the first included (as the CLI has always counted them)."""
+        return len(self.logprobs) + 1
+
+    @property
+    def total_nats(self) -> float:
+        return -float(self.logprobs.sum())
+
+    @property
+    def nats_per_char(self) -> float:
+        return self.total_nats / max(1, len(self.logprobs))
+
+    @property
+    def bits_per_char(self) -> float:
+        return self.nats_per_char / math.log(2)
+
+    def summary(self, unknown_chars: int = 0) -> dict:
+        """The CLI's JSON object (the app's /score returns the same keys)."""
+        out = {"nats_per_char": round(self.nats_per_char, 5), "bits_per_char": round(self.bits_per_char, 5),
+               "chars": self.chars, "unknown_chars": unknown_chars, "adaptive": self.adapt is not None}
+        if self.adapt is not None:
+            out["adapt"] = {"method": "adam+decay", **asdict(self.adapt)}
+        return out
+
+
+def score(model: CharRNN, ids: torch.Tensor, adapt: Adapt | None = None, progress: bool = False) -> Score:
+    """Score `ids` (1-D token ids, at least 2) statically, or adaptively with `adapt` settings."""
+    if ids.dim() != 1 or len(ids) < 2:
+        raise ValueError("need a 1-D sequence of at least 2 token ids to score")
+    bar = tqdm(total=len(ids) - 1, unit="char", unit_scale=True, disable=not progress, leave=False, mininterval=1,
+               desc="adaptive" if adapt else "static", file=sys.stderr)
+    with bar:
+        if adapt is None:
+            logprobs = _static(model, ids, bar)
+        else:
+            logprobs = _adaptive(model, ids, adapt, bar)
+    return Score(logprobs.double().cpu(), adapt)
+
+
+@dataclass
+class Reading:
+    """A text as the model read it: `text` normalized as the model normalizes it, and for each of its
+    chars the log-probability the model gave it (None for unknown chars, which are skipped, and for
+    the first known char, which has no prediction)."""
+    text: str
+    logprobs: list[float | None]
+    score: Score
+    unknown: Counter
+
+    def surprising_words(self, n: int = 10) -> list[tuple[str, float]]:
+        """The n words that cost the model the most bits in all (each word once, its costliest time)."""
+        worst: dict[str, float] = {}
+        for m in WORD.finditer(self.text):
+            lps = self.logprobs[m.start(): m.end()]
+            if all(lp is not None for lp in lps):
+                bits = -sum(lps) / math.log(2)
+                worst[m.group()] = max(bits, worst.get(m.group(), 0.0))
+        return sorted(worst.items(), key=lambda kv: -kv[1])[:n]
+
+
+def read(model: CharRNN, text: str, adapt: Adapt | None = None) -> Reading:
+    """Score a text the way a user pastes it: normalized, unknown chars skipped and counted."""
+    text = model.vocab.normalize(text)
+    unknown = model.vocab.unknown(text)
+    ids = torch.tensor(model.vocab.encode(text, errors="drop"), dtype=torch.long)
+    if len(ids) < 2:
+        raise ValueError("the text needs at least 2 characters the model knows")
+    result = score(model, ids, adapt)
+    scored = iter([None] + result.logprobs.tolist())
+    return Reading(text, [next(scored) if c in model.vocab.stoi else None for c in text], result, unknown)
+
+
+def reference_text(model: CharRNN, chars: int = REFERENCE_CHARS) -> str:
+    """The start of the novel's validation split (the last 20%: text the model did not train on),
+    normalized as the model reads it."""
+    from .data import find_corpus, read_text
+
+    text = model.vocab.normalize(read_text(find_corpus()))
+    return text[len(text) - len(text) // 5:][:chars]
+
+
+@functools.lru_cache(maxsize=4)
+def novel_nats_per_char(model: CharRNN) -> float:
+    """The model's static score on the novel's own validation text (computed once per model)."""
+    return read(model, reference_text(model)).score.nats_per_char
+
+
+def _target_logprobs(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(1, T, V) logits and (1, T) targets -> (T,) log-probability of each target, in fp32."""
+    return F.log_softmax(logits[0].float(), dim=-1).gather(1, y[0, :, None])[:, 0]
+
+
+@torch.no_grad()
+def _static(model: CharRNN, ids: torch.Tensor, bar, chunk: int = 2048) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    x_all, y_all = ids[:-1].to(device)[None], ids[1:].to(device)[None]  # (1, N-1)
+    state, out = model.init_state(1), []
+    for i in range(0, x_all.size(1), chunk):
+        logits, state, _ = model(x_all[:, i: i + chunk], state)  # (1, t, V)
+        out.append(_target_logprobs(logits, y_all[:, i: i + chunk]))
+        bar.update(out[-1].numel())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar) -> torch.Tensor:
+    """Dynamic evaluation on a copy of `model`: score a chunk, then learn from it. The copy runs
+    without dropout, in fp32, with deterministic kernels, so the same text gives the same score."""
+    reader = copy.deepcopy(model).float().eval()
+    params = list(reader.parameters())
+    trained = [p.detach().clone() for p in params] if adapt.decay else []
+    # fused: one kernel for the whole update, ~1.5x faster reading on this CPU, same numbers
+    opt = torch.optim.Adam(params, lr=adapt.lr, fused=params[0].device.type in ("cpu", "cuda"))
+    device = params[0].device
+    x_all, y_all = ids[:-1].to(device)[None], ids[1:].to(device)[None]  # (1, N-1)
+    state, out = reader.init_state(1), []
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
+        for i in range(0, x_all.size(1), adapt.chunk):
+            y = y_all[:, i: i + adapt.chunk]  # (1, t)
+            logits, state, _ = reader(x_all[:, i: i + adapt.chunk], state)  # (1, t, V)
+            logprobs = _target_logprobs(logits, y)  # scored before the model learns from this chunk
+            out.append(logprobs.detach())
+            opt.zero_grad(set_to_none=True)
+            (-logprobs.mean()).backward()
+            opt.step()
+            if adapt.decay:
+                with torch.no_grad():
+                    for p, p0 in zip(params, trained):
+                        p.lerp_(p0, adapt.decay)  # p += decay * (p0 - p)
+            state = detach_state(state)
+            bar.update(y.numel())
+    return torch.cat(out)
 
 
 @torch.no_grad()
@@ -20,6 +198,8 @@ def nats_per_char(model: CharRNN, ids: torch.Tensor, streams: int = 1, chunk: in
     streams=1 reads the text as one sequence (the exact score). streams>1 cuts it into that many
     contiguous parts read side by side: ~streams times faster, and only the first few chars of
     each part lose their context, so during training it tracks the exact score closely."""
+    if streams == 1:
+        return score(model, ids).nats_per_char  # the exact score, computed as the CLI computes it
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -44,23 +224,29 @@ def nats_per_char(model: CharRNN, ids: torch.Tensor, streams: int = 1, chunk: in
 
 
 def main(argv=None) -> int:
-    from .data import DataError, read_text, split
+    from .data import DataError, find_corpus, read_text, split
     from .device import resolve_device
     from .hub import WeightsError, load_model
 
     p = argparse.ArgumentParser(prog="python -m charrnn.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--weights", default="weights", help="folder with config.json + model.safetensors, or a Hub repo id")
-    p.add_argument("--data", required=True, help="UTF-8 text file to score")
+    p.add_argument("--data", default=None, help="UTF-8 text file to score (default: the corpus train.py finds)")
     p.add_argument("--split", choices=["all", "val"], default="all", help="val: only the last 20%% (train.py's validation split)")
     p.add_argument("--max-chars", type=int, default=None, help="score at most this many chars (from the start of the split)")
+    p.add_argument("--adapt", action="store_true", help="adaptive scoring: the model learns from each chunk after scoring it")
+    p.add_argument("--adapt-lr", type=float, default=Adapt.lr, help="Adam learning rate of the adaptive steps (default: %(default)s)")
+    p.add_argument("--adapt-decay", type=float, default=Adapt.decay,
+                   help="share of the way back to the trained weights after each step (default: %(default)s)")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     try:
         if args.max_chars is not None and args.max_chars < 2:
             raise ValueError("--max-chars must be at least 2")
+        adapt = Adapt(args.adapt_lr, args.adapt_decay) if args.adapt else None
         device = resolve_device(args.device)
         model = load_model(args.weights, device)
-        text = model.vocab.normalize(read_text(args.data))
+        data = args.data or find_corpus()
+        text = model.vocab.normalize(read_text(data))
         unknown = model.vocab.unknown(text)
         ids = torch.tensor(model.vocab.encode(text, errors="drop"), dtype=torch.long)
         if args.split == "val":
@@ -68,13 +254,12 @@ def main(argv=None) -> int:
         if args.max_chars is not None:
             ids = ids[: args.max_chars]
         if len(ids) < 2:
-            raise ValueError(f"{args.data} has fewer than 2 scorable characters")
+            raise ValueError(f"{data} has fewer than 2 scorable characters")
     except (DataError, WeightsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    nats = nats_per_char(model, ids)
-    print(json.dumps({"nats_per_char": round(nats, 5), "bits_per_char": round(nats / math.log(2), 5),
-                      "chars": len(ids), "unknown_chars": sum(unknown.values())}))
+    result = score(model, ids, adapt, progress=len(ids) >= PROGRESS_FROM)
+    print(json.dumps(result.summary(sum(unknown.values()))))
     return 0
 
 

@@ -1,0 +1,133 @@
+"""Look inside the network: every cell's activation over a text, and the cells that track features
+of the text (as Karpathy, Johnson and Fei-Fei found cells for quotes and line length, 2015).
+
+Cells are numbered across layers. An LSTM has 2 x layers x hidden numbers: first the cell states c
+(layer 1's units, then layer 2's, ...), then the hidden states h in the same order. A GRU has only
+h: layers x hidden numbers.
+"""
+import functools
+import re
+
+import torch
+import torch.nn as nn
+
+from .evaluate import reference_text
+from .model import CharRNN
+
+TOP = 5  # cells listed per feature
+LETTER = re.compile(r"[^\W\d_]")
+DASHES = "–-"  # the novel opens most turns with a hyphen, some with an en dash
+
+FEATURES = {
+    "dialogue": "inside a dialogue turn opened by a dash (– or -)",
+    "question": "inside ¿…? or ¡…!",
+    "word_position": "position in the word",
+    "line_position": "position in the line",
+    "after_full_stop": "right after a full stop",
+    "capitalised": "in a capitalised word",
+}
+
+
+def features(text: str) -> dict[str, torch.Tensor]:
+    """Each feature's value at every char of `text` (the state after reading that char). # (T,) each"""
+    values = {name: [] for name in FEATURES}
+    dialogue = question = after_stop = capital = False
+    word_pos = line_pos = 0
+    for i, ch in enumerate(text):
+        at_line_start = i == 0 or text[i - 1] == "\n"
+        line_pos = 0 if at_line_start else line_pos + 1
+        if ch == "\n":
+            dialogue = False
+        elif ch in DASHES:  # a dash at the start of a line opens a turn; inside a line, dashes frame the narrator
+            dialogue = True if at_line_start else not dialogue
+        question = True if ch in "¿¡" else False if ch in "?!" else question
+        after_stop = True if ch == "." else False if LETTER.match(ch) else after_stop
+        is_letter = bool(LETTER.match(ch))
+        word_pos = word_pos + 1 if is_letter else 0
+        capital = (ch.isupper() if word_pos == 1 else capital) if is_letter else False
+        for name, v in zip(FEATURES, (dialogue, question, word_pos, line_pos, after_stop, capital)):
+            values[name].append(float(v))
+    return {name: torch.tensor(v) for name, v in values.items()}
+
+
+def num_cells(model: CharRNN) -> int:
+    rnn = model.rnn
+    return (2 if model.cell == "lstm" else 1) * rnn.num_layers * rnn.hidden_size
+
+
+def cell_name(model: CharRNN, n: int) -> str:
+    """'layer 2 c 137': which layer, which state, which unit a cell number is."""
+    per_kind = model.rnn.num_layers * model.rnn.hidden_size
+    kind = "h" if model.cell == "gru" or n >= per_kind else "c"
+    layer, unit = divmod(n % per_kind, model.rnn.hidden_size)
+    return f"layer {layer + 1} {kind} {unit}"
+
+
+def _layer(model: CharRNN, k: int) -> nn.Module:
+    """Layer k of the stacked RNN as a 1-layer module, so its outputs over time can be read."""
+    rnn = model.rnn
+    one = type(rnn)(rnn.input_size if k == 0 else rnn.hidden_size, rnn.hidden_size, 1, batch_first=True)
+    one.load_state_dict({f"{name}_l0": getattr(rnn, f"{name}_l{k}") for name in
+                         ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
+    return one.to(next(rnn.parameters()).device)
+
+
+def _cell_states(layer: nn.LSTM, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """An LSTM layer's cell state c at every step, from its input x and output h. # (T, H)
+    The gates are computed for all steps at once; only c_t = f_t c_(t-1) + i_t g_t is a loop."""
+    h_prev = torch.cat([torch.zeros_like(h[:1]), h[:-1]])  # (T, H)
+    gates = x @ layer.weight_ih_l0.T + layer.bias_ih_l0 + h_prev @ layer.weight_hh_l0.T + layer.bias_hh_l0
+    i, f, g, _ = gates.chunk(4, dim=1)  # PyTorch's gate order: input, forget, cell, output
+    f, ig = torch.sigmoid(f), torch.sigmoid(i) * torch.tanh(g)
+    c, out = torch.zeros_like(h[0]), []
+    for t in range(len(h)):
+        c = torch.addcmul(ig[t], f[t], c)
+        out.append(c)
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def activations(model: CharRNN, ids: torch.Tensor) -> torch.Tensor:
+    """Every cell's value after each char of `ids` (1-D), from a zero state, numbered as
+    cell_name() says. # (T, num_cells) on the CPU"""
+    device = next(model.parameters()).device
+    x = model.embed(ids.to(device)[None])[0]  # (T, E); no dropout: read as the model reads in eval mode
+    hs, cs = [], []
+    for k in range(model.rnn.num_layers):
+        layer = _layer(model, k)
+        h = layer(x[None])[0][0]  # (T, H)
+        if model.cell == "lstm":
+            cs.append(_cell_states(layer, x, h))
+        hs.append(h)
+        x = h
+    return torch.cat(cs + hs, dim=1).float().cpu()
+
+
+def correlations(acts: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of each cell (column of acts, (T, C)) with each feature (column of
+    feats, (T, F)) -> (F, C); 0 where a cell or a feature is constant over the text."""
+    def standardized(m):
+        m = m - m.mean(0)
+        norm = m.norm(dim=0)
+        return torch.where(norm > 0, m / norm.clamp_min(1e-12), torch.zeros(()))
+    return standardized(feats).T @ standardized(acts)
+
+
+def rank_cells(model: CharRNN, text: str, top: int = TOP) -> list[dict]:
+    """For each feature, the `top` cells whose activation correlates most (in absolute value) with it
+    over `text`: [{"feature", "cell", "name", "correlation"}]."""
+    text = "".join(c for c in model.vocab.normalize(text) if c in model.vocab.stoi)
+    acts = activations(model, torch.tensor(model.vocab.encode(text)))
+    feats = features(text)
+    rows = []
+    for name, r in zip(feats, correlations(acts, torch.stack(list(feats.values()), dim=1))):
+        for n in r.abs().argsort(descending=True)[:top].tolist():
+            rows.append({"feature": FEATURES[name], "cell": n, "name": cell_name(model, n),
+                         "correlation": round(float(r[n]), 3)})
+    return rows
+
+
+@functools.lru_cache(maxsize=4)
+def novel_ranking(model: CharRNN) -> list[dict]:
+    """rank_cells on the reference text, computed once per model (a few seconds)."""
+    return rank_cells(model, reference_text(model))

@@ -1,0 +1,177 @@
+"""charrnn.evaluate: static and adaptive scoring through the Python API and the CLI."""
+import hashlib
+import json
+import math
+
+import pytest
+import torch
+
+from charrnn import evaluate
+from charrnn.evaluate import Adapt, nats_per_char, score
+from conftest import TINY_TEXT
+
+PHRASE = "Sancho dijo, ¿qué gigantes? " * 20  # a line the tiny model never saw, repeated: one to learn
+
+
+@pytest.fixture(scope="module")
+def ids(tiny_model):
+    return torch.tensor(tiny_model.vocab.encode(TINY_TEXT * 2), dtype=torch.long)
+
+
+def weights_hash(folder) -> str:
+    return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_static_score_gives_each_char_its_logprob_and_the_exact_mean(tiny_model, ids, one_thread):
+    s = score(tiny_model, ids)
+    assert s.logprobs.shape == (len(ids) - 1,) and s.chars == len(ids) and (s.logprobs <= 0).all()
+    # the first char after the start, from a zero state, by hand
+    logits, _, _ = tiny_model(ids[:1][None])
+    assert s.logprobs[0].item() == pytest.approx(torch.log_softmax(logits[0, 0], -1)[ids[1]].item(), abs=1e-5)
+    assert s.nats_per_char == pytest.approx(-s.logprobs.mean().item())
+    assert s.bits_per_char == pytest.approx(s.nats_per_char / math.log(2))
+    assert s.nats_per_char == pytest.approx(nats_per_char(tiny_model, ids, streams=4), abs=0.05)
+    assert s.summary(3) == {"nats_per_char": round(s.nats_per_char, 5), "bits_per_char": round(s.bits_per_char, 5),
+                            "chars": len(ids), "unknown_chars": 3, "adaptive": False}
+
+
+def test_adaptive_scores_each_chunk_before_learning_from_it(tiny_model, one_thread):
+    ids = torch.tensor(tiny_model.vocab.encode(PHRASE))
+    static = score(tiny_model, ids)
+    adapt = Adapt(lr=1e-2, decay=0.001, chunk=50)
+    adaptive = score(tiny_model, ids, adapt)
+    first = slice(0, adapt.chunk)
+    assert torch.allclose(adaptive.logprobs[first], static.logprobs[first], atol=1e-5)  # the first chunk: no learning yet
+    assert not torch.allclose(adaptive.logprobs[adapt.chunk:], static.logprobs[adapt.chunk:], atol=1e-3)
+    # Having learnt the line, the adapting model reads its last copies far better than the static one.
+    last = len(ids) // 4
+    assert -adaptive.logprobs[-last:].mean() < -static.logprobs[-last:].mean() - 1.0
+    summary = adaptive.summary()
+    assert summary["adaptive"] is True and summary["adapt"] == {"method": "adam+decay", "lr": 1e-2, "decay": 0.001,
+                                                                "chunk": 50}
+
+
+def test_adaptive_is_deterministic_and_leaves_the_model_alone(tiny_model, ids, one_thread):
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    a = score(tiny_model, ids, Adapt(lr=3e-3))
+    b = score(tiny_model, ids, Adapt(lr=3e-3))
+    assert torch.equal(a.logprobs, b.logprobs)
+    assert all(torch.equal(before[k], v) for k, v in tiny_model.state_dict().items())
+    assert not tiny_model.training
+
+
+def test_decay_one_step_back_to_the_trained_weights(tiny_model, ids, one_thread):
+    """decay pulls the weights back: with a huge lr and no decay the score collapses, with decay it holds."""
+    free = score(tiny_model, ids, Adapt(lr=0.05, decay=0.0, chunk=20))
+    held = score(tiny_model, ids, Adapt(lr=0.05, decay=0.9, chunk=20))
+    assert held.nats_per_char < free.nats_per_char
+
+
+@pytest.mark.parametrize("bad", [dict(lr=0), dict(lr=float("nan")), dict(decay=1.0), dict(decay=-0.1),
+                                 dict(chunk=0), dict(chunk=2.5)])
+def test_bad_adapt_settings_are_refused(bad):
+    with pytest.raises(ValueError, match="must be"):
+        Adapt(**bad)
+
+
+def test_score_refuses_too_short_text(tiny_model):
+    with pytest.raises(ValueError, match="at least 2"):
+        score(tiny_model, torch.tensor([3]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+def test_cuda_scores_as_the_cpu_does(tiny_model_dir, ids):
+    from charrnn.hub import load_model
+
+    cpu, cuda = load_model(tiny_model_dir, "cpu"), load_model(tiny_model_dir, "cuda")
+    for adapt in (None, Adapt(lr=3e-3, decay=0.01)):
+        assert score(cuda, ids, adapt).nats_per_char == pytest.approx(score(cpu, ids, adapt).nats_per_char, abs=1e-3)
+    assert torch.equal(score(cuda, ids, Adapt()).logprobs, score(cuda, ids, Adapt()).logprobs)
+
+
+# ------------------------------------------------------------------------- the CLI
+
+def run_cli(capsys, *argv):
+    code = evaluate.main([*map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_adapt_reports_its_settings_and_never_writes_the_weights(tiny_model_dir, tmp_path, capsys, one_thread):
+    text = tmp_path / "t.txt"
+    text.write_text(PHRASE, encoding="utf-8")
+    before = weights_hash(tiny_model_dir)
+    code, out, err = run_cli(capsys, "--weights", tiny_model_dir, "--data", text, "--device", "cpu")
+    assert code == 0, err
+    static = json.loads(out)
+    code, out, err = run_cli(capsys, "--weights", tiny_model_dir, "--data", text, "--device", "cpu",
+                             "--adapt", "--adapt-lr", "0.01", "--adapt-decay", "0.001")
+    assert code == 0, err
+    adaptive = json.loads(out)
+    assert static["adaptive"] is False and "adapt" not in static
+    assert adaptive["adaptive"] is True and adaptive["adapt"] == {"method": "adam+decay", "lr": 0.01, "decay": 0.001,
+                                                                  "chunk": Adapt.chunk}
+    assert adaptive["chars"] == static["chars"] == len(PHRASE)
+    assert adaptive["nats_per_char"] < static["nats_per_char"]
+    assert weights_hash(tiny_model_dir) == before
+
+
+def test_cli_reads_the_default_corpus_and_shows_progress_on_long_texts(tiny_model_dir, tmp_path, capsys,
+                                                                       monkeypatch, one_thread):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TINY_TEXT * 4, encoding="utf-8")
+    monkeypatch.setattr("charrnn.data.find_corpus", lambda: corpus)
+    monkeypatch.setattr(evaluate, "PROGRESS_FROM", 1000)
+    code, out, err = run_cli(capsys, "--weights", tiny_model_dir, "--device", "cpu")
+    assert code == 0, err
+    assert json.loads(out)["chars"] == len(TINY_TEXT * 4)
+    assert "char" in err and "%" in err  # tqdm's bar on stderr, the JSON alone on stdout
+
+
+@pytest.mark.parametrize("flags,message", [(["--adapt", "--adapt-lr", "-1"], "learning rate must be"),
+                                           (["--adapt", "--adapt-decay", "1"], "decay toward"),
+                                           (["--max-chars", "1"], "at least 2")])
+def test_cli_bad_settings_one_line_exit_2(tiny_model_dir, tmp_path, capsys, flags, message):
+    text = tmp_path / "t.txt"
+    text.write_text(TINY_TEXT, encoding="utf-8")
+    code, out, err = run_cli(capsys, "--weights", tiny_model_dir, "--data", text, *flags)
+    assert code == 2 and out == "" and err.startswith("error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bench_compressors_writes_its_table(tiny_model_dir, tmp_path):
+    """bench/compressors.py end to end on a tiny text, with the standard library's compressors only."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = tmp_path / "t.txt"
+    text.write_text(TINY_TEXT * 10, encoding="utf-8")
+    results = tmp_path / "RESULTS.md"
+    proc = subprocess.run([sys.executable, "bench/compressors.py", "--weights", str(tiny_model_dir), "--data", str(text),
+                           "--max-chars", "300", "--only", "gzip,bz2,xz", "--no-install", "--results", str(results)],
+                          cwd=root, capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    body = results.read_text(encoding="utf-8")
+    for row in ["charrnn static", "charrnn adaptive", "gzip -9", "bzip2 -9", "xz -9e"]:
+        assert row in body
+    assert "zpaq" not in body.split("| reader")[1].split("- Text")[0]  # not asked for, so not in the table
+
+
+def test_read_aligns_logprobs_with_the_text_and_skips_unknown_chars(tiny_model, one_thread):
+    text = "En un lugar € de la\r\nMancha"
+    reading = evaluate.read(tiny_model, text)
+    assert reading.text == "En un lugar € de la\nMancha"  # normalized as the model reads
+    assert len(reading.logprobs) == len(reading.text) and reading.unknown == {"€": 1}
+    assert reading.logprobs[0] is None and reading.logprobs[reading.text.index("€")] is None
+    known = [lp for lp in reading.logprobs if lp is not None]
+    assert known == pytest.approx(reading.score.logprobs.tolist())
+    assert reading.score.chars == len(reading.text) - 1
+    words = reading.surprising_words(3)
+    assert len(words) == 3 and words[0][1] >= words[1][1] >= words[2][1] > 0
+    assert {w for w, _ in words} <= {"En", "un", "lugar", "de", "la", "Mancha"}
+    with pytest.raises(ValueError, match="at least 2 characters"):
+        evaluate.read(tiny_model, "€€ x")

@@ -1,0 +1,71 @@
+"""charrnn.inside: cell activations over a text and the features they are ranked against."""
+import pytest
+import torch
+
+from charrnn import inside
+from conftest import TINY_TEXT, train_tiny
+
+
+def test_features_on_a_dialogue():
+    text = "Dijo así:\n–¿Quién es? –preguntó Sancho–. No sé.\nFin"
+    f = inside.features(text)
+    at = lambda name, sub, k=0: f[name][text.index(sub) + k].item()
+    assert at("dialogue", "Dijo") == 0 and at("dialogue", "Quién") == 1
+    assert at("dialogue", "preguntó") == 0 and at("dialogue", "No sé") == 1 and at("dialogue", "Fin") == 0
+    assert at("question", "¿") == 1 and at("question", "es?", 1) == 1 and at("question", " –pre") == 0
+    assert [at("word_position", "Quién", k) for k in range(6)] == [1, 2, 3, 4, 5, 0]
+    assert at("line_position", "Dijo") == 0 and at("line_position", "–¿") == 0 and at("line_position", "¿") == 1
+    assert at("after_full_stop", ". No", 0) == 1 and at("after_full_stop", ". No", 1) == 1
+    assert at("after_full_stop", ". No", 2) == 0
+    assert at("capitalised", "Sancho", 3) == 1 and at("capitalised", "preguntó", 3) == 0
+    assert all(len(v) == len(text) for v in f.values())
+
+
+def test_cell_numbers_cover_c_then_h_of_every_layer(tiny_model):
+    H, L = tiny_model.rnn.hidden_size, tiny_model.rnn.num_layers
+    assert inside.num_cells(tiny_model) == 2 * L * H
+    assert inside.cell_name(tiny_model, 0) == "layer 1 c 0"
+    assert inside.cell_name(tiny_model, H + 3) == "layer 2 c 3"
+    assert inside.cell_name(tiny_model, L * H) == "layer 1 h 0"
+    assert inside.cell_name(tiny_model, 2 * L * H - 1) == f"layer {L} h {H - 1}"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_activations_agree_with_the_network_states(cell, one_thread):
+    model = tiny_model = train_tiny(cell=cell, steps=5)
+    ids = torch.tensor(tiny_model.vocab.encode(TINY_TEXT[:200]))
+    acts = inside.activations(model, ids)
+    assert acts.shape == (len(ids), inside.num_cells(model))
+    with torch.no_grad():
+        out, state = model.rnn(model.embed(ids[None]))
+    H, L = model.rnn.hidden_size, model.rnn.num_layers
+    h_n, c_n = state if cell == "lstm" else (state, None)
+    h_block = L * H if cell == "lstm" else 0
+    assert torch.allclose(acts[:, -H:], out[0], atol=1e-5)  # the top layer's h at every step
+    for k in range(L):
+        assert torch.allclose(acts[-1, h_block + k * H: h_block + (k + 1) * H], h_n[k, 0], atol=1e-5)
+        if c_n is not None:  # the cell states rebuilt from the gates end where the LSTM's own do
+            assert torch.allclose(acts[-1, k * H: (k + 1) * H], c_n[k, 0], atol=1e-4)
+
+
+def test_correlations_find_the_cell_that_tracks_a_feature():
+    g = torch.Generator().manual_seed(0)
+    feature = torch.rand(500, generator=g)
+    acts = torch.randn(500, 6, generator=g)
+    acts[:, 2] = 3 * feature + 1
+    acts[:, 4] = -feature
+    acts[:, 5] = 7.0  # constant: no correlation, not NaN
+    r = inside.correlations(acts, feature[:, None])[0]
+    assert r[2].item() == pytest.approx(1.0, abs=1e-5) and r[4].item() == pytest.approx(-1.0, abs=1e-5)
+    assert r[5].item() == 0 and r[[0, 1, 3]].abs().max() < 0.2
+
+
+def test_ranking_lists_top_cells_per_feature_and_is_cached(tiny_model, one_thread):
+    rows = inside.rank_cells(tiny_model, TINY_TEXT * 3, top=3)
+    assert len(rows) == 3 * len(inside.FEATURES)
+    assert {r["feature"] for r in rows} == set(inside.FEATURES.values())
+    for r in rows:
+        assert 0 <= r["cell"] < inside.num_cells(tiny_model) and r["name"] == inside.cell_name(tiny_model, r["cell"])
+        assert -1 <= r["correlation"] <= 1
+    ranked = inside.novel_ranking(tiny_model)  # on the novel's validation text
+    assert inside.novel_ranking(tiny_model) is ranked
