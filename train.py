@@ -14,7 +14,11 @@ from pathlib import Path
 from charrnn.training import RECIPES, SHORT_BUDGET, TrainConfig
 
 HELP = {
-    "data": "UTF-8 text file (default: el_quijote.txt from the cache, ../shared/data, or downloaded and hash-checked)",
+    "data": "UTF-8 text file or folder of .txt files (default: el_quijote.txt from the cache, ../shared/data, or downloaded and hash-checked)",
+    "dataset": "a Hugging Face dataset instead of --data: a folder written by save_to_disk, or a Hub dataset id (its train split)",
+    "dataset_config": "with --dataset: the dataset's configuration name",
+    "text_column": "with --dataset: the column that holds the text",
+    "max_eval_chars": "evaluations read at most this many validation chars (the start of the split); the default corpus's are all read",
     "strip_accents": "strip accents (á->a, ñ->n) as the tutorials effectively did, so losses compare",
     "cell": "recurrent cell: lstm or gru",
     "max_minutes": "training-time budget; the lr schedule ends at the budget or --epochs, whichever comes first",
@@ -109,7 +113,7 @@ def write_outputs(summary: dict, out: Path, command: str, load_from: str) -> Non
     model, cfg = summary["model"], summary["config"]
     save_weights(model, out)
     title = f"{cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}: best val {summary['val_loss']:.4f} nats/char"
-    plot_losses(summary["history"], out / "loss.png", title)
+    plot_losses(summary["history"], out / "loss.png", title, summary.get("corpus"))
     samples = [(o.seed, o.sampled) for o in (complete(model, seed, Settings(length=300, temperature=0.8,
                                                                           sampling_seed=i))
                                              for i, seed in enumerate(SAMPLE_SEEDS))]

@@ -1,5 +1,5 @@
 """The training loop: stateful truncated BPTT over contiguous streams, AdamW, warmup + cosine,
-clipping, evaluation on the whole validation split, best-model keeping, early stop, atomic
+clipping, evaluation on the validation split (its start when large), best-model keeping, early stop, atomic
 checkpoints with optimizer and RNG state, and a clean stop on Ctrl-C.
 """
 import json
@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from . import data
 from .evaluate import nats_per_char
 from .model import CharRNN, detach_state
+from .sources import open_source
 from .text import Vocab
 
 
@@ -41,7 +42,10 @@ RECIPES = {
 
 @dataclass
 class TrainConfig:
-    data: str | None = None  # None: the default corpus (cache, ../shared/data, or download)
+    data: str | None = None  # a file or folder of .txt files; None: the default corpus (cache, ../shared/data, or download)
+    dataset: str | None = None  # or a Hugging Face dataset: a folder saved with save_to_disk, or a Hub id
+    dataset_config: str | None = None
+    text_column: str = "text"
     strip_accents: bool = False  # True reproduces the tutorials' accent-free text
     # model (None: from RECIPES)
     cell: str | None = None
@@ -64,6 +68,7 @@ class TrainConfig:
     val_frac: float = 0.2
     eval_every: int = 600  # steps
     eval_streams: int = 16  # see evaluate.nats_per_char; the final score uses 1
+    max_eval_chars: int = 1_000_000  # evaluations read the first this-many validation chars (all of the default corpus's)
     patience: int = 5  # evaluations without improvement before an early stop
     seed: int = 1337
     device: str = "auto"
@@ -108,20 +113,23 @@ def lr_at(cfg: TrainConfig, progress: float) -> float:
     return cfg.lr * (cfg.min_lr + (1 - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def load_corpus(cfg: TrainConfig) -> tuple[Vocab, torch.Tensor, torch.Tensor]:
-    """Read, normalize, build the vocabulary, encode and split. # (N_train,), (N_val,)"""
+def open_corpus(cfg: TrainConfig, log=print) -> data.Corpus:
+    """The config's corpus as a token file on disk (prepared once, then found by content hash),
+    split by position, with the bounded slice of validation that evaluations read."""
     cfg = cfg.resolve()
-    path = Path(cfg.data) if cfg.data else data.find_corpus()
-    text = data.read_text(path)
-    vocab = Vocab.from_text(text, cfg.strip_accents)
-    ids = torch.tensor(vocab.encode(text), dtype=torch.long)
-    if len(ids) < data.MIN_CHARS:
-        raise data.DataError(f"{path} has {len(ids)} characters; training needs at least {data.MIN_CHARS}")
-    train_ids, val_ids = data.split(ids, cfg.val_frac)
-    if len(train_ids) // cfg.batch_size < cfg.seq_len + 1:
-        raise data.DataError(f"{len(train_ids)} training chars are too few for {cfg.batch_size} streams "
+    source = open_source(cfg.data, cfg.dataset, cfg.dataset_config, cfg.text_column)
+    corpus = data.load(source, cfg.strip_accents, cfg.val_frac, cfg.max_eval_chars, log)
+    if len(corpus.train) // cfg.batch_size < cfg.seq_len + 1:
+        raise data.DataError(f"{len(corpus.train)} training chars are too few for {cfg.batch_size} streams "
                              f"of {cfg.seq_len}-char chunks; use a smaller --batch-size or --seq-len")
-    return vocab, train_ids, val_ids
+    return corpus
+
+
+def load_corpus(cfg: TrainConfig, log=print) -> tuple[Vocab, torch.Tensor, torch.Tensor]:
+    """The vocabulary and the whole train and validation splits in memory, for small corpora
+    (the bench's tutorial recipes index them freely). # (N_train,), (N_val,)"""
+    corpus = open_corpus(cfg, log)
+    return corpus.vocab, data.as_tensor(corpus.train), data.as_tensor(corpus.val)
 
 
 def atomic_save(obj, path: Path) -> None:
@@ -185,7 +193,9 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
         cfg = TrainConfig(**{**ckpt["config"], "out": cfg.out, "device": cfg.device})
     cfg = cfg.validate()
     device = device or torch.device("cpu")
-    vocab, train_ids, val_ids = load_corpus(cfg)
+    corpus = open_corpus(cfg, log)
+    # train_ids: a memmap of the token file; val_ids: the bounded start of validation, in memory
+    vocab, train_ids, val_ids = corpus.vocab, corpus.train, corpus.eval_ids()
     out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / "metrics.jsonl"
 
@@ -225,8 +235,8 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
     def progress() -> float:
         return max(s["step"] / total_steps, s["elapsed"] / budget_s)
 
-    log(f"{model.num_params():,} parameters, vocab {len(vocab)}, {len(train_ids):,} train / "
-        f"{len(val_ids):,} val chars, {steps_per_epoch} steps per epoch, device {device}")
+    log(f"{model.num_params():,} parameters, corpus {corpus.info.describe()}, "
+        f"{steps_per_epoch} steps per epoch, device {device}")
     stop = StopRequest()  # Ctrl-C finishes the current step, then saves and stops
     bar = tqdm(total=total_steps, initial=int(progress() * total_steps), unit="step",
                dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 60.0)
@@ -240,12 +250,10 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
             # the same windows every time. Seeded by epoch: a resumed run rebuilds them.
             g = torch.Generator().manual_seed(cfg.seed * 1000 + s["epoch"])
             offset = int(torch.randint(0, cfg.seq_len, (1,), generator=g))
-            streams = data.streams(train_ids, cfg.batch_size, offset).to(device)  # (B, L)
             if s["chunk"] == 0:
                 state = None
-            for i, (x, y) in enumerate(data.chunks(streams, cfg.seq_len)):
-                if i < s["chunk"]:
-                    continue  # already trained on before the resume
+            # Each step reads its (B, T+1) window from the memmap; a resume starts at its chunk.
+            for i, (x, y) in data.read_chunks(train_ids, cfg.batch_size, cfg.seq_len, offset, s["chunk"], device):
                 for group in opt.param_groups:
                     group["lr"] = lr_at(cfg, progress())
                 _, new_state, loss = model(x, state, targets=y)
@@ -269,7 +277,7 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
                     val = nats_per_char(model, val_ids, streams=cfg.eval_streams)
                     row = dict(step=s["step"], epoch=round(s["epoch"] + i / steps_per_epoch, 3),
                                elapsed_s=round(s["elapsed"], 1), train_loss=round(loss_sum / loss_n, 4),
-                               val_loss=round(val, 4), lr=opt.param_groups[0]["lr"],
+                               val_loss=round(val, 4), val_chars=len(val_ids), lr=opt.param_groups[0]["lr"],
                                chars_per_s=round(chars / max(1e-9, t_eval - t_window), 1))
                     append_jsonl(metrics_path, row)
                     s["history"].append(row)
@@ -302,11 +310,12 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
         stop.restore()
 
     model.load_state_dict(best_state)
-    val = nats_per_char(model, val_ids, streams=1)  # the exact score, as charrnn.evaluate computes it
+    val = nats_per_char(model, val_ids, streams=1)  # the exact score of those chars, as charrnn.evaluate computes it
     atomic_save({"config": asdict(cfg), "finished": True, "progress": dict(s)}, ckpt_path)
     log(f"stopped ({stop_reason}) after {s['step']} steps, {s['elapsed'] / 60:.1f} min; "
         f"best val {val:.4f} nats/char ({val / math.log(2):.4f} bits) at step {s['best_step']}")
     return dict(model=model.cpu(), config=cfg, val_loss=val, best_step=s["best_step"], steps=s["step"],
                 minutes=s["elapsed"] / 60, stop_reason=stop_reason, history=s["history"],
-                train_chars=len(train_ids), val_chars=len(val_ids))
+                train_chars=corpus.info.train_chars, val_chars=corpus.info.val_chars, eval_chars=len(val_ids),
+                corpus=corpus.info)
 
