@@ -14,11 +14,14 @@ from pathlib import Path
 from charrnn.training import RECIPES, SHORT_BUDGET, TrainConfig
 
 HELP = {
-    "data": "UTF-8 text file or folder of .txt files (default: el_quijote.txt from the cache, ../shared/data, or downloaded and hash-checked)",
-    "dataset": "a Hugging Face dataset instead of --data: a folder written by save_to_disk, or a Hub dataset id (its train split)",
+    "data": "UTF-8 text file or folder of .txt files (default: el_quijote.txt from the cache, ../shared/data, "
+            "or downloaded and hash-checked)",
+    "dataset": "a Hugging Face dataset instead of --data: a folder written by save_to_disk, or a Hub dataset id "
+               "(its train split)",
     "dataset_config": "with --dataset: the dataset's configuration name",
     "text_column": "with --dataset: the column that holds the text",
-    "max_eval_chars": "evaluations read at most this many validation chars (the start of the split); the default corpus's are all read",
+    "max_eval_chars": "evaluations read at most this many validation chars, from the start of the split "
+                      "(the default corpus's 212k are all read)",
     "strip_accents": "strip accents (á->a, ñ->n) as the tutorials effectively did, so losses compare",
     "cell": "recurrent cell: lstm or gru",
     "max_minutes": "training-time budget; the lr schedule ends at the budget or --epochs, whichever comes first",

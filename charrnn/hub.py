@@ -70,7 +70,8 @@ def plot_losses(history: list[dict], path: Path, title: str, corpus=None) -> Non
     minutes = [r["elapsed_s"] / 60 for r in history]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     ax.plot(minutes, [r["train_loss"] for r in history], label="train (mean since last eval)")
-    val_label = "validation (last 20%)" + ("" if corpus is None or corpus.exact else f", its first {corpus.eval_chars:,} chars")
+    bounded = corpus is not None and not corpus.exact
+    val_label = "validation (last 20%)" + (f", its first {corpus.eval_chars:,} chars" if bounded else "")
     ax.plot(minutes, [r["val_loss"] for r in history], label=val_label, marker="o", ms=3)
     if corpus is None or corpus.default:
         ax.axhline(1.2446, color="gray", ls="--", lw=1, label="PyTorch tutorial best val (1.2446)")

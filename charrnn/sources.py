@@ -45,8 +45,9 @@ def read_blocks(path: Path, progress=None):
             try:
                 text = decoder.decode(raw, final=not raw)
             except UnicodeDecodeError as e:  # e.object is pending + raw
-                raise DataError(f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
-                                f"{offset - len(pending) + e.start}); convert it, e.g. iconv -f latin1 -t utf-8") from None
+                at, byte = offset - len(pending) + e.start, e.object[e.start]
+                raise DataError(f"{path} is not UTF-8 text (byte 0x{byte:02x} at offset {at}); "
+                                f"convert it, e.g. iconv -f latin1 -t utf-8") from None
             if offset == 0:
                 text = text.removeprefix("\ufeff")  # an encoding marker, not text
             offset += len(raw)

@@ -42,7 +42,7 @@ RECIPES = {
 
 @dataclass
 class TrainConfig:
-    data: str | None = None  # a file or folder of .txt files; None: the default corpus (cache, ../shared/data, or download)
+    data: str | None = None  # a file or a folder of .txt files; None: the default corpus (cache, ../shared/data, download)
     dataset: str | None = None  # or a Hugging Face dataset: a folder saved with save_to_disk, or a Hub id
     dataset_config: str | None = None
     text_column: str = "text"
@@ -68,7 +68,7 @@ class TrainConfig:
     val_frac: float = 0.2
     eval_every: int = 600  # steps
     eval_streams: int = 16  # see evaluate.nats_per_char; the final score uses 1
-    max_eval_chars: int = 1_000_000  # evaluations read the first this-many validation chars (all of the default corpus's)
+    max_eval_chars: int = 1_000_000  # evaluations read at most this many validation chars (the default corpus has 212k)
     patience: int = 5  # evaluations without improvement before an early stop
     seed: int = 1337
     device: str = "auto"

@@ -109,9 +109,10 @@ def test_second_preparation_of_the_same_content_reads_the_cache(tmp_path, monkey
     assert stripped.ids.filename != first.ids.filename and "é" not in stripped.vocab.chars
 
 
-def test_failed_preparation_leaves_nothing_behind(tmp_path, cache):
+def test_failed_preparation_leaves_nothing_behind(tmp_path, cache, monkeypatch):
     path = tmp_path / "bad.txt"
-    path.write_bytes(("x" * 5000 + "año").encode("latin-1"))
+    path.write_bytes(("é" * 2500).encode("utf-8") + "año".encode("latin-1"))  # the offset counts bytes
+    monkeypatch.setattr(sources, "BLOCK_BYTES", 7)  # blocks that cut the é's in two
     with pytest.raises(data.DataError, match=r"not UTF-8 text \(byte 0xf1 at offset 5001\)"):
         prepared(sources.FileSource(path))
     assert list((cache / "tokens").iterdir()) == []  # no half-written token file to be found later
