@@ -59,6 +59,16 @@ def read_blocks(path: Path, progress=None):
                 return
 
 
+def hash_files(paths, h=None):
+    """sha256 (or `h`, updated) over the files' bytes, read a block at a time."""
+    h = h or hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            while block := f.read(BLOCK_BYTES):
+                h.update(block)
+    return h
+
+
 class FileSource:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -69,8 +79,7 @@ class FileSource:
 
     def digest(self) -> str:
         """sha256 of the file's bytes: for el_quijote.txt, the hash data.CORPUS_SHA256 names."""
-        with open(self.path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        return hash_files([self.path]).hexdigest()
 
     def pieces(self, progress=None):
         return read_blocks(self.path, progress)
@@ -91,9 +100,7 @@ class FolderSource:
         h = hashlib.sha256()
         for p in self.files:
             h.update(f"{p.name}\0{p.stat().st_size}\0".encode())
-            with open(p, "rb") as f:
-                while block := f.read(BLOCK_BYTES):
-                    h.update(block)
+            hash_files([p], h)
         return h.hexdigest()
 
     def pieces(self, progress=None):
