@@ -97,29 +97,6 @@ def split(ids: torch.Tensor, val_frac: float = 0.2) -> tuple[torch.Tensor, torch
     return ids[: len(ids) - n_val], ids[len(ids) - n_val:]
 
 
-def streams(ids: torch.Tensor, batch_size: int, offset: int = 0) -> torch.Tensor:
-    """Cut the text into `batch_size` contiguous streams, one per batch row. # (B, L)
-    Row b continues where it left off from one chunk to the next, so the recurrent state
-    carried between chunks is the state of the text just before (stateful TBPTT)."""
-    ids = ids[offset:]
-    length = len(ids) // batch_size
-    if length < 2:
-        raise DataError(f"text of {len(ids)} chars is too short for {batch_size} streams")
-    return ids[: length * batch_size].view(batch_size, length)
-
-
-def chunks(stream: torch.Tensor, seq_len: int):
-    """Yield (x, y) chunks of the (B, L) streams with y the next char of x. # (B, T), (B, T)"""
-    for i in range(0, stream.size(1) - 1, seq_len):
-        t = min(seq_len, stream.size(1) - 1 - i)
-        yield stream[:, i: i + t], stream[:, i + 1: i + 1 + t]
-
-
-def num_chunks(n_ids: int, batch_size: int, seq_len: int, offset: int = 0) -> int:
-    length = (n_ids - offset) // batch_size
-    return max(0, -(-(length - 1) // seq_len))
-
-
 @dataclass(frozen=True)
 class CorpusInfo:
     """What a model was trained on, as the log, metrics and model card state it."""
@@ -247,6 +224,30 @@ def load(source, strip_accents: bool = False, val_frac: float = 0.2, max_eval_ch
 def as_tensor(ids) -> torch.Tensor:
     """Token ids (a memmap slice, uint8/uint16) as the int64 tensor the model embeds."""
     return torch.from_numpy(np.asarray(ids, dtype=np.int64))
+
+
+def streams(ids: torch.Tensor, batch_size: int, offset: int = 0) -> torch.Tensor:
+    """Cut the text into `batch_size` contiguous streams, one per batch row. # (B, L)
+    Row b continues where it left off from one chunk to the next, so the recurrent state
+    carried between chunks is the state of the text just before (stateful TBPTT).
+    In memory: training reads the same chunks from disk with read_chunks."""
+    ids = ids[offset:]
+    length = len(ids) // batch_size
+    if length < 2:
+        raise DataError(f"text of {len(ids)} chars is too short for {batch_size} streams")
+    return ids[: length * batch_size].view(batch_size, length)
+
+
+def chunks(stream: torch.Tensor, seq_len: int):
+    """Yield (x, y) chunks of the (B, L) streams with y the next char of x. # (B, T), (B, T)"""
+    for i in range(0, stream.size(1) - 1, seq_len):
+        t = min(seq_len, stream.size(1) - 1 - i)
+        yield stream[:, i: i + t], stream[:, i + 1: i + 1 + t]
+
+
+def num_chunks(n_ids: int, batch_size: int, seq_len: int, offset: int = 0) -> int:
+    length = (n_ids - offset) // batch_size
+    return max(0, -(-(length - 1) // seq_len))
 
 
 def read_chunks(ids: np.ndarray, batch_size: int, seq_len: int, offset: int = 0, start: int = 0,
