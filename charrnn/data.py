@@ -150,6 +150,11 @@ def prepare(source, strip_accents: bool = False, log=print) -> tuple[Path, str]:
         except OSError:
             if not (folder / "meta.json").is_file():  # else another process prepared it meanwhile
                 raise
+    except KeyboardInterrupt:
+        raise DataError(f"interrupted while preparing {source.name}; nothing was kept, run again to redo it") from None
+    except OSError as e:  # a full disk, a read-only cache
+        raise DataError(f"could not write the token file in {folder.parent}: {e.strerror or e}; free some space "
+                        f"or point CHARRNN_CACHE at another folder") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"prepared {source.name}: {length:,} chars, vocab {len(chars)}, token file {folder}")

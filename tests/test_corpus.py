@@ -117,6 +117,21 @@ def test_failed_preparation_leaves_nothing_behind(tmp_path, cache, monkeypatch):
         prepared(sources.FileSource(path))
     assert list((cache / "tokens").iterdir()) == []  # no half-written token file to be found later
 
+    def disk_full(*a):
+        raise OSError(28, "No space left on device")
+
+    def ctrl_c(*a):
+        raise KeyboardInterrupt
+
+    path.write_text(TEXT, encoding="utf-8")
+    monkeypatch.setattr(data, "remap", disk_full)
+    with pytest.raises(data.DataError, match="could not write the token file .*No space left.*CHARRNN_CACHE"):
+        prepared(sources.FileSource(path))
+    monkeypatch.setattr(data, "encode_pass", ctrl_c)
+    with pytest.raises(data.DataError, match="interrupted while preparing bad.txt; nothing was kept"):
+        prepared(sources.FileSource(path))
+    assert list((cache / "tokens").iterdir()) == []
+
 
 def test_memmap_batches_equal_the_in_memory_stream_batches(tmp_path):
     corpus = prepared(sources.FileSource(make_text(tmp_path / "t.txt", n_chars=5000)))
