@@ -21,7 +21,7 @@ HELP = {
     "dataset_config": "with --dataset: the dataset's configuration name",
     "text_column": "with --dataset: the column that holds the text",
     "max_eval_chars": "evaluations read at most this many validation chars, from the start of the split "
-                      "(the default corpus's 212k are all read)",
+                      "(the default corpus's 204k are all read)",
     "strip_accents": "strip accents (á->a, ñ->n) as the tutorials effectively did, so losses compare",
     "cell": "recurrent cell: lstm or gru",
     "max_minutes": "training-time budget; the lr schedule ends at the budget or --epochs, whichever comes first",

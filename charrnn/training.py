@@ -68,7 +68,7 @@ class TrainConfig:
     val_frac: float = 0.2
     eval_every: int = 600  # steps
     eval_streams: int = 16  # see evaluate.nats_per_char; the final score uses 1
-    max_eval_chars: int = 1_000_000  # evaluations read at most this many validation chars (the default corpus has 212k)
+    max_eval_chars: int = 1_000_000  # evaluations read at most this many validation chars (the default corpus has 204k)
     patience: int = 5  # evaluations without improvement before an early stop
     seed: int = 1337
     device: str = "auto"
