@@ -24,7 +24,7 @@ def open_source(data: str | None = None, dataset: str | None = None, dataset_con
         raise DataError("--dataset-config and --text-column go with --dataset")
     if dataset:
         return DatasetSource(dataset, dataset_config, text_column)
-    if data is None:
+    if not data:
         return FileSource(find_corpus())
     path = Path(data)
     if path.is_dir():
