@@ -15,7 +15,14 @@ from pathlib import Path
 from charrnn.config import RECIPES, RESUMABLE, SHORT_MAX_MINUTES, TrainConfig, recipe_for_budget
 
 HELP = {
-    "data": "UTF-8 text file (default: el_quijote.txt from the cache, ../shared/data, or downloaded and hash-checked)",
+    "data": "UTF-8 text file or folder of .txt files (default: el_quijote.txt from the cache, ../shared/data, "
+            "or downloaded and hash-checked)",
+    "dataset": "a Hugging Face dataset instead of --data: a folder written by save_to_disk, or a Hub dataset id "
+               "(its train split)",
+    "dataset_config": "with --dataset: the dataset's configuration name",
+    "text_column": "with --dataset: the column that holds the text",
+    "max_eval_chars": "evaluations read at most this many validation chars, from the start of the split "
+                      "(the default corpus's 204k are all read)",
     "strip_accents": "strip accents (á->a, ñ->n) as the tutorials effectively did, so losses compare",
     "recipe": f"preset of the settings marked 'from the recipe' (listed below); by default short for "
               f"--max-minutes up to {SHORT_MAX_MINUTES:g}, else long (here: %(default)s)",
@@ -171,7 +178,7 @@ def write_outputs(result, out: Path, command: str, load_from: str) -> None:
     model, cfg = result.model, result.config
     save_weights(model, out)
     title = f"{cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}: best val {result.val_loss:.4f} nats/char"
-    plot_losses(result.history, out / "loss.png", title)
+    plot_losses(result.history, out / "loss.png", title, result.corpus)
     samples = [(o.seed, o.sampled) for o in (complete(model, seed, Settings(length=300, temperature=0.8,
                                                                           sampling_seed=i))
                                              for i, seed in enumerate(SAMPLE_SEEDS))]

@@ -24,7 +24,10 @@ def recipe_for_budget(max_minutes: float) -> str:
 class TrainConfig:
     """Every setting of a run. The defaults are the long recipe with its 27 minutes: what
     `python train.py` runs. `TrainConfig.from_recipe` starts from a named recipe instead."""
-    data: str | None = None  # None: the default corpus (cache, ../shared/data, or download)
+    data: str | None = None  # a file or a folder of .txt files; None: the default corpus (cache, ../shared/data, download)
+    dataset: str | None = None  # or a Hugging Face dataset: a folder saved with save_to_disk, or a Hub id
+    dataset_config: str | None = None
+    text_column: str = "text"
     strip_accents: bool = False  # True reproduces the tutorials' accent-free text
     recipe: str = "long"  # the preset the settings below started from (a record: they win)
     # model
@@ -48,6 +51,7 @@ class TrainConfig:
     val_frac: float = 0.2
     eval_every: int = 600  # steps
     eval_streams: int = 16  # see evaluate.nats_per_char; the final score uses 1
+    max_eval_chars: int = 1_000_000  # evaluations read at most this many validation chars (the default corpus has 204k)
     patience: int = 5  # evaluations without improvement before an early stop
     seed: int = 1337
     device: str = "auto"
@@ -66,7 +70,7 @@ class TrainConfig:
         if not isinstance(self.max_minutes, (int, float)) or not self.max_minutes > 0:
             raise ValueError(f"max-minutes must be positive, not {self.max_minutes!r}")
         positive = ["embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "eval_every",
-                    "eval_streams", "patience"]
+                    "eval_streams", "max_eval_chars", "patience"]
         for name in positive:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

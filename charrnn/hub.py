@@ -225,7 +225,9 @@ def save_weights(model: CharRNN, out: Path) -> None:
             os.replace(Path(tmp) / name, out / name)
 
 
-def plot_losses(history: list[dict], path: Path, title: str) -> None:
+def plot_losses(history: list[dict], path: Path, title: str, corpus=None) -> None:
+    """The loss curves; `corpus` (a data.CorpusInfo) decides whether the tutorial's line belongs:
+    only the default corpus is compared with it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -234,8 +236,11 @@ def plot_losses(history: list[dict], path: Path, title: str) -> None:
     minutes = [r["elapsed_s"] / 60 for r in history]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     ax.plot(minutes, [r["train_loss"] for r in history], label="train (mean since last eval)")
-    ax.plot(minutes, [r["val_loss"] for r in history], label="validation (last 20%)", marker="o", ms=3)
-    ax.axhline(1.2446, color="gray", ls="--", lw=1, label="PyTorch tutorial best val (1.2446)")
+    bounded = corpus is not None and not corpus.exact
+    val_label = "validation (last 20%)" + (f", its first {corpus.eval_chars:,} chars" if bounded else "")
+    ax.plot(minutes, [r["val_loss"] for r in history], label=val_label, marker="o", ms=3)
+    if corpus is None or corpus.default:
+        ax.axhline(1.2446, color="gray", ls="--", lw=1, label="PyTorch tutorial best val (1.2446)")
     ax.set(xlabel="training minutes (2-core CPU)", ylabel="cross-entropy (nats/char)", title=title)
     ax.grid(alpha=0.3)
     ax.legend()

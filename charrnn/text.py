@@ -17,6 +17,38 @@ def normalize(text: str, strip_accents: bool = False) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+# A piece of text can end halfway through what normalize() must see whole: a base letter whose
+# combining accent comes in the next piece, or a "\r" whose "\n" does. An ASCII character never
+# composes with what precedes it, so cutting just before one is safe (unless it is the "\n" of a
+# "\r\n"); text with no ASCII for this long is cut before its last starter instead.
+MAX_HELD_CHARS = 1 << 20
+
+
+def safe_cut(text: str) -> int:
+    """An index i such that normalize(text[:i]) + normalize(text[i:] + more) == normalize(text + more)."""
+    for i in range(len(text) - 1, max(-1, len(text) - 4096), -1):
+        if text[i] < "\x80":
+            return i - 1 if text[i] == "\n" and i > 0 and text[i - 1] == "\r" else i
+    if len(text) < MAX_HELD_CHARS:
+        return 0  # hold it all until an ASCII character comes
+    return max((i for i in range(len(text) - 1, len(text) - 4096, -1) if not unicodedata.combining(text[i])),
+               default=len(text))
+
+
+def normalize_stream(pieces, strip_accents: bool = False):
+    """normalize() over text that arrives in pieces (a file read in blocks, dataset rows): yields
+    normalized pieces whose concatenation is normalize("".join(pieces)), without ever holding it all."""
+    held = ""
+    for piece in pieces:
+        text = held + piece
+        cut = safe_cut(text)
+        held = text[cut:]
+        if cut:
+            yield normalize(text[:cut], strip_accents)
+    if held:
+        yield normalize(held, strip_accents)
+
+
 class UnknownCharsError(ValueError):
     """Raised by Vocab.encode when text holds characters the vocabulary lacks."""
 

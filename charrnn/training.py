@@ -3,8 +3,8 @@ read_batch, optimizer_step, evaluate_and_save (evaluate, keep the best, checkpoi
 and `train`, which strings them together. Settings and recipes are in config.py; checkpoints and
 resuming in checkpoint.py.
 
-Stateful truncated BPTT over contiguous streams, AdamW, warmup + cosine, clipping, evaluation on
-the whole validation split, early stop, atomic checkpoints with optimizer and RNG state, and a
+Stateful truncated BPTT over contiguous streams read from the corpus's token file (a memmap),
+AdamW, warmup + cosine, clipping, evaluation on the validation split (its start when large), early stop, atomic checkpoints with optimizer and RNG state, and a
 clean stop on Ctrl-C.
 """
 import errno
@@ -29,6 +29,7 @@ from .config import TrainConfig
 from .evaluate import nats_per_char
 from .hub import first_line
 from .model import CharRNN, detach_state
+from .sources import open_source
 from .text import Vocab
 
 
@@ -37,7 +38,7 @@ class TrainResult:
     """What `train` returns: the best model (on the CPU) and how it got there."""
     model: CharRNN
     config: TrainConfig
-    val_loss: float  # exact: the whole validation split read as one sequence
+    val_loss: float  # exact: the evaluated validation chars read as one sequence
     best_step: int
     steps: int
     minutes: float
@@ -45,25 +46,28 @@ class TrainResult:
     history: list[dict]
     train_chars: int
     val_chars: int
+    eval_chars: int  # the start of validation that val_loss scores: all of it, unless it is large
+    corpus: data.CorpusInfo
 
 
 # ---- the parts ---------------------------------------------------------------------------------
 
-def load_corpus(cfg: TrainConfig) -> tuple[Vocab, torch.Tensor, torch.Tensor]:
-    """Read, normalize, build the vocabulary, encode and split. # (N_train,), (N_val,)"""
-    path = Path(cfg.data) if cfg.data else data.find_corpus()
-    text = data.read_text(path)
-    vocab = Vocab.from_text(text, cfg.strip_accents)
-    ids = torch.tensor(vocab.encode(text), dtype=torch.long)
-    if len(ids) < data.MIN_CHARS:
-        raise data.DataError(f"{path} has {len(ids)} characters; training needs at least {data.MIN_CHARS}")
-    if len(vocab) < 2:  # with one character there is nothing to predict
-        raise data.DataError(f"{path} holds only one distinct character ({vocab.chars!r}): there is nothing to learn")
-    train_ids, val_ids = data.split(ids, cfg.val_frac)
-    if len(train_ids) // cfg.batch_size < cfg.seq_len + 1:
-        raise data.DataError(f"{len(train_ids)} training chars are too few for {cfg.batch_size} streams "
+def open_corpus(cfg: TrainConfig, log=print) -> data.Corpus:
+    """The config's corpus as a token file on disk (prepared once, then found by content hash),
+    split by position, with the bounded slice of validation that evaluations read."""
+    source = open_source(cfg.data, cfg.dataset, cfg.dataset_config, cfg.text_column)
+    corpus = data.load(source, cfg.strip_accents, cfg.val_frac, cfg.max_eval_chars, log)
+    if len(corpus.train) // cfg.batch_size < cfg.seq_len + 1:
+        raise data.DataError(f"{len(corpus.train)} training chars are too few for {cfg.batch_size} streams "
                              f"of {cfg.seq_len}-char chunks; use a smaller --batch-size or --seq-len")
-    return vocab, train_ids, val_ids
+    return corpus
+
+
+def load_corpus(cfg: TrainConfig, log=print) -> tuple[Vocab, torch.Tensor, torch.Tensor]:
+    """The vocabulary and the whole train and validation splits in memory, for small corpora
+    (the bench's tutorial recipes index them freely). # (N_train,), (N_val,)"""
+    corpus = open_corpus(cfg, log)
+    return corpus.vocab, data.as_tensor(corpus.train), data.as_tensor(corpus.val)
 
 
 def build_model(cfg: TrainConfig, vocab: Vocab, device: torch.device | str = "cpu") -> CharRNN:
@@ -112,15 +116,11 @@ def chunks_in_epoch(cfg: TrainConfig, n_train: int, epoch: int) -> int:
     return data.num_chunks(n_train, cfg.batch_size, cfg.seq_len, epoch_offset(cfg, epoch))
 
 
-def read_batch(train_ids: torch.Tensor, cfg: TrainConfig, epoch: int, chunk_index: int,
+def read_batch(train_ids, cfg: TrainConfig, epoch: int, chunk_index: int,
                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chunk `chunk_index` of this epoch's streams: inputs and next-char targets. # (B, T), (B, T)"""
-    text_rows = data.streams(train_ids, cfg.batch_size, epoch_offset(cfg, epoch))  # (B, L), a view
-    start = chunk_index * cfg.seq_len
-    length = min(cfg.seq_len, text_rows.size(1) - 1 - start)
-    x = text_rows[:, start: start + length]
-    y = text_rows[:, start + 1: start + 1 + length]
-    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    """Chunk `chunk_index` of this epoch's streams, read from the token file (a memmap): inputs and
+    next-char targets. # (B, T), (B, T)"""
+    return data.read_chunk(train_ids, cfg.batch_size, cfg.seq_len, epoch_offset(cfg, epoch), chunk_index, device)
 
 
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
@@ -262,7 +262,7 @@ def evaluate_and_save(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer:
     (in that order: a kill during the save leaves no row that the checkpoint does not know)."""
     val = nats_per_char(model, val_ids, streams=cfg.eval_streams)
     run.history.append(dict(step=run.step, epoch=round(epochs, 3), elapsed_s=round(run.elapsed_s, 1),
-                            train_loss=round(window.mean_loss(), 4), val_loss=round(val, 4),
+                            train_loss=round(window.mean_loss(), 4), val_loss=round(val, 4), val_chars=len(val_ids),
                             lr=optimizer.param_groups[0]["lr"], chars_per_s=round(window.chars_per_s(), 1)))
     run.keep_if_best(val, model)
     save_checkpoint(out / CHECKPOINT, cfg, vocab, model, optimizer, run)
@@ -333,7 +333,9 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
         cfg = resumed_config(ckpt, cfg, set(given), out / CHECKPOINT, log)
     cfg = cfg.validate()
     check_out_dir(out)  # now, not after training
-    vocab, train_ids, val_ids = load_corpus(cfg)
+    corpus = open_corpus(cfg, log)
+    # train_ids: a memmap of the token file; val_ids: the bounded start of validation, in memory
+    vocab, train_ids, val_ids = corpus.vocab, corpus.train, corpus.eval_ids()
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, vocab, device)
@@ -343,24 +345,24 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
         run = restore_checkpoint(ckpt, vocab, model, optimizer, cfg, out / CHECKPOINT)
         log(f"resuming from step {run.step} (epoch {run.epoch}, {run.elapsed_s / 60:.1f} min done)")
     write_metrics(out / METRICS, run.history)  # a fresh file, or the rows the checkpoint knows
-    log(f"{model.num_params():,} parameters, vocab {len(vocab)}, {len(train_ids):,} train / "
-        f"{len(val_ids):,} val chars, {steps_per_epoch(cfg, len(train_ids))} steps per epoch, "
-        f"{cfg.recipe} recipe, device {device}")
+    log(f"{model.num_params():,} parameters, corpus {corpus.info.describe()}, "
+        f"{steps_per_epoch(cfg, len(train_ids))} steps per epoch, {cfg.recipe} recipe, device {device}")
 
     stop_reason = train_loop(cfg, vocab, model, optimizer, run, train_ids, val_ids, out)
-    return finish(cfg, model, run, stop_reason, len(train_ids), val_ids, out, log)
+    return finish(cfg, model, run, stop_reason, corpus.info, val_ids, out, log)
 
 
-def finish(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, train_chars: int,
+def finish(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, corpus: data.CorpusInfo,
            val_ids: torch.Tensor, out: Path, log) -> TrainResult:
     """Back to the best weights, the exact score, and the checkpoint marked finished."""
     if run.best_weights is None:
         raise ValueError("the validation loss was never a finite number: training diverged; try a lower --lr")
     model.load_state_dict(run.best_weights)
-    val = nats_per_char(model, val_ids, streams=1)  # the exact score, as charrnn.evaluate computes it
+    val = nats_per_char(model, val_ids, streams=1)  # the exact score of those chars, as charrnn.evaluate computes it
     mark_finished(out / CHECKPOINT, cfg, run)
     log(f"stopped ({stop_reason}) after {run.step} steps, {run.elapsed_s / 60:.1f} min; "
         f"best val {val:.4f} nats/char ({val / math.log(2):.4f} bits) at step {run.best_step}")
     return TrainResult(model=model.cpu(), config=cfg, val_loss=val, best_step=run.best_step, steps=run.step,
                        minutes=run.elapsed_s / 60, stop_reason=stop_reason, history=run.history,
-                       train_chars=train_chars, val_chars=len(val_ids))
+                       train_chars=corpus.train_chars, val_chars=corpus.val_chars, eval_chars=len(val_ids),
+                       corpus=corpus)

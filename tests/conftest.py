@@ -1,10 +1,13 @@
 """Shared fixtures: a tiny trained CharRNN saved like the real weights, and an offline environment."""
 import os
+import tempfile
 
 # Tests never reach the network: the Hub client fails fast offline, Gradio sends no analytics.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+# Token files the tests prepare go to a folder of their own, not the user's ~/.cache/charrnn.
+os.environ["CHARRNN_CACHE"] = tempfile.mkdtemp(prefix="charrnn-test-cache-")
 
 import socket  # noqa: E402
 import sys  # noqa: E402

@@ -1,8 +1,9 @@
+import random
 import unicodedata
 
 import pytest
 
-from charrnn.text import UnknownCharsError, Vocab, normalize
+from charrnn.text import UnknownCharsError, Vocab, normalize, normalize_stream
 
 SPANISH = "¿Qué dices, Sancho? ¡Dulcinea del Toboso! Año de pingüino, ñandú, allá."
 
@@ -48,3 +49,19 @@ def test_accent_free_vocab_maps_accented_input():
 def test_duplicate_vocab_chars_rejected():
     with pytest.raises(ValueError):
         Vocab("aab")
+
+
+@pytest.mark.parametrize("strip_accents", [False, True])
+def test_normalize_stream_equals_normalizing_the_whole_text(strip_accents):
+    """Pieces cut anywhere (between a letter and its accent, inside a \r\n) normalize as the whole."""
+    parts = ["a", "n", "e", " ", "\u0301", "\u0303", "\u0308", "\r", "\n", "\r\n", "é", "¿", "中", "x"]
+    rng = random.Random(0)
+    for _ in range(2000):
+        text = "".join(rng.choice(parts) for _ in range(rng.randint(0, 30)))
+        cuts = sorted(rng.sample(range(len(text) + 1), min(len(text) + 1, rng.randint(0, 6))))
+        pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+        assert "".join(normalize_stream(pieces, strip_accents)) == normalize(text, strip_accents), pieces
+    # the naive way (normalize each piece) gets exactly these wrong
+    assert normalize("a") + normalize("\u0301") != normalize("a\u0301")
+    assert "".join(normalize_stream(["a", "\u0301"])) == "á"
+    assert "".join(normalize_stream(["x\r", "\ny"])) == "x\ny"
