@@ -255,7 +255,7 @@ def model_card(summary: dict, samples: list[tuple[str, str]], command: str, load
     `samples` are (seed as the model read it, continuation); `load_from` is a folder or repo id;
     `corpus` describes the text (default: told from the run's config)."""
     cfg, model = summary["config"], summary["model"]
-    corpus = corpus or corpus_of(cfg, summary["train_chars"] + summary["val_chars"])
+    corpus = corpus or corpus_of(cfg, summary["corpus"])
     facts = [("training", f"{summary['steps']:,} steps, {summary['minutes']:.1f} min, best at step "
                           f"{summary['best_step']:,}")]
     recipe = [f"- Recipe `{cfg.recipe}` (`python train.py --help` lists its settings), with the settings below.",
@@ -269,13 +269,13 @@ def model_card(summary: dict, samples: list[tuple[str, str]], command: str, load
     return str(card)
 
 
-def corpus_of(cfg, chars: int) -> Corpus:
-    """The card's corpus for a TrainConfig: the tutorial's text unless --data named another file."""
-    from .data import CORPUS_NAME
-
-    if cfg.data is None or Path(cfg.data).name == CORPUS_NAME:
-        return default_corpus(chars, cfg.val_frac)
-    return Corpus(Path(cfg.data).name, chars, cfg.val_frac)
+def corpus_of(cfg, info) -> Corpus:
+    """The card's corpus for a run: the tutorial's text when its content is el_quijote.txt (however
+    it was passed), else the file, folder or dataset the run read (a data.CorpusInfo)."""
+    if info.default:
+        return default_corpus(info.chars, cfg.val_frac)
+    from_hub = cfg.dataset is not None and not Path(cfg.dataset).exists()
+    return Corpus(info.name, info.chars, cfg.val_frac, dataset_id=cfg.dataset if from_hub else None)
 
 
 def card_metrics(source: str | os.PathLike) -> Metrics | None:

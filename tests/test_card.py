@@ -10,6 +10,7 @@ from huggingface_hub import ModelCard
 from charrnn import hub
 from charrnn.card import CODE_URL, Corpus, default_corpus, read_metrics, retarget
 from charrnn.config import TrainConfig
+from charrnn.data import CorpusInfo
 from charrnn.generate import Settings, complete
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,8 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def summary_of(model, data=None) -> dict:
     """What charrnn.training.train returns, as far as the card reads it."""
     cfg = TrainConfig.from_recipe("long", data=data)
+    corpus = CorpusInfo(name=Path(data).name if data else "el_quijote.txt", source=str(data), default=data is None,
+                        sha256="0" * 64, strip_accents=False, chars=10_000, vocab_size=len(model.vocab),
+                        train_chars=8000, val_chars=2000, eval_chars=2000)
     return dict(config=cfg, model=model, val_loss=1.23456, steps=1234, minutes=2.5, best_step=1200,
-                train_chars=8000, val_chars=2000)
+                train_chars=8000, val_chars=2000, corpus=corpus)
 
 
 def test_save_pretrained_writes_our_card_not_the_mixins_default(tiny_model, tmp_path):
@@ -135,3 +139,13 @@ def test_generate_refuses_bad_settings(tiny_model):
         tiny_model.generate("hola", temperature=-1)
     with pytest.raises(ValueError, match="length must be a whole number"):
         tiny_model.generate("hola", length=0)
+
+
+def test_a_hub_dataset_is_named_by_its_id_not_as_the_novel(tiny_model):
+    summary = summary_of(tiny_model)
+    summary["config"].dataset = "someone/cartas"  # read through `datasets`, not a local folder
+    summary["corpus"].name, summary["corpus"].default = "someone/cartas, column 'text'", False
+    text = hub.model_card(summary, [], "python train.py --dataset someone/cartas", "w")
+    card = ModelCard(text)
+    assert card.data.datasets == ["someone/cartas"] and "don-quijote" not in card.data.tags
+    assert "tutorial" not in text and "Cervantes" not in text
