@@ -1,6 +1,7 @@
 """The one model card: the same template from save_pretrained, push_to_hub and train.py's writer,
 Hub-readable YAML with a model-index, the corpus as given, and the metrics read back as data."""
 import re
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -144,7 +145,7 @@ def test_generate_refuses_bad_settings(tiny_model):
 def test_a_hub_dataset_is_named_by_its_id_not_as_the_novel(tiny_model):
     summary = summary_of(tiny_model)
     summary["config"].dataset = "someone/cartas"  # read through `datasets`, not a local folder
-    summary["corpus"].name, summary["corpus"].default = "someone/cartas, column 'text'", False
+    summary["corpus"] = replace(summary["corpus"], name="someone/cartas, column 'text'", default=False)
     text = hub.model_card(summary, [], "python train.py --dataset someone/cartas", "w")
     card = ModelCard(text)
     assert card.data.datasets == ["someone/cartas"] and "don-quijote" not in card.data.tags
