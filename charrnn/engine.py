@@ -82,7 +82,8 @@ class _Base:
             if self.stopped:
                 raise Busy("The generator has stopped; reload the page.")
             if mine >= self.limits.per_client + self.limits.per_client_waiting:
-                raise Busy(f"You already have {mine} generations running or waiting: let one finish, then try again.")
+                raise Busy(f"You already have {mine} generation{'s' * (mine != 1)} running or waiting: "
+                           "let one finish, then try again.")
             if len(self.waiting) >= self.limits.max_waiting:
                 raise Busy("The server is busy with other visitors' texts: try again in a minute.")
             self.waiting.append(ticket)

@@ -85,6 +85,15 @@ def check_settings(length, temperature, top_k, top_p, sampling_seed=None, stop_a
                     sampling_seed=None if seed == bounds.random_seed else seed, stop_at=stops[stop_at])
 
 
+def check_seed_text(seed) -> str:
+    """The seed as text ("" for none), or SettingsError: API callers may send anything."""
+    if seed is None:
+        return ""
+    if not isinstance(seed, str):
+        raise SettingsError("The seed must be text.")
+    return seed
+
+
 def _number(value, name: str, lo, hi, whole: bool = False):
     """`value` as a number in [lo, hi] (an int if whole), or SettingsError saying why not."""
     shown = repr(value) if len(repr(value)) < 40 else repr(value)[:37] + "..."
