@@ -214,28 +214,41 @@ def read(model: CharRNN, ids: torch.Tensor) -> tuple[torch.Tensor, list]:
 # ---------------------------------------------------------------------------------------- sampling
 
 def pick(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor,
-         draw: torch.Tensor) -> torch.Tensor:
+         draw: torch.Tensor, filtered: bool | None = None) -> torch.Tensor:
     """The next char of every row (B,), each with its own settings: temperature (B,) (0 = greedy),
     top_k (B,) (0 = off), top_p (B,) (1 = off) and a uniform random number draw (B,) in [0, 1).
 
-    Rows never share random numbers, and one row's result never depends on another's: the
-    char is found by inverse-CDF lookup of the row's own draw in its own filtered distribution."""
+    The char is found by inverse-CDF lookup of the row's own draw in its own distribution, in
+    vocabulary order, so a row's result never depends on the other rows. `filtered` says whether
+    any row uses top-k or top-p (None: look); without, the sort they need is skipped."""
     V = logits.size(-1)
     logits = logits.float()
     greedy = logits.argmax(-1)  # (B,)
     # Subtracting the max first keeps tiny temperatures finite: the likeliest char scores 0.
     scaled = (logits - logits.max(-1, keepdim=True).values) / temperature.clamp_min(MIN_TEMPERATURE)[:, None]
-    sorted_logits, order = scaled.sort(dim=-1, descending=True, stable=True)  # (B, V), ties keep argmax first
-    rank = torch.arange(V, device=logits.device)
-    in_k = rank < torch.where(top_k > 0, top_k, V)[:, None]  # (B, V)
-    p = sorted_logits.softmax(-1) * in_k
-    p = p / p.sum(-1, keepdim=True)  # top-p is taken on what top-k kept, renormalized
-    keep = in_k & (p.cumsum(-1) - p < top_p[:, None])  # chars until the mass reaches top_p (the first stays)
-    cdf = (p * keep).cumsum(-1)  # (B, V)
+    p = scaled.softmax(-1)  # (B, V)
+    if filtered is None:
+        filtered = bool((top_k > 0).any() or (top_p < 1).any())
+    if filtered:
+        p = p * _kept(p, top_k, top_p)
+    cdf = p.cumsum(-1)  # (B, V)
     idx = torch.searchsorted(cdf, (draw * cdf[:, -1])[:, None], right=True)  # (B, 1)
-    idx = torch.minimum(idx, keep.sum(-1, keepdim=True) - 1)  # rounding can never pick a dropped char
-    drawn = order.gather(-1, idx)[:, 0]
+    rank = torch.arange(V, device=logits.device)
+    last = torch.where(p > 0, rank, 0).max(-1, keepdim=True).values  # rounding can never pick a dropped char
+    drawn = torch.minimum(idx, last)[:, 0]
     return torch.where(temperature > 0, drawn, greedy)
+
+
+def _kept(p: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Which chars each row keeps (B, V), in vocabulary order: its top-k, then within those the
+    nucleus of mass top_p (the likeliest char always stays)."""
+    V = p.size(-1)
+    sorted_p, order = p.sort(dim=-1, descending=True, stable=True)  # (B, V), ties keep argmax first
+    in_k = torch.arange(V, device=p.device) < torch.where(top_k > 0, top_k, V)[:, None]
+    sorted_p = sorted_p * in_k
+    sorted_p = sorted_p / sorted_p.sum(-1, keepdim=True)  # top-p is taken on what top-k kept
+    keep = in_k & (sorted_p.cumsum(-1) - sorted_p < top_p[:, None])
+    return keep.scatter(-1, order, keep)
 
 
 def top_chars(model: CharRNN, probs: torch.Tensor, k: int = 10) -> list[tuple[str, float]]:
@@ -331,6 +344,7 @@ class Batch:
         self.logits = None  # (B, V) each row's next-char logits
         self.layers = None  # per layer (h, c) or h, each (B, H)
         self.temperature = self.top_k = self.top_p = None  # (B,) each
+        self.filtered = False  # whether any row uses top-k or top-p
 
     @torch.inference_mode()
     def add(self, job: Job) -> None:
@@ -350,6 +364,7 @@ class Batch:
             self.temperature = torch.cat([self.temperature, temperature])
             self.top_k, self.top_p = torch.cat([self.top_k, top_k]), torch.cat([self.top_p, top_p])
         self.rows += [(job, GREEDY), (job, SAMPLED)]
+        self.filtered = any(j.settings.top_k or j.settings.top_p < 1 for j, _ in self.rows)
 
     @torch.inference_mode()
     def step(self) -> list[Job]:
@@ -359,7 +374,7 @@ class Batch:
         if not self.rows:
             return cancelled
         draw = torch.tensor([job.draw(kind) for job, kind in self.rows], device=self.device)  # (B,)
-        ids = pick(self.logits, self.temperature, self.top_k, self.top_p, draw)  # (B,)
+        ids = pick(self.logits, self.temperature, self.top_k, self.top_p, draw, self.filtered)  # (B,)
         p = self.logits.float().softmax(-1).gather(1, ids[:, None])[:, 0]  # (B,) at temperature 1
         chars = self.model.vocab.chars
         for (job, kind), i, q in zip(self.rows, ids.tolist(), p.tolist()):  # the chars go to the host:
@@ -387,6 +402,7 @@ class Batch:
         self.logits = self.logits.index_select(0, index)
         self.layers = _map(self.layers, lambda t: t.index_select(0, index))
         self.temperature, self.top_k, self.top_p = (t.index_select(0, index) for t in (self.temperature, self.top_k, self.top_p))
+        self.filtered = any(j.settings.top_k or j.settings.top_p < 1 for j, _ in self.rows)
 
 
 def _map(layers: list, f) -> list:
