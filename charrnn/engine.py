@@ -176,6 +176,15 @@ class Engine(_Base):
         self.worker.join(timeout=10)
 
     def _work(self) -> None:
+        try:
+            self._loop()
+        except BaseException:  # never leave readers waiting on a dead worker
+            with self.cond:
+                self.stopped = True
+                self._stop_all()
+            raise
+
+    def _loop(self) -> None:
         if self.threads and self.batch.device.type == "cpu":
             torch.set_num_threads(self.threads)
         while True:
