@@ -254,7 +254,8 @@ def load(source: str, device: str = "auto") -> tuple[CharRNN | None, str | None]
     try:
         device = resolve_device(device)
     except ValueError as e:
-        return None, f"{_sentence(e)} Start the app with `--device cpu`, or `--device auto` to use CUDA when there is one."
+        return None, (f"{_sentence(e)} Start the app with `--device cpu`, or `--device auto` to use CUDA "
+                      "when there is one.")
     try:
         return load_model(source, device), None
     except (WeightsError, ValueError) as e:

@@ -36,12 +36,15 @@ class Busy(Exception):
     """A request refused by a limit; the message says which and what to do."""
 
 
+STREAMS_AT_FULL_RATE = 4  # see _Base.spaced
+
+
 @dataclass(frozen=True)
 class Limits:
     max_rows: int = 64  # rows stepped together: 32 requests
     max_waiting: int = 128  # requests waiting for rows; more are refused
-    per_client: int = 4  # requests a client runs at once; its next ones wait their turn
-    per_client_waiting: int = 8  # requests a client may have waiting; more are refused
+    per_client: int = 2  # requests a client runs at once; its next ones wait their turn
+    per_client_waiting: int = 6  # requests a client may have waiting; more are refused
 
 
 @dataclass(eq=False)
@@ -125,7 +128,8 @@ class _Base:
 
     async def aupdates(self, ticket: Ticket, interval: float = 0.04) -> AsyncIterator[Output]:
         """As updates(), for an event loop: the first chars and the end arrive at once, the rest
-        every `interval` s. A reader that leaves early (a closed page) cancels the request."""
+        every `interval` s, stretched when many requests run (see spaced()). A reader that leaves
+        early (a closed page) cancels the request."""
         loop, event = asyncio.get_running_loop(), asyncio.Event()
         listener = lambda: loop.call_soon_threadsafe(event.set)  # noqa: E731 (wakes this loop from the worker)
         ticket.listeners.append(listener)
@@ -135,7 +139,7 @@ class _Base:
                 if out.sampled and not out.finished:  # the finished one comes once, below
                     yield out
                 try:
-                    await asyncio.wait_for(event.wait(), interval)
+                    await asyncio.wait_for(event.wait(), self.spaced(interval))
                 except TimeoutError:
                     pass
                 event.clear()
@@ -146,6 +150,14 @@ class _Base:
             ticket.listeners.remove(listener)
             if not ticket.ended.is_set():
                 self.cancel(ticket)
+
+    def spaced(self, interval: float) -> float:
+        """The time between one request's streamed updates: `interval` for up to STREAMS_AT_FULL_RATE
+        running requests, longer beyond, so that all of them together send at most that many
+        requests' worth of updates. Each update costs the web server and the client far more CPU
+        than the chars it carries (the whole text is sent again); unbounded, 16 streams at 25
+        updates/s took the cores the model needed."""
+        return interval * max(1.0, sum(self.active.values()) / STREAMS_AT_FULL_RATE)
 
     def result(self, ticket: Ticket, timeout: float | None = None) -> Output:
         """The finished Output (blocking)."""

@@ -401,7 +401,8 @@ class Batch:
         self.rows = [r for r, k in zip(self.rows, keep) if k]
         self.logits = self.logits.index_select(0, index)
         self.layers = _map(self.layers, lambda t: t.index_select(0, index))
-        self.temperature, self.top_k, self.top_p = (t.index_select(0, index) for t in (self.temperature, self.top_k, self.top_p))
+        self.temperature, self.top_k, self.top_p = (t.index_select(0, index)
+                                                    for t in (self.temperature, self.top_k, self.top_p))
         self.filtered = any(j.settings.top_k or j.settings.top_p < 1 for j, _ in self.rows)
 
 

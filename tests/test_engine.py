@@ -174,3 +174,14 @@ def test_the_device_is_a_parameter(tiny_model):
         same_text(engine.result(engine.submit(SEED, MINE), timeout=60), complete(tiny_model, SEED, MINE))
     finally:
         engine.close()
+
+
+def test_streamed_updates_are_spaced_out_when_many_requests_run(tiny_model):
+    engine = Engine(tiny_model, Limits(max_rows=0), threads=None)  # nothing runs: the counts stay put
+    try:
+        assert engine.spaced(0.04) == 0.04
+        engine.active.update({f"c{i}": 1 for i in range(16)})  # 16 requests running
+        assert engine.spaced(0.04) == pytest.approx(0.16)
+    finally:
+        engine.active.clear()
+        engine.close()
