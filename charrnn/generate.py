@@ -1,11 +1,15 @@
 """Stateful generation: the seed is read once, then one step per new char carries the state.
 
-Greedy and sampled continuations run together as a batch of 2 (row 0 greedy, row 1 sampled),
-so both cost one step per char. A step calls torch.lstm_cell / torch.gru_cell on the model's
-own weights: the same maths as nn.LSTM in eval mode, minus its per-call overhead, which is most
-of the cost of a one-char step.
+Every request is two rows, greedy and sampled, stepped as one batch, so both cost one step per
+char. `stream` runs one request alone; `charrnn.engine` runs many requests' rows as one batch.
+Both pick chars with `pick`, which samples each row with its own settings and its own random
+numbers, so a request's text depends only on its inputs and its sampling seed. A step calls
+torch.lstm_cell / torch.gru_cell on the model's own weights: the same maths as nn.LSTM in eval
+mode, minus its per-call overhead, which is most of the cost of a one-char step.
 """
+import math
 import random
+import threading
 import time
 import unicodedata
 from dataclasses import dataclass, field, replace
@@ -19,11 +23,34 @@ from .text import DEFAULT_SEED, normalize
 MAX_SEED_CHARS = 2000  # the state forgets far sooner; a longer seed only costs time
 MAX_LENGTH = 10_000
 STOPS = {"sentence": ".!?", "paragraph": "\n"}  # the corpus has one line per paragraph
+# Below this a temperature would overflow float32 logits (1e-38 gave inf and NaN): such rows are
+# sampled at this temperature instead, which keeps only the likeliest char (and exact ties).
+MIN_TEMPERATURE = 1e-30
 # Look-alikes for chars a vocabulary may lack, tried after case and accent variants.
 LOOKALIKES = {"—": "–-", "―": "–-", "‐": "-", "‑": "-", "−": "-", "–": "-",
               "…": ["..."], "„": '"“', "‟": '"“', "″": '"', "`": "'‘", "´": "'’", "′": "'’",
               "“": '"', "”": '"', "‘": "'", "’": "'", "«": '"', "»": '"', '"': "“«", "'": "’",
               "\t": " ", "\u00a0": " ", "\u2009": " ", "\u202f": " "}
+
+
+# ---------------------------------------------------------------------------------------- settings
+
+class SettingsError(ValueError):
+    """A generation setting out of its bounds; the message is a sentence for the user."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What a caller accepts for each setting. The package's defaults are what the model can do;
+    the app passes its sliders' ranges, and -1 as its "random sampling seed" value."""
+    length: tuple[int, int] = (1, MAX_LENGTH)
+    temperature: tuple[float, float] = (0.0, 10.0)
+    top_k: tuple[int, int] = (0, 100_000)  # 0 = off; the app's maximum is the vocabulary size
+    top_p: tuple[float, float] = (1e-6, 1.0)  # 1 = off
+    sampling_seed: tuple[int, int] = (0, 2**63 - 1)
+    random_seed: int | None = None  # the value that asks for a fresh sampling seed (besides None and "")
+    stops: tuple[tuple[str | None, str | None], ...] = ((None, None), ("sentence", "sentence"),
+                                                        ("paragraph", "paragraph"))  # (name, rule)
 
 
 @dataclass(frozen=True)
@@ -36,21 +63,56 @@ class Settings:
     stop_at: str | None = None  # None, "sentence" or "paragraph"
 
     def validated(self) -> "Settings":
-        if isinstance(self.length, bool) or not isinstance(self.length, int) or not 1 <= self.length <= MAX_LENGTH:
-            raise ValueError(f"length must be a whole number from 1 to {MAX_LENGTH}, not {self.length!r}")
-        if not isinstance(self.temperature, (int, float)) or not 0 <= self.temperature <= 10:
-            raise ValueError(f"temperature must be between 0 and 10, not {self.temperature!r}")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValueError(f"top-k must be 0 (off) or a positive whole number, not {self.top_k!r}")
-        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
-            raise ValueError(f"top-p must be in (0, 1], not {self.top_p!r}")
-        if self.sampling_seed is not None and (
-                isinstance(self.sampling_seed, bool) or not isinstance(self.sampling_seed, int)
-                or not 0 <= self.sampling_seed < 2**63):
-            raise ValueError(f"sampling seed must be a whole number from 0 to 2**63-1, not {self.sampling_seed!r}")
-        if self.stop_at not in (None, *STOPS):
-            raise ValueError(f"stop_at must be one of {sorted(STOPS)} or None, not {self.stop_at!r}")
-        return self
+        return check_settings(self.length, self.temperature, self.top_k, self.top_p, self.sampling_seed,
+                              self.stop_at)
+
+
+def check_settings(length, temperature, top_k, top_p, sampling_seed=None, stop_at=None,
+                   bounds: Bounds = Bounds()) -> Settings:
+    """The one validator: raw values (from a form, JSON or the command line) as Settings within
+    `bounds`, or SettingsError with a sentence that names the setting and its range."""
+    seed = None
+    if sampling_seed is not None and sampling_seed != "":
+        seed = _number(sampling_seed, "The sampling seed", *bounds.sampling_seed, whole=True)
+    stops = dict(bounds.stops)
+    if not (stop_at is None or isinstance(stop_at, str)) or stop_at not in stops:  # [] or {} are unhashable
+        names = ", ".join(str(name) for name in stops if name is not None)
+        raise SettingsError(f"'Stop at' must be one of: {names}{' (or none)' if None in stops else ''}.")
+    return Settings(length=_number(length, "Length", *bounds.length, whole=True),
+                    temperature=_number(temperature, "Temperature", *bounds.temperature),
+                    top_k=_number(top_k, "Top-k", *bounds.top_k, whole=True),
+                    top_p=_number(top_p, "Top-p", *bounds.top_p),
+                    sampling_seed=None if seed == bounds.random_seed else seed, stop_at=stops[stop_at])
+
+
+def check_seed_text(seed) -> str:
+    """The seed as text ("" for none), or SettingsError: API callers may send anything."""
+    if seed is None:
+        return ""
+    if not isinstance(seed, str):
+        raise SettingsError("The seed must be text.")
+    return seed
+
+
+def _number(value, name: str, lo, hi, whole: bool = False):
+    """`value` as a number in [lo, hi] (an int if whole), or SettingsError saying why not."""
+    shown = repr(value) if len(repr(value)) < 40 else repr(value)[:37] + "..."
+    kind = f"a whole number from {lo:,} to {hi:,}" if whole else f"a number from {lo:g} to {hi:g}"
+    error = SettingsError(f"{name} must be {kind}, not {shown}.")
+    if isinstance(value, bool):
+        raise error
+    if isinstance(value, int):
+        x = value  # exact: a 400-digit JSON int must not go through float (OverflowError)
+    else:
+        try:
+            x = float(value)  # the page sends numbers; API callers may send anything
+        except (TypeError, ValueError, OverflowError):
+            raise error from None
+        if not math.isfinite(x):
+            raise error
+    if not lo <= x <= hi or (whole and x != int(x)):
+        raise error
+    return int(x) if whole else float(x)
 
 
 @dataclass
@@ -68,42 +130,45 @@ class Output:
 # ---------------------------------------------------------------------------------------- seed
 
 def _variants(c: str) -> list[str]:
-    """Replacements for a char the vocabulary lacks, best first: other case, no accent, look-alikes."""
+    """Replacements for a char the vocabulary lacks, best first: its compatibility form ('ﬁ' -> 'fi',
+    'Ａ' -> 'A'), other case, no accent, look-alikes."""
     bare = "".join(x for x in unicodedata.normalize("NFD", c) if not unicodedata.combining(x))
-    out = [c.lower(), c.upper(), bare, bare.lower(), bare.upper()]
+    out = [unicodedata.normalize("NFKC", c), c.lower(), c.upper(), bare, bare.lower(), bare.upper()]
     return [v for v in out if v != c] + list(LOOKALIKES.get(c, ""))
 
 
 def prepare_seed(model: CharRNN, text: str, max_chars: int = MAX_SEED_CHARS) -> tuple[str, list[str]]:
     """The seed the model will read, and notices for the user: chars the vocabulary lacks are
-    mapped to a close char (á -> a for an accent-free model) or dropped, and always reported."""
-    vocab, notices = model.vocab, []
+    mapped to a close char (á -> a for an accent-free model) or dropped, and always reported;
+    then the result is trimmed to its last `max_chars` (so junk after good text leaves the text)."""
+    stoi, notices = model.vocab.stoi, []
     text = normalize(text or "")  # NFC only: accents are mapped below, where they can be reported
-    if len(text) > max_chars:
-        notices.append(f"The seed is {len(text):,} characters long; only its last {max_chars:,} were used.")
-        text = text[-max_chars:]
-    kept, mapped, dropped = [], {}, {}
+    subs, dropped = {}, {}  # char -> replacement ("" = dropped), and how often each was dropped
+    kept = []
     for c in text:
-        if c in vocab.stoi:
+        if c in stoi:
             kept.append(c)
             continue
-        sub = next((v for v in _variants(c) if v and all(x in vocab.stoi for x in v)), None)
-        if sub is None:
+        if c not in subs:
+            subs[c] = next((v for v in _variants(c) if v and all(x in stoi for x in v)), "")
+        if not subs[c]:
             dropped[c] = dropped.get(c, 0) + 1
-        else:
-            mapped[c] = sub
-            kept.append(sub)
+        kept.append(subs[c])
+    mapped = [(c, s) for c, s in subs.items() if s]
     if mapped:
-        shown = ", ".join(f"{c!r} → {s!r}" for c, s in list(mapped.items())[:12])
+        shown = ", ".join(f"{c!r} → {s!r}" for c, s in mapped[:12])
         notices.append(f"Replaced characters the model does not know with close ones: {shown}.")
     if dropped:
         shown = " ".join(repr(c) for c, _ in sorted(dropped.items(), key=lambda kv: -kv[1])[:12])
         more = f" and {len(dropped) - 12} more" if len(dropped) > 12 else ""
         notices.append(f"Dropped {sum(dropped.values())} character(s) the model does not know: {shown}{more}.")
     text = "".join(kept)
+    if len(text) > max_chars:
+        notices.append(f"The seed is {len(text):,} characters long; only its last {max_chars:,} were used.")
+        text = text[-max_chars:]
     if not text:
         notices.append("The seed is empty: starting from a new line.")
-        text = DEFAULT_SEED if DEFAULT_SEED in vocab.stoi else vocab.chars[0]
+        text = DEFAULT_SEED if DEFAULT_SEED in stoi else model.vocab.chars[0]
     return text, notices
 
 
@@ -148,17 +213,42 @@ def read(model: CharRNN, ids: torch.Tensor) -> tuple[torch.Tensor, list]:
 
 # ---------------------------------------------------------------------------------------- sampling
 
-def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
-    """Set to -inf every logit outside the top-k and outside the nucleus of mass top_p. # (B, V)"""
-    if top_k > 0 and top_k < logits.size(-1):
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        p = sorted_logits.softmax(-1)
-        drop = p.cumsum(-1) - p >= top_p  # keep chars until the mass reaches top_p (the first always stays)
-        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    return logits
+def pick(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor,
+         draw: torch.Tensor, filtered: bool | None = None) -> torch.Tensor:
+    """The next char of every row (B,), each with its own settings: temperature (B,) (0 = greedy),
+    top_k (B,) (0 = off), top_p (B,) (1 = off) and a uniform random number draw (B,) in [0, 1).
+
+    The char is found by inverse-CDF lookup of the row's own draw in its own distribution, in
+    vocabulary order, so a row's result never depends on the other rows. `filtered` says whether
+    any row uses top-k or top-p (None: look); without, the sort they need is skipped."""
+    V = logits.size(-1)
+    logits = logits.float()
+    greedy = logits.argmax(-1)  # (B,)
+    # Subtracting the max first keeps tiny temperatures finite: the likeliest char scores 0.
+    scaled = (logits - logits.max(-1, keepdim=True).values) / temperature.clamp_min(MIN_TEMPERATURE)[:, None]
+    p = scaled.softmax(-1)  # (B, V)
+    if filtered is None:
+        filtered = bool((top_k > 0).any() or (top_p < 1).any())
+    if filtered:
+        p = p * _kept(p, top_k, top_p)
+    cdf = p.cumsum(-1)  # (B, V)
+    idx = torch.searchsorted(cdf, (draw * cdf[:, -1])[:, None], right=True)  # (B, 1)
+    rank = torch.arange(V, device=logits.device)
+    last = torch.where(p > 0, rank, 0).max(-1, keepdim=True).values  # rounding can never pick a dropped char
+    drawn = torch.minimum(idx, last)[:, 0]
+    return torch.where(temperature > 0, drawn, greedy)
+
+
+def _kept(p: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Which chars each row keeps (B, V), in vocabulary order: its top-k, then within those the
+    nucleus of mass top_p (the likeliest char always stays)."""
+    V = p.size(-1)
+    sorted_p, order = p.sort(dim=-1, descending=True, stable=True)  # (B, V), ties keep argmax first
+    in_k = torch.arange(V, device=p.device) < torch.where(top_k > 0, top_k, V)[:, None]
+    sorted_p = sorted_p * in_k
+    sorted_p = sorted_p / sorted_p.sum(-1, keepdim=True)  # top-p is taken on what top-k kept
+    keep = in_k & (sorted_p.cumsum(-1) - sorted_p < top_p[:, None])
+    return keep.scatter(-1, order, keep)
 
 
 def top_chars(model: CharRNN, probs: torch.Tensor, k: int = 10) -> list[tuple[str, float]]:
@@ -176,67 +266,177 @@ def next_chars(model: CharRNN, text: str, k: int = 10) -> list[tuple[str, float]
     return top_chars(model, logits[0].float().softmax(-1), k)
 
 
-@torch.inference_mode()
+# ---------------------------------------------------------------------------------------- requests
+
+GREEDY, SAMPLED = 0, 1  # a request's two rows
+
+
+class Job:
+    """One request: its prepared seed, settings and random draws, and its growing Output.
+    The thread that steps it writes; any thread may take a snapshot()."""
+
+    def __init__(self, model: CharRNN, seed_text: str, settings: Settings = Settings()):
+        self.settings = settings = settings.validated()
+        self.model = model
+        seed, notices = prepare_seed(model, seed_text)
+        sampling_seed = settings.sampling_seed
+        if sampling_seed is None:
+            sampling_seed = random.randrange(2**31)  # reported in Output, so any text can be made again
+        self.out = Output(seed=seed, notices=notices, sampling_seed=sampling_seed)
+        # The sampled row's own random numbers, one per char, drawn up front from its own generator.
+        gen = torch.Generator().manual_seed(sampling_seed)
+        self.draws = torch.rand(settings.length, generator=gen, dtype=torch.float64).tolist()
+        self.stops = STOPS.get(settings.stop_at, "")
+        self.open = [True, True]  # greedy, sampled row still growing
+        self.end_probs = None  # (V,) the distribution after seed + sampled text, for the candidates
+        self.cancelled = False  # set by the caller: the rows leave at the next step
+        self.finished = False  # set once the last char and the candidates after it are in
+        self.lock = threading.Lock()
+
+    def rows(self) -> tuple[list[float], list[int], list[float]]:
+        """Each row's temperature, top-k and top-p: row 0 greedy, row 1 as the settings say."""
+        s = self.settings
+        return [0.0, float(s.temperature)], [0, s.top_k], [1.0, float(s.top_p)]
+
+    def draw(self, kind: int) -> float:
+        return self.draws[len(self.out.sampled)] if kind == SAMPLED else 0.0
+
+    def take(self, kind: int, char: str, p: float) -> None:
+        """Append the char a step picked for one of this job's rows; close the row at its end."""
+        with self.lock:
+            if kind == GREEDY:
+                self.out.greedy += char
+                n = len(self.out.greedy)
+            else:
+                self.out.sampled += char
+                self.out.probs.append(p)
+                n = len(self.out.sampled)
+            if char in self.stops or n >= self.settings.length:
+                self.open[kind] = False
+
+    @property
+    def done(self) -> bool:
+        return self.cancelled or not any(self.open)
+
+    def finish(self) -> None:
+        with self.lock:
+            self.finished = True
+
+    def snapshot(self, top: int = 10) -> Output:
+        """A copy of the Output so far, with the likeliest chars to follow the sampled text."""
+        with self.lock:
+            out = replace(self.out, probs=list(self.out.probs), notices=list(self.out.notices),
+                          finished=self.finished)
+            end_probs = self.end_probs
+        if end_probs is not None:
+            out.candidates = top_chars(self.model, end_probs, top)
+        return out
+
+
+class Batch:
+    """The rows of every active job, stepped together: one model step per char for all of them.
+    Jobs join with add() (their seed is read first) and leave as soon as their rows close."""
+
+    def __init__(self, model: CharRNN):
+        self.model, self.step_fn = model, make_step(model)
+        self.device = next(model.parameters()).device
+        self.rows: list[tuple[Job, int]] = []  # (job, GREEDY or SAMPLED) per row
+        self.logits = None  # (B, V) each row's next-char logits
+        self.layers = None  # per layer (h, c) or h, each (B, H)
+        self.temperature = self.top_k = self.top_p = None  # (B,) each
+        self.filtered = False  # whether any row uses top-k or top-p
+
+    @torch.inference_mode()
+    def add(self, job: Job) -> None:
+        """Read the job's seed (prefill) and append its greedy and sampled rows."""
+        ids = torch.tensor([self.model.vocab.encode(job.out.seed)], device=self.device)
+        logits, layers = read(self.model, ids)  # (1, V), per layer (1, H)
+        logits = logits.expand(2, -1)  # (2, V): both rows start from the seed
+        layers = [tuple(t.expand(2, -1) for t in s) if isinstance(s, tuple) else s.expand(2, -1) for s in layers]
+        temperature, top_k, top_p = (torch.tensor(v, device=self.device) for v in job.rows())
+        job.end_probs = logits[SAMPLED].float().softmax(-1)
+        if not self.rows:
+            self.logits, self.layers = logits.contiguous(), _map(layers, torch.Tensor.contiguous)
+            self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        else:
+            self.logits = torch.cat([self.logits, logits])
+            self.layers = [_zip_map(torch.cat, a, b) for a, b in zip(self.layers, layers)]
+            self.temperature = torch.cat([self.temperature, temperature])
+            self.top_k, self.top_p = torch.cat([self.top_k, top_k]), torch.cat([self.top_p, top_p])
+        self.rows += [(job, GREEDY), (job, SAMPLED)]
+        self.filtered = any(j.settings.top_k or j.settings.top_p < 1 for j, _ in self.rows)
+
+    @torch.inference_mode()
+    def step(self) -> list[Job]:
+        """One char for every row; returns the jobs that ended (finished or cancelled), now gone."""
+        cancelled = list(dict.fromkeys(job for job, _ in self.rows if job.cancelled))
+        self._keep([not job.cancelled for job, _ in self.rows])
+        if not self.rows:
+            return cancelled
+        draw = torch.tensor([job.draw(kind) for job, kind in self.rows], device=self.device)  # (B,)
+        ids = pick(self.logits, self.temperature, self.top_k, self.top_p, draw, self.filtered)  # (B,)
+        p = self.logits.float().softmax(-1).gather(1, ids[:, None])[:, 0]  # (B,) at temperature 1
+        chars = self.model.vocab.chars
+        for (job, kind), i, q in zip(self.rows, ids.tolist(), p.tolist()):  # the chars go to the host:
+            job.take(kind, chars[i], q)  # to stop, and to stream text
+        # Also after a row's last char: its distribution gives the next-char candidates.
+        self.logits, self.layers = self.step_fn(ids, self.layers)  # (B, V)
+        probs = self.logits.float().softmax(-1)  # (B, V)
+        ended = []
+        for row, (job, kind) in enumerate(self.rows):
+            if kind == SAMPLED:
+                job.end_probs = probs[row]
+            if not any(job.open) and job not in ended:
+                ended.append(job)
+        for job in ended:
+            job.finish()
+        self._keep([job.open[kind] for job, kind in self.rows])
+        return cancelled + ended
+
+    def _keep(self, keep: list[bool]) -> None:
+        """Drop the rows whose flag is False."""
+        if all(keep):
+            return
+        index = torch.tensor([i for i, k in enumerate(keep) if k], device=self.device, dtype=torch.long)
+        self.rows = [r for r, k in zip(self.rows, keep) if k]
+        self.logits = self.logits.index_select(0, index)
+        self.layers = _map(self.layers, lambda t: t.index_select(0, index))
+        self.temperature, self.top_k, self.top_p = (t.index_select(0, index)
+                                                    for t in (self.temperature, self.top_k, self.top_p))
+        self.filtered = any(j.settings.top_k or j.settings.top_p < 1 for j, _ in self.rows)
+
+
+def _map(layers: list, f) -> list:
+    """f applied to every state tensor of every layer: (h, c) pairs for LSTM, h for GRU."""
+    return [tuple(f(t) for t in s) if isinstance(s, tuple) else f(s) for s in layers]
+
+
+def _zip_map(f, a, b):
+    """f(a, b) on one layer's state, pair by pair for LSTM."""
+    return tuple(f([x, y]) for x, y in zip(a, b)) if isinstance(a, tuple) else f([a, b])
+
+
+# ---------------------------------------------------------------------------------------- one request
+
 def stream(model: CharRNN, seed_text: str, settings: Settings = Settings(), every: int = 1,
            interval: float = 0.0, top: int = 10) -> Iterator[Output]:
-    """Yield the growing greedy and sampled continuations, and once more when finished.
+    """Yield the growing greedy and sampled continuations, and once more when finished: one
+    request alone, in a batch of its own two rows, stepped in the caller's thread.
 
     A partial result is yielded after a char once `every` chars and `interval` seconds have
     passed since the last one; with every=1 the first char comes out at once, so a page shows
     something immediately, and `interval` keeps a fast model from flooding it with updates.
     Each result carries the `top` likeliest chars to follow the sampled text."""
-    settings = settings.validated()
-    device = next(model.parameters()).device
-    seed, notices = prepare_seed(model, seed_text)
-    sampling_seed = settings.sampling_seed
-    if sampling_seed is None:
-        sampling_seed = random.randrange(2**31)  # reported in Output, so any text can be made again
-    out = Output(seed=seed, notices=notices, sampling_seed=sampling_seed)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(sampling_seed)
-    stops, chars, temperature = STOPS.get(settings.stop_at, ""), model.vocab.chars, settings.temperature
-
-    step = make_step(model)
-    logits, layers = read(model, torch.tensor([model.vocab.encode(seed)], device=device))  # (1, V)
-    logits = logits.expand(2, -1)  # (2, V): row 0 greedy, row 1 sampled, same start
-    layers = [tuple(t.expand(2, -1).contiguous() for t in s) if isinstance(s, tuple) else s.expand(2, -1).contiguous()
-              for s in layers]
-    probs = logits.float().softmax(-1)  # (2, V) the model's distribution of each row's next char
-    end_probs = probs[1]  # distribution of the char after the sampled text as shown
-    done, since, last_yield = [False, False], 0, float("-inf")
-    for i in range(settings.length):
-        greedy = probs[0].argmax()
-        if temperature == 0:
-            sampled = greedy
-        else:
-            scaled = filter_logits(logits[1:].float() / temperature, settings.top_k, settings.top_p)
-            sampled = torch.multinomial(scaled.softmax(-1), 1, generator=gen).view(())
-        pair = torch.stack([greedy, sampled])  # (2,)
-        p_sampled = probs[1, sampled]
-        g, s = pair.tolist()  # the chars are needed on the host: to stop, and to stream text
-        open_g, open_s = not done[0], not done[1]
-        if open_g:
-            out.greedy += chars[g]
-            done[0] = chars[g] in stops
-        if open_s:
-            out.sampled += chars[s]
-            out.probs.append(p_sampled.item())
-            done[1] = chars[s] in stops
-        # Also after the last char: its distribution gives the next-char candidates.
-        logits, layers = step(pair, layers)  # (2, V)
-        probs = logits.float().softmax(-1)
-        if open_s:
-            end_probs = probs[1]
-        if all(done) or i == settings.length - 1:
-            break
+    job = Job(model, seed_text, settings)  # validates the settings: a ValueError says which one
+    batch = Batch(model)
+    batch.add(job)
+    since, last_yield = 0, float("-inf")
+    while not batch.step():
         since += 1
         if since >= every and time.perf_counter() - last_yield >= interval:
-            out.candidates = top_chars(model, end_probs, top)
-            yield replace(out, probs=list(out.probs), notices=list(out.notices), candidates=list(out.candidates))
+            yield job.snapshot(top)
             since, last_yield = 0, time.perf_counter()
-    out.candidates = top_chars(model, end_probs, top)
-    out.finished = True
-    yield out
+    yield job.snapshot(top)
 
 
 def complete(model: CharRNN, seed_text: str, settings: Settings = Settings()) -> Output:

@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-from .generate import MAX_LENGTH, STOPS, Settings, stream
+from .generate import MAX_LENGTH, STOPS, check_settings, stream
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,8 +38,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)  # one char per step is latency-bound: extra threads only add sync overhead
     try:
-        settings = Settings(args.length, args.temperature, args.top_k, args.top_p, args.sampling_seed,
-                            args.stop_at).validated()
+        settings = check_settings(args.length, args.temperature, args.top_k, args.top_p, args.sampling_seed,
+                                  args.stop_at)
         model = load_model(args.weights, resolve_device(args.device))
     except (ValueError, WeightsError) as e:
         print(f"error: {e}", file=sys.stderr)

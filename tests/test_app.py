@@ -1,5 +1,8 @@
 """app.py served on a free local port and called through gradio_client, as an API user would."""
 import json
+import re
+import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -42,7 +45,7 @@ def still_serving(client) -> bool:
 
 def test_named_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/generate", "/resample"} <= set(endpoints)
+    assert set(endpoints) == {"/generate", "/resample", "/score", "/inside"}  # the label-only events are private
     assert [p["parameter_name"] for p in endpoints["/generate"]["parameters"]] == list(GOOD)
 
 
@@ -71,14 +74,20 @@ def test_generate_streams_growing_text(client):
     assert len(final[0]) == len(final[1]) == len(SEED) + 1000
 
 
-def test_resample_draws_a_new_sampled_side(client):
-    texts, infos = set(), set()
+def sampling_seed_of(info: str) -> int:
+    return int(re.search(r"sampling seed \*\*(\d+)\*\*", info).group(1))
+
+
+def test_resample_draws_a_new_sampled_side(client, tiny_model):
+    texts, seeds = set(), set()
     for _ in range(3):
         sampled, surprise, candidates, info = client.predict(*args(length=200), api_name="/resample")
         assert sampled.startswith(SEED) and len(sampled) == len(SEED) + 200
+        want = complete(tiny_model, SEED, Settings(length=200, temperature=0.8, sampling_seed=sampling_seed_of(info)))
+        assert sampled == SEED + want.sampled  # the reported sampling seed is the one used
         texts.add(sampled)
-        infos.add(info)
-    assert len(texts) > 1 and len(infos) == 3  # the sampling seed field is ignored: a fresh seed each time
+        seeds.add(sampling_seed_of(info))
+    assert len(texts) > 1 and len(seeds) == 3  # the sampling seed field (5) is ignored: a fresh seed each time
 
 
 @pytest.mark.parametrize("changes, says", [
@@ -100,6 +109,13 @@ def test_resample_draws_a_new_sampled_side(client):
     (dict(sampling_seed="seven"), "The sampling seed must be"),
     (dict(sampling_seed=1.5), "The sampling seed must be"),
     (dict(stop_at="end of chapter"), "'Stop at' must be one of"),
+    (dict(stop_at=[]), "'Stop at' must be one of: don't stop, end of sentence, end of paragraph."),
+    (dict(stop_at={}), "'Stop at' must be one of"),
+    (dict(length=10**400), "Length must be a whole number from 50 to 1,000, not 1000000"),
+    (dict(temperature=10**400), "Temperature must be a number from 0.1 to 2, not 1000000"),
+    (dict(top_k=10**400), "Top-k must be"),
+    (dict(top_p=-(10**400)), "Top-p must be"),
+    (dict(sampling_seed=10**400), "The sampling seed must be"),
     (dict(seed=123), "The seed must be text"),
 ], ids=lambda v: json.dumps(v) if isinstance(v, dict) else "")
 def test_bad_input_gives_a_clear_error_and_the_server_stays_up(client, changes, says):
@@ -112,9 +128,14 @@ def test_bad_input_gives_a_clear_error_and_the_server_stays_up(client, changes, 
 
 
 @pytest.mark.parametrize("random_seed", [-1, None])  # -1: the page's default; None: an API caller's
-def test_no_sampling_seed_means_a_fresh_one_each_time(client, random_seed):
-    infos = {client.predict(*args(sampling_seed=random_seed), api_name="/generate")[4] for _ in range(3)}
-    assert len(infos) == 3 and all("sampling seed **" in i for i in infos)
+def test_no_sampling_seed_means_a_fresh_one_each_time(client, tiny_model, random_seed):
+    seeds = set()
+    for _ in range(3):
+        greedy, sampled, *_, info = client.predict(*args(sampling_seed=random_seed), api_name="/generate")
+        seeds.add(sampling_seed_of(info))
+        want = complete(tiny_model, SEED, Settings(length=60, temperature=0.8, sampling_seed=sampling_seed_of(info)))
+        assert sampled == SEED + want.sampled  # the reported sampling seed replays the text
+    assert len(seeds) == 3
 
 
 def test_resample_ignores_a_bad_sampling_seed(client):
@@ -129,12 +150,61 @@ def test_odd_seeds_give_output_and_a_visible_notice(client, seed, notice):
     assert len(greedy) > 60 and len(sampled) > 60 and notice in info
 
 
-def test_a_100k_char_seed_is_trimmed_with_a_notice(client):
-    seed = ("de la Mancha " * 8000)[:100_000]
+def test_a_30k_char_seed_is_trimmed_with_a_notice(client):
+    seed = ("de la Mancha " * 3000)[:30_000]
     greedy, sampled, surprise, candidates, info = client.predict(*args(seed=seed), api_name="/generate")
     assert greedy == seed[-MAX_SEED_CHARS:] + greedy[MAX_SEED_CHARS:] and len(greedy) == MAX_SEED_CHARS + 60
-    assert "100,000 characters long" in info
+    assert "30,000 characters long" in info
     assert still_serving(client)
+
+
+def post(url: str, body: bytes, chunked: bool = False) -> tuple[int, str]:
+    """POST a raw body to the generate endpoint, with or without a Content-Length."""
+    import http.client
+    from urllib.parse import urlparse
+
+    where = urlparse(url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=60)
+    parts = [body[i:i + 16384] for i in range(0, len(body), 16384)] if chunked else body
+    conn.request("POST", "/gradio_api/call/generate", body=iter(parts) if chunked else parts,
+                 headers={"Content-Type": "application/json"}, encode_chunked=chunked)
+    response = conn.getresponse()
+    answer = (response.status, response.read().decode())
+    conn.close()
+    return answer
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_request_body_over_64_kb_is_refused_before_parsing(url, client, chunked):
+    status, text = post(url, json.dumps({"data": args(seed="a" * 200_000)}).encode(), chunked)
+    assert status == 413 and "The request is too large (over 64 KB)" in json.loads(text)["detail"]
+    status, text = post(url, b"[" * 100_000, chunked)  # not even JSON: never parsed
+    assert status == 413
+    status, text = post(url, json.dumps({"data": args()}).encode(), chunked)
+    assert status == 200 and "event_id" in text
+    assert still_serving(client)
+
+
+def test_the_per_client_limit_answers_with_a_sentence(launch_app, tiny_model, tiny_model_dir, monkeypatch):
+    from charrnn.engine import Engine, Limits
+
+    engines = []  # no rows: the first request waits, and is all this client may have
+
+    def make_engine(model, serving):
+        engines.append(Engine(model, Limits(max_rows=0, per_client=1, per_client_waiting=0)))
+        return engines[-1]
+
+    monkeypatch.setattr(app, "make_engine", make_engine)
+    url = launch_app(tiny_model, str(tiny_model_dir))
+    first = connect(url).submit(*args(), api_name="/generate")
+    for _ in range(600):
+        if engines[0].waiting:
+            break
+        time.sleep(0.05)
+    with pytest.raises(AppError, match="You already have 1 generation running or waiting: let one finish"):
+        connect(url).predict(*args(), api_name="/generate")
+    first.cancel()
+    assert not engines[0].waiting or engines[0].waiting[0].job.cancelled
 
 
 def test_eight_concurrent_clients_all_get_answers(url):
@@ -176,27 +246,33 @@ def test_about_shows_the_model_card_metrics(tiny_model, tiny_model_dir, tmp_path
     assert "https://huggingface.co/owner/name" in app.about(tiny_model, "owner/name")
 
 
-def test_main_listens_locally_or_on_all_interfaces_on_spaces(monkeypatch, tiny_model_dir):
+def test_main_leaves_host_and_port_to_gradio_unless_given(monkeypatch, tiny_model_dir):
     calls = []
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: calls.append(kw))
     monkeypatch.setattr(app.torch, "set_num_threads", lambda n: None)
-    monkeypatch.delenv("SPACE_ID", raising=False)
-    app.main(["--model", str(tiny_model_dir)])
-    monkeypatch.setenv("SPACE_ID", "owner/charrnn")
     monkeypatch.setenv("CHARRNN_MODEL", str(tiny_model_dir))
-    app.main([])
-    assert [(c["server_name"], c["server_port"]) for c in calls] == [("127.0.0.1", 7860), ("0.0.0.0", 7860)]
+    app.main([])  # Gradio then reads $GRADIO_SERVER_NAME / $GRADIO_SERVER_PORT, as Spaces set them
+    app.main(["--host", "0.0.0.0", "--port", "9000", "--serving", "solo"])
+    assert [(c["server_name"], c["server_port"]) for c in calls] == [(None, None), ("0.0.0.0", 9000)]
     assert all(c["css"] == app.CSS and c["ssr_mode"] is False for c in calls)
+    assert all("middleware" in c["app_kwargs"] for c in calls)
 
 
-def test_gpu_wrapper_is_a_no_op_without_spaces():
-    try:
-        import spaces  # noqa: F401
-    except ImportError:
-        f = lambda: None  # noqa: E731
-        assert app.gpu(f) is f
-    else:
-        pytest.skip("the spaces package is installed here")
+@pytest.mark.parametrize("device", ["cuda", "tpu"])
+def test_a_device_error_gives_device_advice(tiny_model_dir, monkeypatch, device):
+    monkeypatch.setattr(app.torch.cuda, "is_available", lambda: False)
+    model, error = app.load(str(tiny_model_dir), device)
+    assert model is None and "--device cpu" in error and "--device auto" in error
+    assert "train.py" not in error and ".." not in error
+
+
+def test_weights_errors_end_in_one_period(monkeypatch):
+    def offline(*args):
+        raise app.WeightsError("owner/name is not cached and the Hub cannot be reached: HF_HUB_OFFLINE is on.")
+
+    monkeypatch.setattr(app, "load_model", offline)
+    model, error = app.load("owner/name", "cpu")
+    assert "HF_HUB_OFFLINE is on. Train a model" in error and ".." not in error
 
 
 @pytest.mark.skipif(not (ROOT / "weights" / "model.safetensors").is_file(), reason="no trained weights/ yet")
@@ -206,3 +282,30 @@ def test_shipped_weights_load_and_generate():
     out = complete(model, SEED, Settings(length=100, temperature=0.8, sampling_seed=0))
     assert len(out.sampled) == 100 and out.notices == []
     assert "**1.1942 nats/char**" in app.about(model, str(ROOT / "weights"))
+
+
+def test_a_client_that_goes_away_frees_its_rows(launch_app, tiny_model, tiny_model_dir, monkeypatch):
+    from charrnn.engine import Engine
+    from charrnn.generate import Batch
+
+    engines, step = [], Batch.step
+
+    def slow_step(self):  # ~10 s for 1000 chars: the request is still running when its client leaves
+        time.sleep(0.01)
+        return step(self)
+
+    monkeypatch.setattr(Batch, "step", slow_step)
+    monkeypatch.setattr(app, "make_engine", lambda model, serving: engines.append(Engine(model)) or engines[-1])
+    url = launch_app(tiny_model, str(tiny_model_dir))
+    job = connect(url).submit(*args(length=1000), api_name="/generate")
+    for _ in range(600):
+        if job.outputs():
+            break
+        time.sleep(0.02)
+    assert engines[0].running and engines[0].batch.rows
+    job.cancel()
+    for _ in range(300):
+        if not engines[0].running:
+            break
+        time.sleep(0.02)
+    assert engines[0].running == [] and engines[0].batch.rows == [] and not engines[0].active

@@ -102,3 +102,18 @@ def test_missing_weights_show_the_error_on_the_page(browser, launch_app):
     page.locator("#generate").click()
     page.get_by_text("weights is missing config.json").nth(1).wait_for(timeout=20_000)  # the error toast
     page.close()
+
+
+def test_the_coloured_view_keeps_line_breaks(browser, launch_app, tiny_model, tiny_model_dir):
+    url = launch_app(tiny_model, str(tiny_model_dir))
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    page.goto(url, wait_until="networkidle")
+    page.locator("#seed textarea").fill("dijo Sancho,\n–¿Qué gigantes?")
+    page.locator("#length input[type=range]").fill("50")
+    page.locator("#generate").click()
+    page.wait_for_function("document.querySelector('#info').innerText.includes('characters in')", timeout=20_000)
+    shown = page.locator("#surprise .textfield").inner_text()
+    assert "dijo Sancho," in shown and "–¿Qué gigantes?" in shown
+    between = shown[shown.index("dijo Sancho,"):shown.index("–¿Qué gigantes?")]
+    assert "\n" in between  # not "dijo Sancho,–¿Qué", as when the line break was dropped
+    page.close()

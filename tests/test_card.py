@@ -136,9 +136,9 @@ def test_generate_is_the_apps_sampled_text(tiny_model):
 
 
 def test_generate_refuses_bad_settings(tiny_model):
-    with pytest.raises(ValueError, match="temperature must be between 0 and 10"):
+    with pytest.raises(ValueError, match="Temperature must be a number from 0 to 10"):
         tiny_model.generate("hola", temperature=-1)
-    with pytest.raises(ValueError, match="length must be a whole number"):
+    with pytest.raises(ValueError, match="Length must be a whole number"):
         tiny_model.generate("hola", length=0)
 
 

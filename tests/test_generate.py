@@ -1,11 +1,12 @@
 """charrnn.generate: stepping, sampling controls, streaming and seed handling, on tiny models."""
 import math
+import re
 
 import pytest
 import torch
 
-from charrnn.generate import (MAX_SEED_CHARS, Settings, complete, filter_logits, make_step, next_chars,
-                              prepare_seed, read, stream)
+from charrnn.generate import (MAX_SEED_CHARS, Settings, check_settings, complete, make_step,
+                              next_chars, pick, prepare_seed, read, stream)
 from charrnn.model import CharRNN
 from charrnn.text import Vocab
 
@@ -164,26 +165,84 @@ def test_long_seed_is_trimmed_to_its_tail(tiny_model):
 
 
 @pytest.mark.parametrize("bad, reason", [
-    (dict(length=0), "length"), (dict(length=10_001), "length"), (dict(length=2.5), "length"),
-    (dict(temperature=-0.1), "temperature"), (dict(temperature=math.nan), "temperature"),
-    (dict(temperature="hot"), "temperature"), (dict(top_k=-1), "top-k"), (dict(top_p=0), "top-p"),
-    (dict(top_p=1.5), "top-p"), (dict(sampling_seed=-1), "sampling seed"), (dict(sampling_seed=1.5), "sampling seed"),
-    (dict(stop_at="chapter"), "stop_at")])
+    (dict(length=0), "Length"), (dict(length=10_001), "Length"), (dict(length=2.5), "Length"),
+    (dict(temperature=-0.1), "Temperature"), (dict(temperature=math.nan), "Temperature"),
+    (dict(temperature="hot"), "Temperature"), (dict(top_k=-1), "Top-k"), (dict(top_p=0), "Top-p"),
+    (dict(top_p=1.5), "Top-p"), (dict(sampling_seed=-1), "The sampling seed"),
+    (dict(sampling_seed=1.5), "The sampling seed"), (dict(stop_at="chapter"), "'Stop at'")])
 def test_bad_settings_are_refused_with_a_reason(tiny_model, bad, reason):
-    with pytest.raises(ValueError, match=f"^{reason} must be"):
+    with pytest.raises(ValueError, match=f"^{re.escape(reason)} must be"):
         Settings(**bad).validated()
-    with pytest.raises(ValueError, match=f"^{reason} must be"):
+    with pytest.raises(ValueError, match=f"^{re.escape(reason)} must be"):
         next(stream(tiny_model, SEED, Settings(**bad)))
 
 
-def test_filter_logits_top_k_and_top_p():
-    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))  # (1, V)
-    keep = lambda x: torch.isfinite(x)[0].tolist()  # noqa: E731
-    assert keep(filter_logits(logits, top_k=2)) == [True, True, False, False]
-    assert keep(filter_logits(logits, top_p=0.5)) == [True, False, False, False]
-    assert keep(filter_logits(logits, top_p=0.7)) == [True, True, False, False]
-    assert keep(filter_logits(logits, top_p=0.81)) == [True, True, True, False]
-    assert keep(filter_logits(logits, top_k=0, top_p=1.0)) == [True] * 4
+def kept(logits, temperature=1.0, top_k=0, top_p=1.0) -> list[int]:
+    """The chars pick() can draw for a one-row distribution, over draws spread across [0, 1)."""
+    n = 400
+    rows = logits.expand(n, -1)
+    ids = pick(rows, torch.full((n,), temperature), torch.full((n,), top_k), torch.full((n,), top_p),
+               torch.linspace(0, 1 - 1e-9, n, dtype=torch.float64).float())
+    return sorted(set(ids.tolist()))
+
+
+def test_pick_keeps_the_top_k_and_the_nucleus():
+    logits = torch.log(torch.tensor([[0.05, 0.5, 0.15, 0.3]]))  # (1, V)
+    assert kept(logits) == [0, 1, 2, 3]
+    assert kept(logits, top_k=2) == [1, 3]
+    assert kept(logits, top_p=0.5) == [1]
+    assert kept(logits, top_p=0.7) == [1, 3]
+    assert kept(logits, top_p=0.81) == [1, 2, 3]
+    assert kept(logits, top_p=0.6) == [1, 3]
+    assert kept(logits, top_k=2, top_p=0.6) == [1]  # top-p on what top-k kept: 0.625 of it is char 1
+    assert kept(logits, temperature=0) == [1]
+
+
+@pytest.mark.parametrize("temperature", [1e-38, 1e-45, 5e-324])
+def test_tiny_temperatures_are_greedy_not_an_error(tiny_model, temperature):
+    logits = torch.log(torch.tensor([[0.05, 0.5, 0.15, 0.3]]))
+    assert kept(logits, temperature=temperature) == [1]
+    out = complete(tiny_model, SEED, Settings(length=40, temperature=temperature, sampling_seed=0))
+    assert out.sampled == out.greedy
+
+
+def test_pick_gives_each_row_the_same_char_alone_or_among_others():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 30)
+    temperature, top_k = torch.tensor([0.0, 0.7, 1.0, 1.5, 0.3, 2.0]), torch.tensor([0, 0, 5, 0, 2, 0])
+    top_p, draw = torch.tensor([1.0, 0.9, 1.0, 0.5, 1.0, 1.0]), torch.rand(6)
+    together = pick(logits, temperature, top_k, top_p, draw)
+    alone = [pick(logits[i:i + 1], temperature[i:i + 1], top_k[i:i + 1], top_p[i:i + 1], draw[i:i + 1]).item()
+             for i in range(6)]
+    assert together.tolist() == alone
+
+
+@pytest.mark.parametrize("value", [[], {}, [1], "x" * 500])
+def test_stop_at_of_a_wrong_type_gets_the_sentence(value):
+    with pytest.raises(ValueError, match="^'Stop at' must be one of: sentence, paragraph"):
+        check_settings(300, 0.8, 0, 1.0, None, value)
+
+
+@pytest.mark.parametrize("field", ["length", "temperature", "top_k", "top_p", "sampling_seed"])
+def test_huge_integers_get_the_sentence_not_an_overflow(field):
+    raw = dict(length=300, temperature=0.8, top_k=0, top_p=1.0, sampling_seed=None)
+    for huge in (10**400, -(10**400), "1" + "0" * 400):
+        with pytest.raises(ValueError, match=" must be a( whole)? number from .*, not "):
+            check_settings(**{**raw, field: huge})
+
+
+def test_compatibility_forms_map_before_case_variants(tiny_model):
+    seed, notices = prepare_seed(tiny_model, "\ufb01n de la Ｍancha")  # 'ﬁ' ligature, full-width 'Ｍ'
+    assert seed == "fin de la Mancha"
+    assert any("'ﬁ' → 'fi'" in n for n in notices)
+
+
+def test_unknown_chars_are_dropped_before_the_seed_is_trimmed(tiny_model):
+    seed, notices = prepare_seed(tiny_model, "de la Mancha" + "🙂" * 100_000)
+    assert seed == "de la Mancha"
+    assert any("Dropped 100000" in n for n in notices) and not any("empty" in n for n in notices)
+    seed, notices = prepare_seed(tiny_model, "🙂" * 3000 + "a" * 2100, max_chars=2000)
+    assert seed == "a" * 2000 and any("2,100 characters long" in n for n in notices)
 
 
 def test_vocab_of_the_tiny_model_round_trips(tiny_model):

@@ -14,7 +14,7 @@ from charrnn import cli
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 IMPORT_TO_DIST = {"huggingface_hub": "huggingface_hub", "safetensors": "safetensors", "torch": "torch",
-                  "numpy": "numpy", "tqdm": "tqdm", "matplotlib": "matplotlib", "gradio": "gradio"}
+                  "numpy": "numpy", "tqdm": "tqdm", "matplotlib": "matplotlib", "gradio": "gradio", "datasets": "datasets"}
 
 
 def dist_name(requirement: str) -> str:
@@ -28,7 +28,7 @@ def test_pyproject_declares_a_free_name_the_package_and_the_command():
     assert project["scripts"] == {"charrnn": "charrnn.cli:main"}
     assert {dist_name(r) for r in project["dependencies"]} == {"torch", "numpy", "safetensors", "huggingface_hub"}
     assert all("<" in r and ">=" in r for r in project["dependencies"])  # ranges, not pins
-    assert set(project["optional-dependencies"]) == {"app", "train", "dev"}
+    assert set(project["optional-dependencies"]) == {"app", "train", "datasets", "dev"}
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
 
 

@@ -57,14 +57,21 @@ def test_unknown_chars_and_empty_seed_are_reported_on_stderr(capsys, tiny_model_
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--temperature", "-1"], "temperature must be"),
-    (["--length", "0"], "length must be"),
-    (["--top-p", "2"], "top-p must be"),
+    (["--temperature", "-1"], "Temperature must be"),
+    (["--length", "0"], "Length must be"),
+    (["--top-p", "2"], "Top-p must be"),
     (["--device", "tpu"], "unknown device"),
 ])
 def test_bad_settings_exit_2_with_a_message(capsys, tiny_model_dir, args, says):
     code, out, err = run(capsys, "--weights", str(tiny_model_dir), *args)
     assert code == 2 and out == "" and err.startswith("error: ") and says in err
+
+
+def test_a_tiny_temperature_samples_greedily(capsys, tiny_model_dir):
+    common = ["--weights", str(tiny_model_dir), "--seed-text", SEED, "--length", "40"]
+    code, out, err = run(capsys, *common, "--temperature", "1e-38", "--sampling-seed", "0")
+    assert code == 0 and "Error" not in err
+    assert out == run(capsys, *common, "--greedy")[1]
 
 
 def test_missing_or_corrupt_weights_exit_2_with_a_message(capsys, tmp_path, tiny_model_dir):

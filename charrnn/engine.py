@@ -1,0 +1,302 @@
+"""One generation engine for every visitor: continuous batching of one-char steps.
+
+A worker thread per loaded model steps the rows of *all* active requests (each a greedy and a
+sampled row, see `generate.Batch`) as one batch per character, as LLM servers (vLLM, TGI) do for
+transformers. A step at batch 2 is mostly fixed per-call cost, so one batch for 16 requests
+costs far less than 16 steps of 2: on this 2-core CPU the shipped LSTM needs ~0.5 ms for 2 rows
+and ~1.9 ms for 32. On a GPU a step costs about the same from 2 rows to hundreds.
+
+- A new request's seed is read (prefill) and its rows join at the next step; finished, stopped
+  and cancelled rows leave at once. Each row has its own temperature, top-k, top-p, stop rule
+  and random numbers, so a request's text depends only on its own inputs and sampling seed.
+- Limits: at most `max_rows` rows step together, and `max_waiting` requests wait behind them;
+  a client (an IP address, as the web server resolves it) runs at most `per_client` requests at
+  once and may queue `per_client_waiting` more; anything beyond is refused with `Busy`, whose
+  message is a sentence for the user.
+- Threads: on the CPU the worker runs torch on `threads` threads (1 by default). A one-char
+  step is small: on a 2-core machine the web server, the clients' connections and the worker
+  share the cores, and a second torch thread made the app slower under load, not faster.
+
+`Solo` is the design this replaced (each request alone at batch 2, two at a time), kept behind
+the same interface so that `bench/app_load.py` can compare the two in one run.
+"""
+import asyncio
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Callable, Iterator
+
+import torch
+
+from .generate import Batch, Job, Output, Settings
+from .model import CharRNN
+
+
+class Busy(Exception):
+    """A request refused by a limit; the message says which and what to do."""
+
+
+STREAMS_AT_FULL_RATE = 4  # see _Base.spaced
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_rows: int = 64  # rows stepped together: 32 requests
+    max_waiting: int = 128  # requests waiting for rows; more are refused
+    per_client: int = 2  # requests a client runs at once; its next ones wait their turn
+    per_client_waiting: int = 6  # requests a client may have waiting; more are refused
+
+
+@dataclass(eq=False)
+class Ticket:
+    """A submitted request: its Job, whose it is, and how its reader learns of progress."""
+    job: Job
+    client: str
+    error: Exception | None = None
+    ended: threading.Event = field(default_factory=threading.Event)
+    listeners: list[Callable[[], None]] = field(default_factory=list)
+
+    def wake(self) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except RuntimeError:  # the reader's event loop has closed: nobody to tell
+                pass
+
+    def snapshot(self) -> Output:
+        return self.job.snapshot()
+
+
+class _Base:
+    """Submitting, reading and cancelling, shared by the Engine and the old Solo design."""
+
+    def __init__(self, model: CharRNN, limits: Limits):
+        self.model, self.limits = model, limits
+        self.cond = threading.Condition()
+        self.waiting: deque[Ticket] = deque()
+        self.active, self.queued = Counter(), Counter()  # per client
+        self.stopped = False
+
+    def submit(self, seed_text: str, settings: Settings = Settings(), client: str = "") -> Ticket:
+        """Queue a request; raises SettingsError for bad settings, Busy when a limit is reached."""
+        ticket = Ticket(Job(self.model, seed_text, settings), client)  # prepares the seed here, not in the worker
+        with self.cond:
+            mine = self.active[client] + self.queued[client]
+            if self.stopped:
+                raise Busy("The generator has stopped; reload the page.")
+            if mine >= self.limits.per_client + self.limits.per_client_waiting:
+                raise Busy(f"You already have {mine} generation{'s' * (mine != 1)} running or waiting: "
+                           "let one finish, then try again.")
+            if len(self.waiting) >= self.limits.max_waiting:
+                raise Busy("The server is busy with other visitors' texts: try again in a minute.")
+            self.waiting.append(ticket)
+            self.queued[client] += 1
+            self.cond.notify_all()
+        return ticket
+
+    def cancel(self, ticket: Ticket) -> None:
+        """Stop a request: its rows leave the batch at the next step (or it leaves the queue)."""
+        ticket.job.cancelled = True
+        with self.cond:
+            self.cond.notify_all()
+
+    def _end(self, ticket: Ticket, error: Exception | None = None) -> None:
+        """Release a running request's place and tell its reader (call with self.cond held)."""
+        ticket.error = error
+        self.active[ticket.client] -= 1
+        if not self.active[ticket.client]:
+            del self.active[ticket.client]
+        ticket.ended.set()
+        ticket.wake()
+
+    def _dequeue(self, ticket: Ticket) -> None:
+        """Take a request out of the waiting line (call with self.cond held)."""
+        self.waiting.remove(ticket)
+        self.queued[ticket.client] -= 1
+        if not self.queued[ticket.client]:
+            del self.queued[ticket.client]
+
+    def updates(self, ticket: Ticket, interval: float = 0.04) -> Iterator[Output]:
+        """The growing Output, read from this thread every `interval` s, then the final one."""
+        while not ticket.ended.wait(interval):
+            out = ticket.snapshot()
+            if out.sampled and not out.finished:  # the finished one comes once, below
+                yield out
+        if ticket.error is not None:
+            raise ticket.error
+        yield ticket.snapshot()
+
+    async def aupdates(self, ticket: Ticket, interval: float = 0.04) -> AsyncIterator[Output]:
+        """As updates(), for an event loop: the first chars and the end arrive at once, the rest
+        every `interval` s, stretched when many requests run (see spaced()). A reader that leaves
+        early (a closed page) cancels the request."""
+        loop, event = asyncio.get_running_loop(), asyncio.Event()
+        listener = lambda: loop.call_soon_threadsafe(event.set)  # noqa: E731 (wakes this loop from the worker)
+        ticket.listeners.append(listener)
+        try:
+            while not ticket.ended.is_set():
+                out = ticket.snapshot()
+                if out.sampled and not out.finished:  # the finished one comes once, below
+                    yield out
+                try:
+                    await asyncio.wait_for(event.wait(), self.spaced(interval))
+                except TimeoutError:
+                    pass
+                event.clear()
+            if ticket.error is not None:
+                raise ticket.error
+            yield ticket.snapshot()
+        finally:
+            ticket.listeners.remove(listener)
+            if not ticket.ended.is_set():
+                self.cancel(ticket)
+
+    def spaced(self, interval: float) -> float:
+        """The time between one request's streamed updates: `interval` for up to STREAMS_AT_FULL_RATE
+        running requests, longer beyond, so that all of them together send at most that many
+        requests' worth of updates. Each update costs the web server and the client far more CPU
+        than the chars it carries (the whole text is sent again); unbounded, 16 streams at 25
+        updates/s took the cores the model needed."""
+        return interval * max(1.0, sum(self.active.values()) / STREAMS_AT_FULL_RATE)
+
+    def result(self, ticket: Ticket, timeout: float | None = None) -> Output:
+        """The finished Output (blocking)."""
+        if not ticket.ended.wait(timeout):
+            raise TimeoutError("the generation did not finish in time")
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.snapshot()
+
+
+class Engine(_Base):
+    """Continuous batching over one model: submit() from any thread, read with updates()."""
+
+    def __init__(self, model: CharRNN, limits: Limits = Limits(), device: torch.device | str | None = None,
+                 threads: int | None = 1):
+        super().__init__(model.to(device) if device is not None else model, limits)
+        self.batch = Batch(self.model)
+        self.running: list[Ticket] = []
+        self.threads = threads
+        self.worker = threading.Thread(target=self._work, name="charrnn-engine", daemon=True)
+        self.worker.start()
+
+    def close(self) -> None:
+        """Stop the worker; requests still waiting or running end with Busy."""
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
+        self.worker.join(timeout=10)
+
+    def _work(self) -> None:
+        try:
+            self._loop()
+        except BaseException:  # never leave readers waiting on a dead worker
+            with self.cond:
+                self.stopped = True
+                self._stop_all()
+            raise
+
+    def _loop(self) -> None:
+        if self.threads and self.batch.device.type == "cpu":
+            torch.set_num_threads(self.threads)
+        while True:
+            with self.cond:
+                while not self.stopped and not self.running and not self.waiting:
+                    self.cond.wait()
+                if self.stopped:
+                    return self._stop_all()
+                admitted = self._admit()
+            for ticket in admitted:
+                self._prefill(ticket)
+            self._step()
+
+    def _admit(self) -> list[Ticket]:
+        """Move waiting requests into the batch, oldest first, while rows are free and their
+        client is under its limit (call with self.cond held)."""
+        admitted, free = [], (self.limits.max_rows - 2 * len(self.running)) // 2
+        for ticket in list(self.waiting):
+            if ticket.job.cancelled:
+                self._dequeue(ticket)
+                self.active[ticket.client] += 1
+                self._end(ticket)
+            elif free > 0 and self.active[ticket.client] < self.limits.per_client:
+                self._dequeue(ticket)
+                self.active[ticket.client] += 1
+                admitted.append(ticket)
+                free -= 1
+        self.running += admitted
+        return admitted
+
+    def _prefill(self, ticket: Ticket) -> None:
+        """Read the seed and join the batch; a request that fails here fails alone."""
+        try:
+            self.batch.add(ticket.job)
+        except Exception as e:  # noqa: BLE001 (whatever it is, it is this request's, not the batch's)
+            with self.cond:
+                self.running.remove(ticket)
+                self._end(ticket, e)
+
+    def _step(self) -> None:
+        """One char for every row; requests that ended leave and their readers are told."""
+        try:
+            ended = self.batch.step()
+        except Exception as e:  # noqa: BLE001 (a broken batch ends its requests, not the engine)
+            ended, error = [t.job for t in self.running], e
+            self.batch = Batch(self.model)
+        else:
+            error = None
+        with self.cond:
+            for ticket in [t for t in self.running if t.job in ended]:
+                self.running.remove(ticket)
+                self._end(ticket, error)
+        for ticket in self.running:
+            if len(ticket.job.out.sampled) == 1:  # the first char: show it at once
+                ticket.wake()
+
+    def _stop_all(self) -> None:
+        for ticket in list(self.waiting):
+            self._dequeue(ticket)
+            self.active[ticket.client] += 1
+            self._end(ticket, Busy("The generator has stopped; reload the page."))
+        for ticket in self.running:
+            self._end(ticket, Busy("The generator has stopped; reload the page."))
+        self.running = []
+
+
+class Solo(_Base):
+    """The previous design, for comparison only: each request is a batch of its own 2 rows,
+    stepped in a thread of its own, `concurrent` requests at a time."""
+
+    def __init__(self, model: CharRNN, limits: Limits = Limits(), concurrent: int = 2):
+        super().__init__(model, limits)
+        for _ in range(concurrent):
+            threading.Thread(target=self._work, name="charrnn-solo", daemon=True).start()
+
+    def close(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self.cond:
+                while not self.stopped and not self.waiting:
+                    self.cond.wait()
+                if self.stopped:
+                    return
+                ticket = self.waiting[0]
+                self._dequeue(ticket)
+                self.active[ticket.client] += 1
+            self._run(ticket)
+
+    def _run(self, ticket: Ticket) -> None:
+        batch, error = Batch(self.model), None
+        try:
+            batch.add(ticket.job)
+            while not batch.step():
+                if len(ticket.job.out.sampled) == 1:
+                    ticket.wake()
+        except Exception as e:  # noqa: BLE001
+            error = e
+        with self.cond:
+            self._end(ticket, error)

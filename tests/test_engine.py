@@ -1,0 +1,187 @@
+"""charrnn.engine: many requests stepped as one batch, each getting exactly the text it would get alone."""
+import asyncio
+import threading
+
+import pytest
+
+from charrnn.engine import Busy, Engine, Limits, Solo
+from charrnn.generate import SAMPLED, Batch, Job, Settings, SettingsError, complete
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SEED = "En un lugar de la Mancha"
+MINE = Settings(length=150, temperature=0.9, top_k=12, top_p=0.95, sampling_seed=7)
+# Busy neighbours with every kind of setting, joining before and after the request under test.
+NEIGHBOURS = [(s, Settings(length=100 + 37 * i, temperature=(0, 0.5, 1.0, 1.7)[i % 4], top_k=(0, 3)[i % 2],
+                           top_p=(1.0, 0.8)[i % 3 == 0], sampling_seed=i, stop_at=(None, "sentence")[i % 5 == 0]))
+              for i, s in enumerate(["Dijo don Quijote", "¿Qué gigantes?", "", "Sancho Panza"] * 4)]
+
+
+@pytest.fixture
+def engine(tiny_model):
+    engine = Engine(tiny_model, threads=None)
+    yield engine
+    engine.close()
+
+
+def same_text(out, want):
+    assert (out.seed, out.greedy, out.sampled, out.sampling_seed) == (want.seed, want.greedy, want.sampled,
+                                                                      want.sampling_seed)
+    assert out.probs == pytest.approx(want.probs, abs=1e-5) and out.finished
+    assert [c for c, _ in out.candidates] == [c for c, _ in want.candidates]
+
+
+def test_a_request_gets_the_same_text_alone_and_among_16_busy_neighbours(engine, tiny_model):
+    alone = complete(tiny_model, SEED, MINE)
+    before = [engine.submit(s, settings, client=f"c{i}") for i, (s, settings) in enumerate(NEIGHBOURS[:8])]
+    mine = engine.submit(SEED, MINE, client="me")
+    after = [engine.submit(s, settings, client=f"d{i}") for i, (s, settings) in enumerate(NEIGHBOURS[8:])]
+    same_text(engine.result(mine, timeout=60), alone)
+    for ticket, (s, settings) in zip(before + after, NEIGHBOURS):
+        same_text(engine.result(ticket, timeout=60), complete(tiny_model, s, settings))
+
+
+def test_rows_leave_the_batch_on_stop_finish_and_cancel(tiny_model):
+    stopping = next(Settings(length=300, temperature=0.8, sampling_seed=s, stop_at="sentence") for s in range(50)
+                    if len(complete(tiny_model, SEED, Settings(length=300, temperature=0.8, sampling_seed=s,
+                                                               stop_at="sentence")).sampled) < 100)
+    batch = Batch(tiny_model)
+    short, stops, cancelled, long = (Job(tiny_model, SEED, s) for s in (
+        Settings(length=3, sampling_seed=0), stopping, Settings(length=500, sampling_seed=1),
+        Settings(length=500, sampling_seed=2)))
+    for job in (short, stops, cancelled, long):
+        batch.add(job)
+    assert len(batch.rows) == 8
+    ended = [batch.step() for _ in range(3)][-1]
+    assert ended == [short] and short.finished and len(batch.rows) == 6  # finished: both rows gone at once
+    cancelled.cancelled = True
+    assert batch.step() == [cancelled] and len(batch.rows) == 4 and not cancelled.finished
+    while stops.open[SAMPLED]:
+        batch.step()
+    assert [job for job, _ in batch.rows].count(stops) == 1  # its stopped sampled row left, its greedy row goes on
+    assert stops.out.sampled[-1] in ".!?" and len(stops.out.greedy) == len(stops.out.sampled)
+
+
+def test_a_failing_request_fails_alone(engine, tiny_model, monkeypatch):
+    with pytest.raises(SettingsError, match="Temperature must be"):
+        engine.submit(SEED, Settings(temperature=-1))
+    add = Batch.add
+
+    def add_or_fail(self, job):
+        if job.out.seed == "Sancho":
+            raise RuntimeError("broken prefill")
+        add(self, job)
+
+    monkeypatch.setattr(Batch, "add", add_or_fail)
+    others = [engine.submit(s, settings) for s, settings in NEIGHBOURS[:6]]
+    broken = engine.submit("Sancho", MINE)
+    mine = engine.submit(SEED, MINE)
+    with pytest.raises(RuntimeError, match="broken prefill"):
+        engine.result(broken, timeout=60)
+    same_text(engine.result(mine, timeout=60), complete(tiny_model, SEED, MINE))
+    for ticket, (s, settings) in zip(others, NEIGHBOURS):
+        same_text(engine.result(ticket, timeout=60), complete(tiny_model, s, settings))
+
+
+def test_a_cancelled_request_frees_its_rows_and_its_place(engine):
+    ticket = engine.submit(SEED, Settings(length=10_000), client="me")
+    next(engine.updates(ticket, interval=0.01))  # it is running
+    engine.cancel(ticket)
+    assert ticket.ended.wait(10) and not ticket.snapshot().finished
+    assert len(ticket.snapshot().sampled) < 10_000
+    assert engine.batch.rows == [] and engine.running == [] and not engine.active
+
+
+def test_a_reader_that_leaves_cancels_its_request(engine):
+    ticket = engine.submit(SEED, Settings(length=10_000), client="me")
+
+    async def read_one():
+        updates = engine.aupdates(ticket, interval=0.01)
+        out = await updates.__anext__()
+        await updates.aclose()  # what Gradio does when the page closes the stream
+        return out
+
+    assert asyncio.run(read_one()).sampled
+    assert ticket.ended.wait(10) and not ticket.snapshot().finished and engine.running == []
+
+
+def test_async_reader_streams_growing_text_to_the_end(engine, tiny_model):
+    async def read_all():
+        return [out async for out in engine.aupdates(engine.submit(SEED, MINE), interval=0.0)]
+
+    outs = asyncio.run(read_all())
+    assert len(outs) >= 2 and [o.finished for o in outs].count(True) == 1 and outs[-1].finished
+    for before, after in zip(outs, outs[1:]):
+        assert after.sampled.startswith(before.sampled) and after.greedy.startswith(before.greedy)
+    same_text(outs[-1], complete(tiny_model, SEED, MINE))
+
+
+def test_per_client_limit_queues_then_refuses_with_a_clear_message(tiny_model):
+    engine = Engine(tiny_model, Limits(per_client=1, per_client_waiting=1), threads=None)
+    try:
+        first = engine.submit(SEED, Settings(length=2000, sampling_seed=0), client="me")
+        second = engine.submit(SEED, Settings(length=50, sampling_seed=1), client="me")  # waits its turn
+        with pytest.raises(Busy, match="You already have 2 generations running or waiting"):
+            engine.submit(SEED, Settings(length=50), client="me")
+        other = engine.submit(SEED, Settings(length=50, sampling_seed=2), client="you")  # others are not held
+        assert engine.result(other, timeout=60).finished and not first.ended.is_set()
+        assert len(second.snapshot().sampled) == 0  # still waiting behind the same client's first
+        engine.cancel(first)
+        assert engine.result(second, timeout=60).finished
+    finally:
+        engine.close()
+
+
+def test_full_batch_and_full_queue(tiny_model):
+    engine = Engine(tiny_model, Limits(max_rows=2, max_waiting=1), threads=None)
+    try:
+        running = engine.submit(SEED, Settings(length=3000), client="a")
+        next(engine.updates(running, interval=0.01))
+        waiting = engine.submit(SEED, Settings(length=20), client="b")
+        with pytest.raises(Busy, match="The server is busy"):
+            engine.submit(SEED, Settings(length=20), client="c")
+        assert len(engine.batch.rows) == 2 and waiting.snapshot().sampled == ""
+        engine.cancel(running)
+        assert engine.result(waiting, timeout=60).finished
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("design", [Engine, Solo])
+def test_both_designs_serve_concurrent_submitters_the_same_texts(design, tiny_model):
+    engine = design(tiny_model)
+    try:
+        results = {}
+
+        def one(i):
+            s, settings = NEIGHBOURS[i]
+            results[i] = engine.result(engine.submit(s, settings, client=str(i)), timeout=120)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i in range(8):
+            same_text(results[i], complete(tiny_model, *NEIGHBOURS[i]))
+    finally:
+        engine.close()
+
+
+def test_the_device_is_a_parameter(tiny_model):
+    engine = Engine(tiny_model, device="cpu", threads=None)
+    try:
+        assert engine.batch.device.type == "cpu"
+        same_text(engine.result(engine.submit(SEED, MINE), timeout=60), complete(tiny_model, SEED, MINE))
+    finally:
+        engine.close()
+
+
+def test_streamed_updates_are_spaced_out_when_many_requests_run(tiny_model):
+    engine = Engine(tiny_model, Limits(max_rows=0), threads=None)  # nothing runs: the counts stay put
+    try:
+        assert engine.spaced(0.04) == 0.04
+        engine.active.update({f"c{i}": 1 for i in range(16)})  # 16 requests running
+        assert engine.spaced(0.04) == pytest.approx(0.16)
+    finally:
+        engine.active.clear()
+        engine.close()
