@@ -10,8 +10,8 @@ in turn, from the uniform distribution up:
     p_n(c) = (max(count(ctx_n, c) - D, 0) + (D * distinct(ctx_n) + B) * p_{n-1}(c)) / (total(ctx_n) + B)
 Each p_n is a normalized distribution, so only the target char's probability is ever needed.
 Mixer: p(c) = sum_k w_k p_k(c) over the network and the count model's orders, with weights
-softmax(theta[s]) chosen by s, the longest context already seen; theta takes one gradient step on
-each chunk's log loss after the chunk is scored.
+softmax(theta[s]) chosen by s, how many of those orders' contexts have been seen before; theta takes
+one gradient step on each chunk's log loss after the chunk is scored.
 """
 import math
 from dataclasses import dataclass
@@ -64,7 +64,7 @@ class CountMixer:
     order: `predict(a, b, net_logp)` for targets a..b-1 of the stream, then `learn()` from them."""
 
     def __init__(self, mix: Mix, stream: np.ndarray, vocab_size: int, learned: int):
-        self.mix, self.stream, self.vocab_size = mix, stream, vocab_size
+        self.mix, self.vocab_size = mix, vocab_size
         self.orders = (0, *mix.orders)  # the count model's chain; the mixer sees mix.orders
         self.ctx, self.pair, self.total, self.distinct, self.count, self.pair_ctx = [], [], [], [], [], []
         for n in self.orders:
