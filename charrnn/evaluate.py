@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .mixing import CountMixer, Mix
 from .model import CharRNN, detach_state
 
 WORD = re.compile(r"[^\W\d_]+")  # runs of letters, accented ones included
@@ -37,6 +38,7 @@ class Adapt:
     lr: float = 3e-4  # 6e-4 and 128-char chunks read worse (STACK-NOTES); see bench/RESULTS.md
     decay: float = 0.0  # 0.003 gained 0.001 on the first 15,000 validation chars, lost 0.002 over 200,000
     chunk: int = 64
+    mix: Mix | None = None  # also mix the network with a count model of the prior text and the text read (mixing.py)
 
     def __post_init__(self):
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -45,6 +47,8 @@ class Adapt:
             raise ValueError(f"the decay toward the trained weights must be in [0, 1), not {self.decay}")
         if not (isinstance(self.chunk, int) and self.chunk >= 1):
             raise ValueError(f"the adaptation chunk must be a positive whole number of chars, not {self.chunk}")
+        if self.mix is not None and not isinstance(self.mix, Mix):
+            raise ValueError(f"mix must be charrnn.mixing.Mix settings or None, not {self.mix!r}")
 
 
 @dataclass
@@ -53,6 +57,7 @@ class Score:
     of the text having read chars 0..i (the first char has no prediction)."""
     logprobs: torch.Tensor  # (N-1,) float64 on the CPU
     adapt: Adapt | None = None
+    prior_chars: int = 0  # chars of prior text the count model started from (adapt.mix only)
 
     @property
     def chars(self) -> int:
@@ -76,22 +81,30 @@ class Score:
         out = {"nats_per_char": round(self.nats_per_char, 5), "bits_per_char": round(self.bits_per_char, 5),
                "chars": self.chars, "unknown_chars": unknown_chars, "adaptive": self.adapt is not None}
         if self.adapt is not None:
-            out["adapt"] = {"method": "adam+decay", **asdict(self.adapt)}
+            settings = asdict(self.adapt)
+            mix = settings.pop("mix")
+            out["adapt"] = {"method": "adam+decay" if mix is None else "adam+decay+counts", **settings}
+            if mix is not None:
+                out["adapt"]["mix"] = {**mix, "orders": list(mix["orders"]), "prior_chars": self.prior_chars}
         return out
 
 
-def score(model: CharRNN, ids: torch.Tensor, adapt: Adapt | None = None, progress: bool = False) -> Score:
-    """Score `ids` (1-D token ids, at least 2) statically, or adaptively with `adapt` settings."""
+def score(model: CharRNN, ids: torch.Tensor, adapt: Adapt | None = None, progress: bool = False,
+          prior: torch.Tensor | None = None) -> Score:
+    """Score `ids` (1-D token ids, at least 2) statically, or adaptively with `adapt` settings.
+    With `adapt.mix`, the count model starts from the counts of `prior` (1-D token ids, e.g. the
+    training split; read as if just before `ids`) and learns `ids` as they are scored."""
     if ids.dim() != 1 or len(ids) < 2:
         raise ValueError("need a 1-D sequence of at least 2 token ids to score")
+    prior = torch.zeros(0, dtype=torch.long) if prior is None or adapt is None or adapt.mix is None else prior
     bar = tqdm(total=len(ids) - 1, unit="char", unit_scale=True, disable=not progress, leave=False, mininterval=1,
                desc="adaptive" if adapt else "static", file=sys.stderr)
     with bar:
         if adapt is None:
             logprobs = _static(model, ids, bar)
         else:
-            logprobs = _adaptive(model, ids, adapt, bar)
-    return Score(logprobs.double().cpu(), adapt)
+            logprobs = _adaptive(model, ids, adapt, bar, prior)
+    return Score(logprobs.double().cpu(), adapt, len(prior))
 
 
 @dataclass
@@ -162,9 +175,11 @@ def _static(model: CharRNN, ids: torch.Tensor, bar, chunk: int = 2048) -> torch.
     return torch.cat(out)
 
 
-def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar) -> torch.Tensor:
+def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar, prior: torch.Tensor) -> torch.Tensor:
     """Dynamic evaluation on a copy of `model`: score a chunk, then learn from it. The copy runs
-    without dropout, in fp32, with deterministic kernels, so the same text gives the same score."""
+    without dropout, in fp32, with deterministic kernels, so the same text gives the same score.
+    With adapt.mix, each chunk's score is the mix of the network and the counts, and the counts and
+    mixer learn from the chunk after it is scored, as the network does."""
     reader = copy.deepcopy(model).float().eval()
     params = list(reader.parameters())
     trained = [p.detach().clone() for p in params] if adapt.decay else []
@@ -172,13 +187,22 @@ def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar) -> torch.Ten
     opt = torch.optim.Adam(params, lr=adapt.lr, fused=params[0].device.type in ("cpu", "cuda"))
     device = params[0].device
     x_all, y_all = ids[:-1].to(device)[None], ids[1:].to(device)[None]  # (1, N-1)
+    counts = None
+    if adapt.mix is not None:  # stream: the prior text, then ids; target j of ids[1:] is stream position P + 1 + j
+        stream = torch.cat([prior.cpu(), ids.cpu()]).numpy().astype("int64")
+        counts = CountMixer(adapt.mix, stream, len(model.vocab), learned=len(prior))
     state, out = reader.init_state(1), []
     with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
         for i in range(0, x_all.size(1), adapt.chunk):
             y = y_all[:, i: i + adapt.chunk]  # (1, t)
             logits, state, _ = reader(x_all[:, i: i + adapt.chunk], state)  # (1, t, V)
             logprobs = _target_logprobs(logits, y)  # scored before the model learns from this chunk
-            out.append(logprobs.detach())
+            if counts is None:
+                out.append(logprobs.detach())
+            else:
+                a = len(prior) + 1 + i
+                mixed = counts.predict(a, a + y.size(1), logprobs.detach().double().cpu().numpy())
+                out.append(torch.from_numpy(mixed))
             opt.zero_grad(set_to_none=True)
             (-logprobs.mean()).backward()
             opt.step()
@@ -186,9 +210,11 @@ def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar) -> torch.Ten
                 with torch.no_grad():
                     for p, p0 in zip(params, trained):
                         p.lerp_(p0, adapt.decay)  # p += decay * (p0 - p)
+            if counts is not None:
+                counts.learn()
             state = detach_state(state)
             bar.update(y.numel())
-    return torch.cat(out)
+    return torch.cat([o.double().cpu() for o in out])
 
 
 @torch.no_grad()
@@ -223,6 +249,24 @@ def nats_per_char(model: CharRNN, ids: torch.Tensor, streams: int = 1, chunk: in
     return total / (len(ids) - 1)
 
 
+def _mix_from(orders: str) -> Mix:
+    try:
+        return Mix(orders=tuple(int(n) for n in orders.split(",")))
+    except ValueError:
+        raise ValueError(f"--mix-orders must be comma-separated whole numbers from 1 to 16, not {orders!r}") from None
+
+
+def _prior_ids(model: CharRNN, prior: str) -> torch.Tensor:
+    """The token ids the count model starts from: the training split of train.py's corpus, none, or a file."""
+    from .data import find_corpus, read_text, split
+
+    if prior == "none":
+        return torch.zeros(0, dtype=torch.long)
+    text = model.vocab.normalize(read_text(find_corpus() if prior == "train" else prior))
+    ids = torch.tensor(model.vocab.encode(text, errors="drop"), dtype=torch.long)
+    return split(ids)[0] if prior == "train" else ids
+
+
 def main(argv=None) -> int:
     from .data import DataError, find_corpus, read_text, split
     from .device import resolve_device
@@ -237,12 +281,20 @@ def main(argv=None) -> int:
     p.add_argument("--adapt-lr", type=float, default=Adapt.lr, help="Adam learning rate of the adaptive steps (default: %(default)s)")
     p.add_argument("--adapt-decay", type=float, default=Adapt.decay,
                    help="share of the way back to the trained weights after each step (default: %(default)s)")
+    p.add_argument("--mix", action="store_true",
+                   help="adaptive scoring mixed with a count model of the prior text and the text read (implies --adapt)")
+    p.add_argument("--mix-orders", default=",".join(map(str, Mix.orders)),
+                   help="context lengths of the count model mixed with the network (default: %(default)s)")
+    p.add_argument("--mix-prior", default="train",
+                   help="text the counts start from: 'train' (the training split of the corpus train.py finds), "
+                        "'none', or a UTF-8 text file (default: %(default)s)")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     try:
         if args.max_chars is not None and args.max_chars < 2:
             raise ValueError("--max-chars must be at least 2")
-        adapt = Adapt(args.adapt_lr, args.adapt_decay) if args.adapt else None
+        adapt = Adapt(args.adapt_lr, args.adapt_decay, mix=_mix_from(args.mix_orders) if args.mix else None) \
+            if args.adapt or args.mix else None
         device = resolve_device(args.device)
         model = load_model(args.weights, device)
         data = args.data or find_corpus()
@@ -255,10 +307,11 @@ def main(argv=None) -> int:
             ids = ids[: args.max_chars]
         if len(ids) < 2:
             raise ValueError(f"{data} has fewer than 2 scorable characters")
+        prior = _prior_ids(model, args.mix_prior) if args.mix else None
     except (DataError, WeightsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result = score(model, ids, adapt, progress=len(ids) >= PROGRESS_FROM)
+    result = score(model, ids, adapt, progress=len(ids) >= PROGRESS_FROM, prior=prior)
     print(json.dumps(result.summary(sum(unknown.values()))))
     return 0
 

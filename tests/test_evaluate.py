@@ -2,12 +2,14 @@
 import hashlib
 import json
 import math
+from collections import Counter
 
 import pytest
 import torch
 
 from charrnn import evaluate
 from charrnn.evaluate import Adapt, nats_per_char, score
+from charrnn.mixing import NET_PRIOR, Mix
 from conftest import TINY_TEXT
 
 PHRASE = "Sancho dijo, ¿qué gigantes? " * 20  # a line the tiny model never saw, repeated: one to learn
@@ -156,7 +158,7 @@ def test_bench_compressors_writes_its_table(tiny_model_dir, tmp_path):
                           env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     body = results.read_text(encoding="utf-8")
-    for row in ["charrnn static", "charrnn adaptive", "gzip -9", "bzip2 -9", "xz -9e"]:
+    for row in ["charrnn static", "charrnn adaptive (", "charrnn adaptive + counts", "gzip -9", "bzip2 -9", "xz -9e"]:
         assert row in body
     assert "zpaq" not in body.split("| reader")[1].split("- Text")[0]  # not asked for, so not in the table
 
@@ -175,3 +177,102 @@ def test_read_aligns_logprobs_with_the_text_and_skips_unknown_chars(tiny_model, 
     assert {w for w, _ in words} <= {"En", "un", "lugar", "de", "la", "Mancha"}
     with pytest.raises(ValueError, match="at least 2 characters"):
         evaluate.read(tiny_model, "€€ x")
+
+
+# ------------------------------------------------------------------------- mixing with a count model
+
+def reference_count_probs(mix: Mix, seen: list[int], context: list[int], target: int, vocab_size: int) -> list[float]:
+    """mixing.py's interpolated estimate by hand, with Python dicts: p_n for each mixed order."""
+    p, out = 1.0 / vocab_size, []
+    padded = [-1] * 16 + seen  # the stream's start is padded, as in mixing.py
+    for n in (0, *mix.orders):
+        ctx = tuple(([-1] * 16 + context)[len(context) + 16 - n:]) if n else ()
+        follow = Counter(padded[t] for t in range(16, len(padded)) if tuple(padded[t - n: t]) == ctx)
+        total, distinct, c = sum(follow.values()), len(follow), follow[target]
+        p = (max(c - mix.discount, 0) + (mix.discount * distinct + mix.strength) * p) / (total + mix.strength)
+        if n:
+            out.append(p)
+    return out
+
+
+def test_mixed_first_chunk_is_the_static_network_mixed_with_the_prior_counts(tiny_model, one_thread):
+    """Nothing learnt yet: chunk 1 mixes the static network with counts of the prior text alone, with
+    the mixer's starting weights (the network e^NET_PRIOR times each count order)."""
+    prior = torch.tensor(tiny_model.vocab.encode(TINY_TEXT))
+    ids = torch.tensor(tiny_model.vocab.encode(PHRASE))
+    mix = Mix(orders=(1, 3), discount=0.4, strength=0.7, lr=0.5)
+    adapt = Adapt(lr=1e-2, chunk=20, mix=mix)
+    mixed = score(tiny_model, ids, adapt, prior=prior)
+    static = score(tiny_model, ids)
+    w = torch.tensor([math.exp(NET_PRIOR), 1.0, 1.0])
+    w /= w.sum()
+    seen = prior.tolist()
+    for j in range(adapt.chunk):
+        counts = reference_count_probs(mix, seen, seen + ids[: j + 1].tolist(), ids[j + 1].item(), len(tiny_model.vocab))
+        expected = math.log(w[0] * math.exp(static.logprobs[j].item()) + w[1] * counts[0] + w[2] * counts[1])
+        assert mixed.logprobs[j].item() == pytest.approx(expected, abs=1e-5)
+    assert mixed.summary()["adapt"] == {"method": "adam+decay+counts", "lr": 1e-2, "decay": 0.0, "chunk": 20,
+                                        "mix": {"orders": [1, 3], "discount": 0.4, "strength": 0.7, "lr": 0.5,
+                                                "prior_chars": len(prior)}}
+
+
+@pytest.mark.parametrize("k", [0, 3])
+def test_mixed_scores_each_chunk_before_anything_learns_from_it(tiny_model, one_thread, k):
+    """Changing the text after chunk k never changes chunk k's (or an earlier chunk's) log-probabilities."""
+    prior = torch.tensor(tiny_model.vocab.encode(TINY_TEXT))
+    ids = torch.tensor(tiny_model.vocab.encode(PHRASE))
+    adapt = Adapt(lr=1e-2, chunk=16, mix=Mix(orders=(2, 4), lr=1.0))
+    changed = ids.clone()
+    first_after = (k + 1) * adapt.chunk + 1  # the first char chunk k+1 predicts
+    changed[first_after:] = (ids[first_after:] + 1) % len(tiny_model.vocab)  # every later char another
+    a, b = score(tiny_model, ids, adapt, prior=prior), score(tiny_model, changed, adapt, prior=prior)
+    assert torch.equal(a.logprobs[: first_after - 1], b.logprobs[: first_after - 1])
+    assert not torch.equal(a.logprobs[first_after - 1:], b.logprobs[first_after - 1:])
+
+
+def test_counts_of_the_prior_text_help_and_mixing_is_deterministic(tiny_model, one_thread):
+    ids = torch.tensor(tiny_model.vocab.encode(PHRASE))
+    adapt = Adapt(lr=1e-3, chunk=32, mix=Mix())
+    alone = score(tiny_model, ids, Adapt(lr=1e-3, chunk=32))
+    fresh = score(tiny_model, ids, adapt)  # counts of the text read so far only
+    primed = score(tiny_model, ids, adapt, prior=ids)  # the counts have read this very text before
+    assert fresh.prior_chars == 0 and primed.prior_chars == len(ids)
+    assert fresh.nats_per_char < alone.nats_per_char  # the phrase repeats: counts catch on fast
+    assert primed.nats_per_char < fresh.nats_per_char / 2
+    assert torch.equal(primed.logprobs, score(tiny_model, ids, adapt, prior=ids).logprobs)
+
+
+@pytest.mark.parametrize("bad", [dict(orders=()), dict(orders=(0, 2)), dict(orders=(3, 3)), dict(orders=(17,)),
+                                 dict(discount=1.0), dict(discount=-0.1), dict(strength=0), dict(lr=-1),
+                                 dict(lr=float("inf"))])
+def test_bad_mix_settings_are_refused(bad):
+    with pytest.raises(ValueError, match="must be"):
+        Mix(**bad)
+
+
+def test_cli_mix_primes_the_counts_and_records_the_settings(tiny_model_dir, tmp_path, capsys, monkeypatch, one_thread):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(PHRASE * 5, encoding="utf-8")
+    monkeypatch.setattr("charrnn.data.find_corpus", lambda: corpus)
+    runs = {}
+    for name, flags in {"adapt": ["--adapt"], "mix": ["--mix", "--mix-orders", "2,4"],
+                        "unprimed": ["--mix", "--mix-orders", "2,4", "--mix-prior", "none"]}.items():
+        code, out, err = run_cli(capsys, "--weights", tiny_model_dir, "--split", "val", "--device", "cpu", *flags)
+        assert code == 0, err
+        runs[name] = json.loads(out)
+    train_chars = len(PHRASE * 5) - len(PHRASE * 5) // 5
+    assert runs["mix"]["adapt"]["mix"] == {"orders": [2, 4], "discount": Mix.discount, "strength": Mix.strength,
+                                           "lr": Mix.lr, "prior_chars": train_chars}
+    assert runs["unprimed"]["adapt"]["mix"]["prior_chars"] == 0 and runs["adapt"]["adaptive"] is True
+    assert runs["mix"]["nats_per_char"] < runs["unprimed"]["nats_per_char"] < runs["adapt"]["nats_per_char"]
+
+
+@pytest.mark.parametrize("flags,message", [(["--mix", "--mix-orders", "2,x"], "--mix-orders must be"),
+                                           (["--mix", "--mix-orders", "0"], "--mix-orders must be"),
+                                           (["--mix", "--mix-prior", "/no/such.txt"], "no such file")])
+def test_cli_bad_mix_settings_one_line_exit_2(tiny_model_dir, tmp_path, capsys, flags, message):
+    text = tmp_path / "t.txt"
+    text.write_text(TINY_TEXT, encoding="utf-8")
+    code, out, err = run_cli(capsys, "--weights", tiny_model_dir, "--data", text, *flags)
+    assert code == 2 and out == "" and err.startswith("error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
