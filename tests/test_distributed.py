@@ -95,3 +95,23 @@ def test_one_process_makes_no_collective_calls():
     assert distributed.sync_step(3.5, 1.25, False, torch.device("cpu")) == (3.5, 1.25, False)
     model = torch.nn.Linear(2, 2)
     assert distributed.wrap(model) is model
+
+
+def test_resumed_by_another_number_of_processes_the_run_starts_the_next_epoch(tmp_path):
+    """A checkpoint of 2 ranks (8 rows of carried state) resumed by one process: its streams are cut
+    anew, so the carried state is dropped and the run continues at the next epoch's start."""
+    from charrnn.checkpoint import RunState, restore_checkpoint, save_checkpoint
+    from charrnn.text import Vocab
+
+    cfg = TrainConfig(cell="gru", embed_dim=8, hidden_size=16, num_layers=1, batch_size=4, seq_len=16)
+    vocab = Vocab.from_text("abcdefgh ")
+    model = training.build_model(cfg, vocab)
+    optimizer = training.build_optimizer(cfg, model)
+    run = RunState(step=30, epoch=2, chunk_index=5, world_size=2, carried=torch.randn(1, 8, 16))
+    save_checkpoint(tmp_path / "c.pt", cfg, vocab, model, optimizer, run)
+    ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
+
+    same = restore_checkpoint(ckpt, vocab, model, optimizer, cfg, tmp_path / "c.pt", world_size=2)
+    assert (same.epoch, same.chunk_index, same.carried.shape) == (2, 5, (1, 8, 16))
+    other = restore_checkpoint(ckpt, vocab, model, optimizer, cfg, tmp_path / "c.pt", world_size=1)
+    assert (other.step, other.epoch, other.chunk_index, other.carried, other.world_size) == (30, 3, 0, None, 1)
