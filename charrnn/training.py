@@ -204,7 +204,8 @@ class Interrupted(Exception):
 
 class StopRequest:
     """The first Ctrl-C only sets `requested`, so the loop stops between two steps with a
-    consistent model, optimizer and carried state; a second one interrupts at once."""
+    consistent model, optimizer and carried state; a second one interrupts at once (not under
+    torchrun, which forwards the terminal's Ctrl-C to each rank: there a rank's stop stops all)."""
 
     def __init__(self):
         self.requested = False
@@ -213,11 +214,15 @@ class StopRequest:
             self.previous = signal.signal(signal.SIGINT, self._handle)
 
     def _handle(self, signum, frame):
-        if self.requested:
+        # Under torchrun, Ctrl-C reaches each rank twice (from the terminal, then forwarded by torchrun,
+        # which kills the ranks itself 30 s later): both only ask for the stop.
+        if self.requested and not distributed.launched_by_torchrun():
             raise KeyboardInterrupt
         self.requested = True
-        print("\nCtrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to quit now)",
-              file=sys.stderr, flush=True)
+        if distributed.is_main():
+            again = ("torchrun ends the processes in 30 s" if distributed.launched_by_torchrun()
+                     else "Ctrl-C again to quit now")
+            print(f"\nCtrl-C: stopping after this step and saving a checkpoint ({again})", file=sys.stderr, flush=True)
 
     def restore(self):
         if self.previous is not None:
