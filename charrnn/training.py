@@ -4,8 +4,10 @@ and `train`, which strings them together. Settings and recipes are in config.py;
 resuming in checkpoint.py.
 
 Stateful truncated BPTT over contiguous streams read from the corpus's token file (a memmap),
-AdamW, warmup + cosine, clipping, evaluation on the validation split (its start when large), early stop, atomic checkpoints with optimizer and RNG state, and a
-clean stop on Ctrl-C.
+AdamW, warmup + cosine, clipping, evaluation on the validation split (its start when large), early
+stop, atomic checkpoints with optimizer and RNG state, and a clean stop on Ctrl-C. Under torchrun,
+DistributedDataParallel (distributed.py): each rank reads its own streams, rank 0 alone evaluates
+and writes.
 """
 import errno
 import json

@@ -42,5 +42,6 @@ def advance(*args, **kwargs):
     return real_advance(*args, **kwargs)
 
 
-training.train_loop, training.StopRequest, training.advance = train_loop, StopRequest, advance  # train() looks it up in its module at call time
+# train() looks them up in its module at call time
+training.train_loop, training.StopRequest, training.advance = train_loop, StopRequest, advance
 sys.exit(train.main())

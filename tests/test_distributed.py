@@ -84,7 +84,8 @@ def test_ranks_read_their_own_rows_of_all_streams():
         parts = [training.read_batch(ids, cfg, 1, chunk, "cpu", rank, 2) for rank in (0, 1)]
         assert torch.equal(torch.cat([x for x, _ in parts]), whole_x)
         assert torch.equal(torch.cat([y for _, y in parts]), whole_y)
-    assert training.steps_per_epoch(cfg, 5000, 2) == training.steps_per_epoch(TrainConfig(batch_size=6, seq_len=16), 5000)
+    one_process = TrainConfig(batch_size=6, seq_len=16)
+    assert training.steps_per_epoch(cfg, 5000, 2) == training.steps_per_epoch(one_process, 5000)
 
 
 def test_one_process_makes_no_collective_calls():
