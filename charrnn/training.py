@@ -285,10 +285,11 @@ def evaluate_and_save(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer:
     """Score the validation split, keep the best weights, checkpoint, then append the metrics row
     (in that order: a kill during the save leaves no row that the checkpoint does not know).
     Rank 0 alone calls it; train_loss and chars_per_s are of all ranks together."""
+    speed = window.chars_per_s()  # of training alone: measured before the evaluation
     val = nats_per_char(model, val_ids, streams=cfg.eval_streams)
     run.history.append(dict(step=run.step, epoch=round(epochs, 3), elapsed_s=round(run.elapsed_s, 1),
                             train_loss=round(window.mean_loss(), 4), val_loss=round(val, 4), val_chars=len(val_ids),
-                            lr=optimizer.param_groups[0]["lr"], chars_per_s=round(window.chars_per_s(), 1),
+                            lr=optimizer.param_groups[0]["lr"], chars_per_s=round(speed, 1),
                             world_size=distributed.world_size()))
     run.keep_if_best(val, model)
     save_checkpoint(out / CHECKPOINT, cfg, vocab, model, optimizer, run)
