@@ -5,8 +5,18 @@
     python train.py --strip-accents --out runs/stripped   # the tutorials' accent-free text
     python train.py --resume                 # continue after Ctrl-C
     python train.py --push-to-hub OWNER/NAME # also upload weights + model card
+
+Several processes (DistributedDataParallel; gloo between CPU processes, nccl between GPUs, one GPU
+per process). Each process reads its own --batch-size streams; rank 0 alone evaluates, writes the
+checkpoint, metrics, weights and card, and pushes:
+    torchrun --standalone --nproc_per_node 2 train.py --out runs/ddp           # 2 processes, this machine
+    torchrun --standalone --nproc_per_node 8 train.py --device cuda            # 8 GPUs
+    torchrun --nnodes 2 --node_rank 0 --nproc_per_node 8 --rdzv_backend c10d \
+        --rdzv_endpoint HOST:29500 train.py --device cuda                      # on each of 2 machines (node_rank 0, 1)
+    torchrun --standalone --nproc_per_node 2 train.py --out runs/ddp --resume  # continue (any number of processes)
 """
 import argparse
+import os
 import shlex
 import sys
 from dataclasses import fields
@@ -120,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     # Imports after argument parsing: --help should not wait for torch.
+    from charrnn import distributed
     from charrnn.data import DataError
     from charrnn.device import resolve_device
     from charrnn.hub import PushError, check_can_push, first_line, push
@@ -127,18 +138,24 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = to_config(args)
     try:
-        if args.push_to_hub:  # found now, not after the training
-            check_can_push(args.push_to_hub)
+        if args.push_to_hub and os.environ.get("RANK", "0") == "0":
+            check_can_push(args.push_to_hub)  # found now, not after the training; by rank 0 alone
     except PushError as e:
         return fail(f"cannot push to {args.push_to_hub}: {e}")
     try:
-        device = resolve_device(cfg.device)
+        device = distributed.setup(resolve_device(cfg.device))  # under torchrun: join the other ranks
         result = train(cfg, resume=args.resume, device=device, given=given_settings(argv))
     except Interrupted as e:
-        print(f"\nStopped: {e}. Continue with: python train.py --resume --out {shlex.quote(cfg.out)}", file=sys.stderr)
+        if distributed.is_main():
+            again = "the same torchrun command with" if distributed.world_size() > 1 else "python train.py"
+            print(f"\nStopped: {e}. Continue with: {again} --resume --out {shlex.quote(cfg.out)}", file=sys.stderr)
         return 130
     except (DataError, ValueError, FileNotFoundError) as e:
         return fail(str(e))
+    finally:
+        distributed.cleanup()
+    if result is None:  # a rank other than 0: rank 0 writes and pushes
+        return 0
 
     out = Path(cfg.out)
     write_outputs(result, out, reproduce_command(result.config), args.push_to_hub or str(out))

@@ -30,7 +30,8 @@ class RunState:
     evals_without_gain: int = 0
     history: list[dict] = field(default_factory=list)  # the metrics.jsonl rows
     best_weights: dict | None = None  # state_dict of the best model so far, on the CPU
-    carried: State | None = None  # the recurrent state the next chunk starts from
+    carried: State | None = None  # the recurrent state the next chunk starts from (every rank's, in a checkpoint)
+    world_size: int = 1  # processes training together (torchrun); the streams are cut into world_size * batch_size
 
     def counters(self) -> dict:
         """The plain-number part, as the checkpoint stores it."""
@@ -118,8 +119,9 @@ def resumed_config(ckpt: dict, cfg: TrainConfig, given: set[str], path: Path, lo
 
 
 def restore_checkpoint(ckpt: dict, vocab: Vocab, model: CharRNN, optimizer: torch.optim.Optimizer,
-                       cfg: TrainConfig, path: Path) -> RunState:
-    """Load the model, optimizer and RNG state, each checked first; the run's state is returned."""
+                       cfg: TrainConfig, path: Path, world_size: int = 1) -> RunState:
+    """Load the model, optimizer and RNG state, each checked first; the run's state is returned.
+    Resumed by another number of processes, the run starts the next epoch: its streams are cut anew."""
     if ckpt.get("vocab", vocab.chars) != vocab.chars:
         raise CheckpointError(f"{path} was trained on another vocabulary ({len(ckpt['vocab'])} chars) than "
                               f"the corpus gives now ({len(vocab)}): is --data the same text?")
@@ -133,7 +135,10 @@ def restore_checkpoint(ckpt: dict, vocab: Vocab, model: CharRNN, optimizer: torc
         raise CheckpointError(f"{path} is damaged: its random-number state is not a CPU generator state")
     try:
         run = RunState.from_checkpoint(ckpt)
-        check_carried(run.carried, model.init_state(cfg.batch_size))
+        if run.world_size != world_size:
+            run.epoch, run.chunk_index, run.carried = run.epoch + int(run.chunk_index > 0), 0, None
+            run.world_size = world_size
+        check_carried(run.carried, model.init_state(cfg.batch_size * world_size))
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         check_optimizer(optimizer)

@@ -271,13 +271,13 @@ def read_chunks(ids: np.ndarray, batch_size: int, seq_len: int, offset: int = 0,
 
 
 def read_chunk(ids: np.ndarray, batch_size: int, seq_len: int, offset: int, i: int,
-               device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+               device: torch.device | str = "cpu", rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
     """Chunk i of chunks(streams(ids, batch_size, offset), seq_len), read from `ids` (a memmap) as
-    one (B, T+1) window. # (B, T), (B, T)"""
+    one (B, T+1) window; `rows` picks some of the streams (a DDP rank reads its own). # (B, T), (B, T)"""
     length = (len(ids) - offset) // batch_size
     if length < 2:
         raise DataError(f"text of {len(ids)} chars is too short for {batch_size} streams")
-    row_starts = offset + length * np.arange(batch_size)[:, None]  # (B, 1): row b is stream b
+    row_starts = offset + length * np.arange(batch_size)[rows, None]  # (B, 1): row b is stream b
     t = min(seq_len, length - 1 - i * seq_len)
     window = as_tensor(ids[row_starts + i * seq_len + np.arange(t + 1)]).to(device)  # (B, t+1)
     return window[:, :-1], window[:, 1:]

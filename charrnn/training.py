@@ -4,8 +4,10 @@ and `train`, which strings them together. Settings and recipes are in config.py;
 resuming in checkpoint.py.
 
 Stateful truncated BPTT over contiguous streams read from the corpus's token file (a memmap),
-AdamW, warmup + cosine, clipping, evaluation on the validation split (its start when large), early stop, atomic checkpoints with optimizer and RNG state, and a
-clean stop on Ctrl-C.
+AdamW, warmup + cosine, clipping, evaluation on the validation split (its start when large), early
+stop, atomic checkpoints with optimizer and RNG state, and a clean stop on Ctrl-C. Under torchrun,
+DistributedDataParallel (distributed.py): each rank reads its own streams, rank 0 alone evaluates
+and writes.
 """
 import errno
 import json
@@ -16,13 +18,14 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from . import data
+from . import data, distributed
 from .checkpoint import (CHECKPOINT, RunState, load_checkpoint, mark_finished, restore_checkpoint,
                          resumed_config, save_checkpoint)
 from .config import TrainConfig
@@ -52,14 +55,26 @@ class TrainResult:
 
 # ---- the parts ---------------------------------------------------------------------------------
 
-def open_corpus(cfg: TrainConfig, log=print) -> data.Corpus:
+def open_corpus(cfg: TrainConfig, log=print, world_size: int = 1) -> data.Corpus:
     """The config's corpus as a token file on disk (prepared once, then found by content hash),
     split by position, with the bounded slice of validation that evaluations read."""
     source = open_source(cfg.data, cfg.dataset, cfg.dataset_config, cfg.text_column)
     corpus = data.load(source, cfg.strip_accents, cfg.val_frac, cfg.max_eval_chars, log)
-    if len(corpus.train) // cfg.batch_size < cfg.seq_len + 1:
-        raise data.DataError(f"{len(corpus.train)} training chars are too few for {cfg.batch_size} streams "
+    streams = cfg.batch_size * world_size
+    if len(corpus.train) // streams < cfg.seq_len + 1:
+        raise data.DataError(f"{len(corpus.train)} training chars are too few for {streams} streams "
                              f"of {cfg.seq_len}-char chunks; use a smaller --batch-size or --seq-len")
+    return corpus
+
+
+def open_corpus_rank0_first(cfg: TrainConfig, log=print) -> data.Corpus:
+    """open_corpus, with rank 0 preparing the token file while the other ranks wait, then find it
+    in the cache (a simultaneous preparation would be safe, the cache's rename being atomic, but wasted)."""
+    if not distributed.is_main():
+        distributed.barrier()
+    corpus = open_corpus(cfg, log, distributed.world_size())
+    if distributed.is_main():
+        distributed.barrier()
     return corpus
 
 
@@ -91,13 +106,14 @@ def lr_at(cfg: TrainConfig, progress: float) -> float:
     return cfg.lr * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def steps_per_epoch(cfg: TrainConfig, n_train: int) -> int:
-    return data.num_chunks(n_train, cfg.batch_size, cfg.seq_len)
+def steps_per_epoch(cfg: TrainConfig, n_train: int, world_size: int = 1) -> int:
+    """With several ranks the text is cut into world_size * batch_size streams: fewer, shorter chunks."""
+    return data.num_chunks(n_train, cfg.batch_size * world_size, cfg.seq_len)
 
 
-def planned_steps(cfg: TrainConfig, n_train: int) -> int:
+def planned_steps(cfg: TrainConfig, n_train: int, world_size: int = 1) -> int:
     """The step at which --epochs ends the run (the time budget may end it sooner)."""
-    return max(1, int(cfg.epochs * steps_per_epoch(cfg, n_train)))
+    return max(1, int(cfg.epochs * steps_per_epoch(cfg, n_train, world_size)))
 
 
 def run_progress(cfg: TrainConfig, run: RunState, total_steps: int) -> float:
@@ -112,15 +128,18 @@ def epoch_offset(cfg: TrainConfig, epoch: int) -> int:
     return int(torch.randint(0, cfg.seq_len, (1,), generator=generator))
 
 
-def chunks_in_epoch(cfg: TrainConfig, n_train: int, epoch: int) -> int:
-    return data.num_chunks(n_train, cfg.batch_size, cfg.seq_len, epoch_offset(cfg, epoch))
+def chunks_in_epoch(cfg: TrainConfig, n_train: int, epoch: int, world_size: int = 1) -> int:
+    return data.num_chunks(n_train, cfg.batch_size * world_size, cfg.seq_len, epoch_offset(cfg, epoch))
 
 
-def read_batch(train_ids, cfg: TrainConfig, epoch: int, chunk_index: int,
-               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def read_batch(train_ids, cfg: TrainConfig, epoch: int, chunk_index: int, device: torch.device,
+               rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Chunk `chunk_index` of this epoch's streams, read from the token file (a memmap): inputs and
-    next-char targets. # (B, T), (B, T)"""
-    return data.read_chunk(train_ids, cfg.batch_size, cfg.seq_len, epoch_offset(cfg, epoch), chunk_index, device)
+    next-char targets. With several ranks the text is cut into world_size * B streams and rank r
+    reads rows [r*B, (r+1)*B): together the ranks read every stream once. # (B, T), (B, T)"""
+    rows = slice(rank * cfg.batch_size, (rank + 1) * cfg.batch_size)
+    return data.read_chunk(train_ids, cfg.batch_size * world_size, cfg.seq_len, epoch_offset(cfg, epoch),
+                           chunk_index, device, rows)
 
 
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
@@ -187,7 +206,8 @@ class Interrupted(Exception):
 
 class StopRequest:
     """The first Ctrl-C only sets `requested`, so the loop stops between two steps with a
-    consistent model, optimizer and carried state; a second one interrupts at once."""
+    consistent model, optimizer and carried state; a second one interrupts at once (not under
+    torchrun, which forwards the terminal's Ctrl-C to each rank: there a rank's stop stops all)."""
 
     def __init__(self):
         self.requested = False
@@ -196,11 +216,15 @@ class StopRequest:
             self.previous = signal.signal(signal.SIGINT, self._handle)
 
     def _handle(self, signum, frame):
-        if self.requested:
+        # Under torchrun, Ctrl-C reaches each rank twice (from the terminal, then forwarded by torchrun,
+        # which kills the ranks itself 30 s later): both only ask for the stop.
+        if self.requested and not distributed.launched_by_torchrun():
             raise KeyboardInterrupt
         self.requested = True
-        print("\nCtrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to quit now)",
-              file=sys.stderr, flush=True)
+        if distributed.is_main():
+            again = ("torchrun ends the processes in 30 s" if distributed.launched_by_torchrun()
+                     else "Ctrl-C again to quit now")
+            print(f"\nCtrl-C: stopping after this step and saving a checkpoint ({again})", file=sys.stderr, flush=True)
 
     def restore(self):
         if self.previous is not None:
@@ -232,7 +256,7 @@ class ProgressBar:
     def __init__(self, cfg: TrainConfig, total_steps: int, run: RunState):
         self.cfg, self.total_steps = cfg, total_steps
         self.bar = tqdm(total=self.expected_total(run), initial=run.step, unit="step", dynamic_ncols=True,
-                        mininterval=1.0 if sys.stderr.isatty() else 60.0)
+                        disable=not distributed.is_main(), mininterval=1.0 if sys.stderr.isatty() else 60.0)
 
     def expected_total(self, run: RunState) -> int:
         if run.step == 0:
@@ -259,20 +283,43 @@ class ProgressBar:
 def evaluate_and_save(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.optim.Optimizer,
                       run: RunState, window: Window, val_ids: torch.Tensor, epochs: float, out: Path) -> None:
     """Score the validation split, keep the best weights, checkpoint, then append the metrics row
-    (in that order: a kill during the save leaves no row that the checkpoint does not know)."""
+    (in that order: a kill during the save leaves no row that the checkpoint does not know).
+    Rank 0 alone calls it; train_loss and chars_per_s are of all ranks together."""
+    speed = window.chars_per_s()  # of training alone: measured before the evaluation
     val = nats_per_char(model, val_ids, streams=cfg.eval_streams)
     run.history.append(dict(step=run.step, epoch=round(epochs, 3), elapsed_s=round(run.elapsed_s, 1),
                             train_loss=round(window.mean_loss(), 4), val_loss=round(val, 4), val_chars=len(val_ids),
-                            lr=optimizer.param_groups[0]["lr"], chars_per_s=round(window.chars_per_s(), 1)))
+                            lr=optimizer.param_groups[0]["lr"], chars_per_s=round(speed, 1),
+                            world_size=distributed.world_size()))
     run.keep_if_best(val, model)
     save_checkpoint(out / CHECKPOINT, cfg, vocab, model, optimizer, run)
     append_jsonl(out / METRICS, run.history[-1])
 
 
-def advance(run: RunState, cfg: TrainConfig, n_train: int, clock: float) -> float:
+@contextmanager
+def all_ranks_carried(run: RunState):
+    """While rank 0 checkpoints: the carried state of every rank, joined as one process reading all
+    streams would hold it, so that --resume (with any number of ranks) continues every stream.
+    A collective call: every rank enters it. # (L, B, H) -> (L, W*B, H)"""
+    local = run.carried
+    run.carried = distributed.gather_rows(local)
+    try:
+        yield
+    finally:
+        run.carried = local
+
+
+def seed_rank(cfg: TrainConfig, rank: int, step: int) -> None:
+    """Ranks other than 0 draw dropout masks of their own; rank 0 keeps the seeded (or restored) RNG,
+    as one process would."""
+    if rank > 0:
+        torch.manual_seed(cfg.seed + 1_000_003 * rank + step)
+
+
+def advance(run: RunState, cfg: TrainConfig, n_train: int, clock: float, world_size: int = 1) -> float:
     """Count the step just taken: step, chunk, epoch and training time. Returns the new clock."""
     run.step, run.chunk_index = run.step + 1, run.chunk_index + 1
-    if run.chunk_index == chunks_in_epoch(cfg, n_train, run.epoch):
+    if run.chunk_index == chunks_in_epoch(cfg, n_train, run.epoch, world_size):
         run.epoch, run.chunk_index = run.epoch + 1, 0
     now = time.perf_counter()
     run.elapsed_s += now - clock
@@ -281,34 +328,46 @@ def advance(run: RunState, cfg: TrainConfig, n_train: int, clock: float) -> floa
 
 def train_loop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.optim.Optimizer,
                run: RunState, train_ids: torch.Tensor, val_ids: torch.Tensor, out: Path) -> str:
-    """Step until the budget, an early stop or Ctrl-C; returns why it stopped."""
+    """Step until the budget, an early stop or Ctrl-C; returns why it stopped. Under torchrun every
+    rank runs it in lockstep: DDP averages the gradients, rank 0's clock and early-stop decision
+    end every rank at the same step, and rank 0 alone evaluates and checkpoints."""
     device = next(model.parameters()).device
-    total_steps = planned_steps(cfg, len(train_ids))
-    epoch_steps = steps_per_epoch(cfg, len(train_ids))
+    rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main()
+    total_steps = planned_steps(cfg, len(train_ids), world)
+    epoch_steps = steps_per_epoch(cfg, len(train_ids), world)
     stop, bar, window = StopRequest(), ProgressBar(cfg, total_steps, run), Window()
     model.train()
+    net = distributed.wrap(model)  # DDP for the forward/backward; the carried state stays per rank
     clock = time.perf_counter()
     try:
         while run_progress(cfg, run, total_steps) < 1:
-            x, y = read_batch(train_ids, cfg, run.epoch, run.chunk_index, device)  # (B, T), (B, T)
+            x, y = read_batch(train_ids, cfg, run.epoch, run.chunk_index, device, rank, world)  # (B, T), (B, T)
             if run.chunk_index == 0:
                 run.carried = None  # each epoch reads the streams from their start
             set_lr(optimizer, lr_at(cfg, run_progress(cfg, run, total_steps)))
-            _, state, loss = model(x, run.carried, targets=y)
-            optimizer_step(model, optimizer, loss, cfg.grad_clip)
+            _, state, loss = net(x, run.carried, targets=y)
+            optimizer_step(model, optimizer, loss, cfg.grad_clip)  # clips the all-reduced gradients
             run.carried = detach_state(state)  # committed only once the step is complete
-            clock = advance(run, cfg, len(train_ids), clock)
-            window.add(loss.item(), x.numel())
+            clock = advance(run, cfg, len(train_ids), clock, world)
+            run.elapsed_s, mean_loss, stop_now = distributed.sync_step(run.elapsed_s, loss.item(), stop.requested,
+                                                                       device)
+            window.add(mean_loss, x.numel() * world)
             bar.update(run, window)
 
             finished = run_progress(cfg, run, total_steps) >= 1
             if run.step % cfg.eval_every == 0 or finished:
-                evaluate_and_save(cfg, vocab, model, optimizer, run, window, val_ids, run.step / epoch_steps, out)
+                with all_ranks_carried(run):
+                    if main:
+                        evaluate_and_save(cfg, vocab, model, optimizer, run, window, val_ids, run.step / epoch_steps,
+                                          out)
                 window, clock = Window(), time.perf_counter()  # evaluation time is not training time
-                if run.evals_without_gain >= cfg.patience:
+                if distributed.broadcast_flag(run.evals_without_gain >= cfg.patience, device):
                     return "early stop"
-            if stop.requested:
-                save_checkpoint(out / CHECKPOINT, cfg, vocab, model, optimizer, run)
+            if stop_now:
+                with all_ranks_carried(run):
+                    if main:
+                        save_checkpoint(out / CHECKPOINT, cfg, vocab, model, optimizer, run)
+                distributed.barrier()  # torchrun stops all ranks when one exits with an error: save first
                 raise Interrupted(out / CHECKPOINT, run.step)
         return "budget"
     except KeyboardInterrupt:  # a second Ctrl-C: the step may be half done, so keep the last checkpoint
@@ -319,36 +378,50 @@ def train_loop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.
 
 
 def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = None, log=print,
-          given: set[str] = frozenset()) -> TrainResult:
+          given: set[str] = frozenset()) -> TrainResult | None:
     """Train, keep the best model by validation loss, and return it with how it got there.
+
+    Under torchrun (distributed.setup called first) every rank calls it; rank 0 alone logs, writes
+    the metrics and checkpoints and gets the result, the other ranks get None.
 
     With resume=True, continue from {out}/checkpoint.pt: model, optimizer, schedule position, data
     position, carried state and RNG state are restored, so the rest of the run is the one an
     uninterrupted run would have done (up to the time budget already spent). `given` names the
     settings the user set: of those, a resumed run applies RESUMABLE and reports the others ignored."""
     device = device or torch.device("cpu")
+    rank, world = distributed.rank(), distributed.world_size()
+    log = log if distributed.is_main() else (lambda *args, **kwargs: None)
     out = Path(cfg.out)
     ckpt = load_checkpoint(out / CHECKPOINT) if resume else None
     if ckpt is not None:
         cfg = resumed_config(ckpt, cfg, set(given), out / CHECKPOINT, log)
     cfg = cfg.validate()
     check_out_dir(out)  # now, not after training
-    corpus = open_corpus(cfg, log)
+    corpus = open_corpus_rank0_first(cfg, log)
     # train_ids: a memmap of the token file; val_ids: the bounded start of validation, in memory
     vocab, train_ids, val_ids = corpus.vocab, corpus.train, corpus.eval_ids()
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, vocab, device)
     optimizer = build_optimizer(cfg, model)
-    run = RunState()
+    run = RunState(world_size=world)
     if ckpt is not None:  # every check passes before any file is written
-        run = restore_checkpoint(ckpt, vocab, model, optimizer, cfg, out / CHECKPOINT)
+        run = restore_checkpoint(ckpt, vocab, model, optimizer, cfg, out / CHECKPOINT, world)
         log(f"resuming from step {run.step} (epoch {run.epoch}, {run.elapsed_s / 60:.1f} min done)")
-    write_metrics(out / METRICS, run.history)  # a fresh file, or the rows the checkpoint knows
+        if ckpt["progress"].get("world_size", 1) != world:
+            log(f"the checkpoint was written by {ckpt['progress'].get('world_size', 1)} processes, this run has "
+                f"{world}: the streams are cut anew, so training continues at the start of epoch {run.epoch}")
+    seed_rank(cfg, rank, run.step)
+    run.carried = distributed.my_rows(run.carried, cfg.batch_size)  # the checkpoint holds every rank's rows
+    if distributed.is_main():
+        write_metrics(out / METRICS, run.history)  # a fresh file, or the rows the checkpoint knows
     log(f"{model.num_params():,} parameters, corpus {corpus.info.describe()}, "
-        f"{steps_per_epoch(cfg, len(train_ids))} steps per epoch, {cfg.recipe} recipe, device {device}")
+        f"{steps_per_epoch(cfg, len(train_ids), world)} steps per epoch, {cfg.recipe} recipe, device {device}"
+        + (f", {world} processes x {cfg.batch_size} streams" if world > 1 else ""))
 
     stop_reason = train_loop(cfg, vocab, model, optimizer, run, train_ids, val_ids, out)
+    if not distributed.is_main():
+        return None
     return finish(cfg, model, run, stop_reason, corpus.info, val_ids, out, log)
 
 
