@@ -1,6 +1,6 @@
 """The `charrnn` command: one entry point over the project's CLIs.
 
-    charrnn train [flags]      # train.py: train and write weights/
+    charrnn train [flags]      # python train.py: train and write weights/
     charrnn sample [flags]     # python -m charrnn.sample
     charrnn evaluate [flags]   # python -m charrnn.evaluate
     charrnn push FOLDER OWNER/NAME [--private]    # python -m charrnn.hub
@@ -11,31 +11,16 @@ help and errors are the module's own.
 """
 import argparse
 import importlib
-import importlib.util
 import sys
-from pathlib import Path
 
 # Imported only when chosen: `charrnn sample` should not wait for the training code, or --help for torch.
-MODULES = {"sample": "charrnn.sample", "evaluate": "charrnn.evaluate", "push": "charrnn.hub",
+MODULES = {"train": "charrnn.train_cli", "sample": "charrnn.sample", "evaluate": "charrnn.evaluate", "push": "charrnn.hub",
            "space": "charrnn.space"}
 HELP = {"train": "train a model and write its weights folder (train.py)",
         "sample": "continue a text with a trained model",
         "evaluate": "score a model on a text, in nats and bits per char",
         "push": "upload a weights folder with its model card to a Hub model repo",
         "space": "deploy the demo app as a Hugging Face Space"}
-
-
-def train_main():
-    """train.py's main. It lives at the top of the repository, beside the package, so it is
-    found from a checkout or an editable install; a wheel ships the package alone."""
-    path = Path(__file__).resolve().parent.parent / "train.py"
-    if not path.is_file():
-        raise ImportError("`charrnn train` runs the repository's train.py: clone the repository and "
-                          "install it with `pip install -e .[train]`")
-    spec = importlib.util.spec_from_file_location("train", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def main(argv=None) -> int:
@@ -50,7 +35,7 @@ def main(argv=None) -> int:
         p.error("give a COMMAND: " + " | ".join(HELP))
     args = p.parse_args(argv)
     try:
-        run = train_main() if args.command == "train" else importlib.import_module(MODULES[args.command]).main
+        run = importlib.import_module(MODULES[args.command]).main
     except ImportError as e:  # an optional dependency, e.g. tqdm for training: say which extra has it
         print(f"error: charrnn {args.command} cannot start: {e}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import train as train_cli
+from charrnn import train_cli
 from charrnn import data, sources
 from charrnn.text import Vocab, normalize
 from charrnn.training import TrainConfig, open_corpus, train

@@ -72,7 +72,7 @@ def test_each_subcommand_runs_its_modules_main_with_the_rest(monkeypatch, comman
     assert seen == [["--weights", "w", "x y"]]
 
 
-def test_train_runs_train_py(capsys):
+def test_train_runs_the_packaged_training_command(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["train", "--help"])
     assert e.value.code == 0 and "--max-minutes" in capsys.readouterr().out

@@ -123,7 +123,7 @@ def test_evaluate_bad_input(tmp_path):
 
 def test_flags_left_out_follow_the_budget_and_the_reproduce_command_says_only_the_rest():
     sys.path.insert(0, str(ROOT))
-    from train import parse_args, reproduce_command, to_config
+    from charrnn.train_cli import parse_args, reproduce_command, to_config
 
     def config(*argv):
         return to_config(parse_args(list(argv))).validate()
@@ -156,7 +156,7 @@ def test_help_lists_the_recipes_and_the_rule():
 def call_main(capsys, *argv) -> tuple[int, str, str]:
     """train.main(argv) in this process: (exit code, stdout, stderr)."""
     sys.path.insert(0, str(ROOT))
-    import train
+    from charrnn import train_cli as train
 
     rc = train.main([str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -185,7 +185,7 @@ def stopped_run(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(training, "StopRequest", StopAtOnce)
         sys.path.insert(0, str(ROOT))
-        import train
+        from charrnn import train_cli as train
 
         rc = train.main(["--data", str(text), "--out", str(folder / "w"), *TINY, "--eval-every", "1"])
     assert rc == 130 and (folder / "w" / "checkpoint.pt").is_file()

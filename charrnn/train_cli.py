@@ -1,0 +1,214 @@
+"""Train charrnn on Don Quijote and write Hugging Face-format weights.
+
+`python train.py` and `charrnn train` both run main() here:
+
+    python train.py                          # long recipe, ~27 min on a 2-core CPU -> weights/
+    python train.py --max-minutes 10 --out runs/quick   # a 10-minute budget picks the short recipe
+    python train.py --strip-accents --out runs/stripped   # the tutorials' accent-free text
+    python train.py --resume                 # continue after Ctrl-C
+    python train.py --push-to-hub OWNER/NAME # also upload weights + model card
+
+Several processes (DistributedDataParallel; gloo between CPU processes, nccl between GPUs, one GPU
+per process). Each process reads its own --batch-size streams; rank 0 alone evaluates, writes the
+checkpoint, metrics, weights and card, and pushes:
+    torchrun --standalone --nproc_per_node 2 train.py --out runs/ddp           # 2 processes, this machine
+    torchrun --standalone --nproc_per_node 8 train.py --device cuda            # 8 GPUs
+    torchrun --nnodes 2 --node_rank 0 --nproc_per_node 8 --rdzv_backend c10d \
+        --rdzv_endpoint HOST:29500 train.py --device cuda                      # on each of 2 machines (node_rank 0, 1)
+    torchrun --standalone --nproc_per_node 2 train.py --out runs/ddp --resume  # continue (any number of processes)
+"""
+import argparse
+import os
+import shlex
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from charrnn.config import RECIPES, RESUMABLE, SHORT_MAX_MINUTES, TrainConfig, recipe_for_budget
+
+HELP = {
+    "data": "UTF-8 text file or folder of .txt files (default: el_quijote.txt from the cache, ../shared/data, "
+            "or downloaded and hash-checked)",
+    "dataset": "a Hugging Face dataset instead of --data: a folder written by save_to_disk, or a Hub dataset id "
+               "(its train split)",
+    "dataset_config": "with --dataset: the dataset's configuration name",
+    "text_column": "with --dataset: the column that holds the text",
+    "max_eval_chars": "evaluations read at most this many validation chars, from the start of the split "
+                      "(the default corpus's 204k are all read)",
+    "strip_accents": "strip accents (á->a, ñ->n) as the tutorials effectively did, so losses compare",
+    "recipe": f"preset of the settings marked 'from the recipe' (listed below); by default short for "
+              f"--max-minutes up to {SHORT_MAX_MINUTES:g}, else long (here: %(default)s)",
+    "cell": "recurrent cell: lstm or gru",
+    "warmup_frac": "fraction of the run over which the lr warms up linearly",
+    "min_lr_frac": "where the cosine decay ends, as a fraction of --lr",
+    "max_minutes": "training-time budget; the lr schedule ends at the budget or --epochs, whichever comes first",
+    "device": "auto (cuda if available, else cpu), cpu or cuda",
+    "out": "folder for config.json, model.safetensors, README.md, metrics.jsonl, loss.png, checkpoint.pt",
+}
+RECIPE_FIELDS = tuple(RECIPES["long"])
+SAMPLE_SEEDS = ["En un lugar de la Mancha", "–¿Qué gigantes? –dijo Sancho Panza.", "Dulcinea del Toboso"]
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in every flag's help; the recipes table below kept as written."""
+
+
+def recipes_help() -> str:
+    rows = [f"  {name:6} " + ", ".join(f"--{k.replace('_', '-')} {v:g}" if not isinstance(v, str)
+                                      else f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
+            for name, settings in RECIPES.items()]
+    return "\n".join([f"recipes (--recipe; default: short for --max-minutes up to {SHORT_MAX_MINUTES:g}, "
+                      f"else long; a flag given with it overrides that part):", *rows,
+                      f"--resume applies only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} "
+                      f"(and --out, --device); other settings come from the checkpoint."])
+
+
+def flag_given(argv: list[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in argv)
+
+
+def flag_value(argv: list[str], flag: str) -> str | None:
+    """The last value given to `flag` in argv, or None."""
+    value = None
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif a.startswith(flag + "="):
+            value = a.split("=", 1)[1]
+    return value
+
+
+def chosen_recipe(argv: list[str]) -> str:
+    """--recipe if given, else the one the rule picks for --max-minutes (a bad value is left to
+    the parser to report)."""
+    recipe = flag_value(argv, "--recipe")
+    if recipe in RECIPES:
+        return recipe
+    try:
+        return recipe_for_budget(float(flag_value(argv, "--max-minutes") or TrainConfig.max_minutes))
+    except ValueError:
+        return recipe_for_budget(TrainConfig.max_minutes)
+
+
+def build_parser(recipe: str) -> argparse.ArgumentParser:
+    """Every TrainConfig field as a flag, its default from `recipe`."""
+    defaults = TrainConfig.from_recipe(recipe)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=recipes_help(),
+                                formatter_class=HelpFormatter, allow_abbrev=False)
+    for f in fields(TrainConfig):
+        flag, text = "--" + f.name.replace("_", "-"), HELP.get(f.name, f.name.replace("_", " "))
+        default = getattr(defaults, f.name)
+        if f.name in RECIPE_FIELDS:
+            text += " (from the recipe)"
+        if f.type is bool:
+            p.add_argument(flag, action="store_true", help=text)
+        elif f.name in ("cell", "recipe"):
+            p.add_argument(flag, choices=["lstm", "gru"] if f.name == "cell" else list(RECIPES), default=default,
+                           help=text)
+        else:  # int and float fields parse as such; the rest (paths, device) are strings
+            kind = type(default) if type(default) in (int, float) else str
+            p.add_argument(flag, type=kind, default=default, help=text)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the weights folder with its model card")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: create a private repo")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return build_parser(chosen_recipe(argv)).parse_args(argv)
+
+
+def to_config(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+
+
+def given_settings(argv: list[str]) -> set[str]:
+    """The TrainConfig fields set on the command line (what --resume may apply or must report)."""
+    return {f.name for f in fields(TrainConfig) if flag_given(argv, "--" + f.name.replace("_", "-"))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    # Imports after argument parsing: --help should not wait for torch.
+    from charrnn import distributed
+    from charrnn.data import DataError
+    from charrnn.device import resolve_device
+    from charrnn.hub import PushError, check_can_push, first_line, push
+    from charrnn.training import Interrupted, train
+
+    cfg = to_config(args)
+    try:
+        if args.push_to_hub and os.environ.get("RANK", "0") == "0":
+            check_can_push(args.push_to_hub)  # found now, not after the training; by rank 0 alone
+    except PushError as e:
+        return fail(f"cannot push to {args.push_to_hub}: {e}")
+    try:
+        device = distributed.setup(resolve_device(cfg.device))  # under torchrun: join the other ranks
+        result = train(cfg, resume=args.resume, device=device, given=given_settings(argv))
+    except Interrupted as e:
+        if distributed.is_main():
+            again = "the same torchrun command with" if distributed.world_size() > 1 else "python train.py"
+            print(f"\nStopped: {e}. Continue with: {again} --resume --out {shlex.quote(cfg.out)}", file=sys.stderr)
+        return 130
+    except (DataError, ValueError, FileNotFoundError) as e:
+        return fail(str(e))
+    finally:
+        distributed.cleanup()
+    if result is None:  # a rank other than 0: rank 0 writes and pushes
+        return 0
+
+    out = Path(cfg.out)
+    write_outputs(result, out, reproduce_command(result.config), args.push_to_hub or str(out))
+    print(f"wrote {out}/: config.json, model.safetensors, README.md, metrics.jsonl, loss.png")
+    print(f"val loss {result.val_loss:.4f} nats/char; try: python -m charrnn.sample --weights {out} "
+          f"--seed-text 'En un lugar de la Mancha'")
+    if args.push_to_hub:
+        try:
+            url = push(out, args.push_to_hub, private=args.private)
+        except Exception as e:  # the network went away since the check: the local files are safe
+            return fail(f"could not push to {args.push_to_hub}: {first_line(e)}. Everything is saved in {out}/; "
+                        f"push it later with: python -m charrnn.hub {shlex.quote(str(out))} {args.push_to_hub}")
+        print(f"pushed to {url}")
+    return 0
+
+
+def reproduce_command(cfg: TrainConfig) -> str:
+    """The train.py command for this config: --recipe where the budget would pick another one, then
+    the settings that differ from that recipe's (also right for a resumed run, whose own command
+    line was only --resume)."""
+    args = [] if cfg.recipe == recipe_for_budget(cfg.max_minutes) else ["--recipe", cfg.recipe]
+    default = TrainConfig.from_recipe(cfg.recipe)
+    for f in fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        if f.name in ("device", "recipe") or value == getattr(default, f.name):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        args += [flag] if value is True else [flag, shlex.quote(str(value))]
+    return " ".join(["python train.py", *args])
+
+
+def write_outputs(result, out: Path, command: str, load_from: str) -> None:
+    """Weights, loss plot and model card (with samples) of a finished run (a TrainResult), into `out`."""
+    from charrnn.generate import Settings, complete
+    from charrnn.hub import model_card, plot_losses, save_weights
+
+    model, cfg = result.model, result.config
+    save_weights(model, out)
+    title = f"{cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}: best val {result.val_loss:.4f} nats/char"
+    plot_losses(result.history, out / "loss.png", title, result.corpus)
+    samples = [(o.seed, o.sampled) for o in (complete(model, seed, Settings(length=300, temperature=0.8,
+                                                                          sampling_seed=i))
+                                             for i, seed in enumerate(SAMPLE_SEEDS))]
+    card = model_card(vars(result), samples, command, load_from)  # the card reads the result's fields by name
+    (out / "README.md").write_text(card, encoding="utf-8")
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
