@@ -74,6 +74,13 @@ def find_corpus(url: str = CORPUS_URL, expected_sha256: str = CORPUS_SHA256,
     return download(url, cached, expected_sha256)
 
 
+def refuse_utf16(path, raw: bytes) -> None:
+    """DataError if `raw` (a file's bytes, or its first block) is UTF-16 or binary, not UTF-8 text."""
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in raw:  # text files hold no NUL bytes
+        raise DataError(f"{path} is UTF-16 (or binary), not UTF-8 text: it has a UTF-16 byte-order mark or NUL "
+                        f"bytes; convert it, e.g. iconv -f utf-16 -t utf-8")
+
+
 def read_text(path) -> str:
     """Read a UTF-8 text file with errors a user can act on."""
     path = Path(path)
@@ -82,9 +89,7 @@ def read_text(path) -> str:
     if not path.is_file():
         raise DataError(f"not a file: {path}")
     raw = path.read_bytes()
-    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in raw:  # text files hold no NUL bytes
-        raise DataError(f"{path} is UTF-16 (or binary), not UTF-8 text: it has a UTF-16 byte-order mark or NUL "
-                        f"bytes; convert it, e.g. iconv -f utf-16 -t utf-8")
+    refuse_utf16(path, raw)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -9,7 +9,7 @@ import codecs
 import hashlib
 from pathlib import Path
 
-from .data import DataError, find_corpus
+from .data import DataError, find_corpus, refuse_utf16
 
 BLOCK_BYTES = 8 << 20  # read files 8 MiB at a time
 
@@ -41,9 +41,8 @@ def read_blocks(path: Path, progress=None):
     with open(path, "rb") as f:
         while True:
             raw = f.read(BLOCK_BYTES)
-            if offset == 0 and (raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in raw[:4096]):
-                raise DataError(f"{path} is UTF-16 (or binary), not UTF-8 text: it has a UTF-16 byte-order mark "
-                                f"or NUL bytes; convert it, e.g. iconv -f utf-16 -t utf-8")
+            if offset == 0:
+                refuse_utf16(path, raw[:4096])
             pending = decoder.getstate()[0]  # the start of a character cut by the last block
             try:
                 text = decoder.decode(raw, final=not raw)

@@ -132,7 +132,10 @@ def test_cli_reads_the_default_corpus_and_shows_progress_on_long_texts(tiny_mode
 
 @pytest.mark.parametrize("flags,message", [(["--adapt", "--adapt-lr", "-1"], "learning rate must be"),
                                            (["--adapt", "--adapt-decay", "1"], "decay toward"),
-                                           (["--max-chars", "1"], "at least 2")])
+                                           (["--max-chars", "1"], "at least 2"),
+                                           (["--mix", "--mix-orders", "2,x"], "--mix-orders must be"),
+                                           (["--mix", "--mix-orders", "0"], "--mix-orders must be"),
+                                           (["--mix", "--mix-prior", "/no/such.txt"], "no such file")])
 def test_cli_bad_settings_one_line_exit_2(tiny_model_dir, tmp_path, capsys, flags, message):
     text = tmp_path / "t.txt"
     text.write_text(TINY_TEXT, encoding="utf-8")
@@ -265,14 +268,3 @@ def test_cli_mix_primes_the_counts_and_records_the_settings(tiny_model_dir, tmp_
                                            "lr": Mix.lr, "prior_chars": train_chars}
     assert runs["unprimed"]["adapt"]["mix"]["prior_chars"] == 0 and runs["adapt"]["adaptive"] is True
     assert runs["mix"]["nats_per_char"] < runs["unprimed"]["nats_per_char"] < runs["adapt"]["nats_per_char"]
-
-
-@pytest.mark.parametrize("flags,message", [(["--mix", "--mix-orders", "2,x"], "--mix-orders must be"),
-                                           (["--mix", "--mix-orders", "0"], "--mix-orders must be"),
-                                           (["--mix", "--mix-prior", "/no/such.txt"], "no such file")])
-def test_cli_bad_mix_settings_one_line_exit_2(tiny_model_dir, tmp_path, capsys, flags, message):
-    text = tmp_path / "t.txt"
-    text.write_text(TINY_TEXT, encoding="utf-8")
-    code, out, err = run_cli(capsys, "--weights", tiny_model_dir, "--data", text, *flags)
-    assert code == 2 and out == "" and err.startswith("error: ") and message in err
-    assert len(err.strip().splitlines()) == 1
