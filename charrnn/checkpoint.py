@@ -32,10 +32,11 @@ class RunState:
     best_weights: dict | None = None  # state_dict of the best model so far, on the CPU
     carried: State | None = None  # the recurrent state the next chunk starts from (every rank's, in a checkpoint)
     world_size: int = 1  # processes training together (torchrun); the streams are cut into world_size * batch_size
+    ema: torch.nn.Module | None = None  # the moving average of the weights (an AveragedModel), when ema_decay > 0
 
     def counters(self) -> dict:
         """The plain-number part, as the checkpoint stores it."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("best_weights", "carried")}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("best_weights", "carried", "ema")}
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict) -> "RunState":
@@ -73,7 +74,7 @@ def save_checkpoint(path: Path, cfg: TrainConfig, vocab: Vocab, model: CharRNN,
     atomic_save({"config": asdict(cfg), "vocab": vocab.chars, "model": model.state_dict(),
                  "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
                  "progress": run.counters(), "best_model": run.best_weights, "rnn_state": run.carried,
-                 "finished": False}, path)
+                 "ema": None if run.ema is None else run.ema.state_dict(), "finished": False}, path)
 
 
 def load_checkpoint(path: Path) -> dict:

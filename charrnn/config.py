@@ -10,13 +10,30 @@ RECIPES = {
     "short": dict(cell="gru", num_layers=1, dropout=0.2, batch_size=64, seq_len=64, lr=2e-3, epochs=60.0),
     "long": dict(cell="lstm", num_layers=2, dropout=0.25, batch_size=16, seq_len=128, lr=3e-3, epochs=14.0),
 }
+# On a GPU capacity is cheap and this 0.8M-char corpus is what limits: a bigger LSTM, held back by
+# every regularizer. Written from the runs in issue 12 (3x1024 overfit within a minute without them);
+# not yet measured on a GPU with these settings.
+RECIPES["gpu"] = dict(cell="lstm", num_layers=3, dropout=0.4, batch_size=64, seq_len=256, lr=2e-3, epochs=200.0,
+                      hidden_size=1024, embed_dim=256, locked_dropout=True, embed_dropout=0.05, weight_drop=0.3,
+                      ema_decay=0.999, max_minutes=10.0)
+_OFF = dict(locked_dropout=False, embed_dropout=0.0, weight_drop=0.0, ema_decay=0.0)
+for _recipe in RECIPES.values():
+    _recipe.update({**_OFF, **_recipe})
 SHORT_MAX_MINUTES = 10.0  # the largest budget at which the short recipe was measured ahead
 _LONG = RECIPES["long"]
 RESUMABLE = ("max_minutes", "epochs", "eval_every", "patience")  # the settings --resume may change
 
 
-def recipe_for_budget(max_minutes: float) -> str:
-    """The default recipe: short up to SHORT_MAX_MINUTES of training, long above."""
+def recipe_for_budget(max_minutes: float, device: str = "cpu") -> str:
+    """The default recipe: gpu on CUDA; on the CPU short up to SHORT_MAX_MINUTES, long above.
+    device "auto" means CUDA when there is one."""
+    device = device.strip().lower()
+    if device == "auto":  # imported here, not at the top: `train.py --help` should not wait for torch
+        from .device import resolve_device
+
+        device = resolve_device("auto").type
+    if device.startswith("cuda"):
+        return "gpu"
     return "short" if max_minutes <= SHORT_MAX_MINUTES else "long"
 
 
@@ -35,7 +52,10 @@ class TrainConfig:
     embed_dim: int = 128
     hidden_size: int = 512
     num_layers: int = _LONG["num_layers"]
-    dropout: float = _LONG["dropout"]
+    dropout: float = _LONG["dropout"]  # on the embedding's and the RNN's outputs, and between layers
+    locked_dropout: bool = _LONG["locked_dropout"]  # one dropout mask per sequence (AWD-LSTM's variational dropout)
+    embed_dropout: float = _LONG["embed_dropout"]  # of the embedding table's rows: whole chars, per batch
+    weight_drop: float = _LONG["weight_drop"]  # DropConnect on the hidden-to-hidden weights
     # optimization
     batch_size: int = _LONG["batch_size"]  # contiguous streams
     seq_len: int = _LONG["seq_len"]  # chars per chunk; gradients are truncated at chunk boundaries
@@ -44,6 +64,7 @@ class TrainConfig:
     warmup_frac: float = 0.03  # of the run, warming up linearly
     min_lr_frac: float = 0.05  # of lr, where the cosine ends
     grad_clip: float = 1.0
+    ema_decay: float = _LONG["ema_decay"]  # evaluate and keep an exponential moving average of the weights; 0: off
     # budget: the run ends at whichever comes first; the lr schedule follows the same clock
     epochs: float = _LONG["epochs"]
     max_minutes: float = 27.0
@@ -59,8 +80,10 @@ class TrainConfig:
 
     @classmethod
     def from_recipe(cls, recipe: str | None = None, **settings) -> "TrainConfig":
-        """The named recipe (None: the one for settings' max_minutes), with `settings` on top."""
-        recipe = recipe or recipe_for_budget(settings.get("max_minutes", cls.max_minutes))
+        """The named recipe (None: the one for settings' max_minutes and device, cpu if not
+        given), with `settings` on top."""
+        recipe = recipe or recipe_for_budget(settings.get("max_minutes", cls.max_minutes),
+                                              settings.get("device", "cpu"))
         if recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, not {recipe!r}")
         return cls(**{**RECIPES[recipe], **settings, "recipe": recipe})
@@ -81,8 +104,9 @@ class TrainConfig:
             raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, not {self.recipe!r}")
         if self.cell not in ("gru", "lstm"):
             raise ValueError(f"cell must be gru or lstm, not {self.cell!r}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        for name in ("dropout", "embed_dropout", "weight_drop", "ema_decay"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be in [0, 1), not {getattr(self, name)}")
         if not (self.lr > 0 and self.epochs > 0 and self.grad_clip > 0):
             raise ValueError("lr, epochs and grad-clip must be positive")
         if not (0 <= self.warmup_frac < 1 and 0 <= self.min_lr_frac <= 1 and 0 < self.val_frac < 1):

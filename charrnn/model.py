@@ -1,5 +1,11 @@
 """The model: embedding -> stacked GRU/LSTM -> linear head over the vocabulary.
 
+Regularization while training, as in AWD-LSTM (Merity et al., 2017, "Regularizing and Optimizing
+LSTM Language Models"): dropout on the embedding's output and the RNN's output, optionally *locked*
+(one mask per sequence, the same at every time step); embedding dropout (whole rows of the table);
+and DropConnect on the hidden-to-hidden weights (`weight_drop`: one mask on the recurrent matrices
+per forward pass). None of them changes the weights' shapes or is used in eval mode.
+
 CharRNN is also a PyTorchModelHubMixin, so save_pretrained / from_pretrained / push_to_hub
 write and read config.json (every __init__ argument, the vocabulary included),
 model.safetensors and the model card (charrnn/card.py's template). `generate` is a one-line
@@ -12,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
+from torch.func import functional_call
 
 from .card import CARD_TEMPLATE, CODE_URL, LICENSE, TAGS, card_kwargs
 from .text import Vocab
@@ -33,32 +40,64 @@ class CharRNN(
 ):
     def __init__(self, vocab: str, strip_accents: bool = False, cell: str = "lstm",
                  embed_dim: int = 128, hidden_size: int = 512, num_layers: int = 2,
-                 dropout: float = 0.2):
+                 dropout: float = 0.2, locked_dropout: bool = False, embed_dropout: float = 0.0,
+                 weight_drop: float = 0.0):
         super().__init__()
         if cell not in ("gru", "lstm"):
             raise ValueError(f"cell must be 'gru' or 'lstm', not {cell!r}")
-        if len(vocab) < 2 or min(embed_dim, hidden_size, num_layers) < 1 or not 0 <= dropout < 1:
-            raise ValueError("need a vocabulary of 2+ chars, positive sizes and 0 <= dropout < 1")
+        if len(vocab) < 2 or min(embed_dim, hidden_size, num_layers) < 1 or not all(
+                0 <= p < 1 for p in (dropout, embed_dropout, weight_drop)):
+            raise ValueError("need a vocabulary of 2+ chars, positive sizes and dropouts in [0, 1)")
         self.vocab = Vocab(vocab, strip_accents)
         self.cell = cell
         self.embed = nn.Embedding(len(vocab), embed_dim)
         rnn = nn.GRU if cell == "gru" else nn.LSTM
         self.rnn = rnn(embed_dim, hidden_size, num_layers, batch_first=True,
                        dropout=dropout if num_layers > 1 else 0.0)
-        self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, len(vocab))
+        self.dropout, self.locked_dropout = dropout, locked_dropout
+        self.embed_dropout, self.weight_drop = embed_dropout, weight_drop
 
     def forward(self, ids: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, State, torch.Tensor | None]:
         """ids (B, T) -> logits (B, T, V), the state after the last step, and with targets (B, T)
         the mean next-char cross-entropy in nats (else None)."""
-        x = self.drop(self.embed(ids))  # (B, T, E)
-        out, state = self.rnn(x, state)  # (B, T, H)
+        x = self.drop(self.embed_rows(ids))  # (B, T, E)
+        out, state = self.recur(x, state)  # (B, T, H)
         logits = self.head(self.drop(out))  # (B, T, V)
         loss = None
         if targets is not None:  # float(): the loss is summed in fp32 even under autocast
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         return logits, state, loss
+
+    def embed_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """The embedding; in training with embed_dropout, some chars' rows are zeroed for the whole
+        batch (every occurrence of those chars) and the rest scaled up. # (B, T) -> (B, T, E)"""
+        weight = self.embed.weight  # (V, E)
+        if self.training and self.embed_dropout > 0:
+            keep = 1 - self.embed_dropout
+            weight = weight * weight.new_empty(weight.size(0), 1).bernoulli_(keep) / keep
+        return F.embedding(ids, weight)
+
+    def drop(self, x: torch.Tensor) -> torch.Tensor:
+        """Dropout on a sequence of vectors; locked: one mask per sequence, the same at every step,
+        so a unit is off for the whole chunk rather than flickering. # (B, T, C)"""
+        if not self.training or self.dropout == 0:
+            return x
+        if not self.locked_dropout:
+            return F.dropout(x, self.dropout, training=True)
+        keep = 1 - self.dropout
+        return x * x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(keep) / keep  # (B, 1, C) mask
+
+    def recur(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+        """The RNN; in training with weight_drop, its hidden-to-hidden matrices with one DropConnect
+        mask for this whole forward pass (torch.func.functional_call runs the same module on them, so
+        the gradients reach the real weights). # (B, T, E) -> (B, T, H)"""
+        if not self.training or self.weight_drop == 0:
+            return self.rnn(x, state)
+        dropped = {name: F.dropout(w, self.weight_drop, training=True)
+                   for name, w in self.rnn.named_parameters() if name.startswith("weight_hh")}
+        return functional_call(self.rnn, dropped, (x, state))
 
     def init_state(self, batch_size: int) -> State:
         """Zero state, on the model's device: the state at the start of a text."""

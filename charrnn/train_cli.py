@@ -36,16 +36,21 @@ HELP = {
     "max_eval_chars": "evaluations read at most this many validation chars, from the start of the split "
                       "(the default corpus's 204k are all read)",
     "strip_accents": "strip accents (á->a, ñ->n) as the tutorials effectively did, so losses compare",
-    "recipe": f"preset of the settings marked 'from the recipe' (listed below); by default short for "
-              f"--max-minutes up to {SHORT_MAX_MINUTES:g}, else long (here: %(default)s)",
+    "recipe": f"preset of the settings marked 'from the recipe' (listed below); by default gpu on CUDA, else "
+              f"short for --max-minutes up to {SHORT_MAX_MINUTES:g} and long above (here: %(default)s)",
     "cell": "recurrent cell: lstm or gru",
+    "dropout": "dropout on the embedding's and the RNN's outputs and between layers",
+    "locked_dropout": "one dropout mask per sequence, the same at every step (AWD-LSTM's variational dropout)",
+    "embed_dropout": "fraction of the embedding table's rows (chars) zeroed per batch",
+    "weight_drop": "DropConnect on the hidden-to-hidden weights: fraction zeroed per batch",
+    "ema_decay": "keep and evaluate an exponential moving average of the weights with this decay per step; 0: off",
     "warmup_frac": "fraction of the run over which the lr warms up linearly",
     "min_lr_frac": "where the cosine decay ends, as a fraction of --lr",
     "max_minutes": "training-time budget; the lr schedule ends at the budget or --epochs, whichever comes first",
     "device": "auto (cuda if available, else cpu), cpu or cuda",
     "out": "folder for config.json, model.safetensors, README.md, metrics.jsonl, loss.png, checkpoint.pt",
 }
-RECIPE_FIELDS = tuple(RECIPES["long"])
+RECIPE_FIELDS = tuple(dict.fromkeys(k for settings in RECIPES.values() for k in settings))
 SAMPLE_SEEDS = ["En un lugar de la Mancha", "–¿Qué gigantes? –dijo Sancho Panza.", "Dulcinea del Toboso"]
 
 
@@ -53,12 +58,17 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Defaults in every flag's help; the recipes table below kept as written."""
 
 
+def as_flag(name: str, value) -> str:
+    flag = name.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {value}" if isinstance(value, str) else f"--{flag} {value:g}"
+
+
 def recipes_help() -> str:
-    rows = [f"  {name:6} " + ", ".join(f"--{k.replace('_', '-')} {v:g}" if not isinstance(v, str)
-                                      else f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
-            for name, settings in RECIPES.items()]
-    return "\n".join([f"recipes (--recipe; default: short for --max-minutes up to {SHORT_MAX_MINUTES:g}, "
-                      f"else long; a flag given with it overrides that part):", *rows,
+    rows = [f"  {name:6} " + ", ".join(as_flag(k, v) for k, v in settings.items()) for name, settings in RECIPES.items()]
+    return "\n".join([f"recipes (--recipe; default: gpu on CUDA, else short for --max-minutes up to "
+                      f"{SHORT_MAX_MINUTES:g} and long above; a flag given with it overrides that part):", *rows,
                       f"--resume applies only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} "
                       f"(and --out, --device); other settings come from the checkpoint."])
 
@@ -79,15 +89,17 @@ def flag_value(argv: list[str], flag: str) -> str | None:
 
 
 def chosen_recipe(argv: list[str]) -> str:
-    """--recipe if given, else the one the rule picks for --max-minutes (a bad value is left to
-    the parser to report)."""
+    """--recipe if given, else the one the rule picks for --device and --max-minutes (a bad value is
+    left to the parser to report; --help shows the CPU's defaults without waiting for torch)."""
     recipe = flag_value(argv, "--recipe")
     if recipe in RECIPES:
         return recipe
+    device = "cpu" if {"-h", "--help"} & set(argv) else flag_value(argv, "--device") or TrainConfig.device
     try:
-        return recipe_for_budget(float(flag_value(argv, "--max-minutes") or TrainConfig.max_minutes))
+        minutes = float(flag_value(argv, "--max-minutes") or TrainConfig.max_minutes)
     except ValueError:
-        return recipe_for_budget(TrainConfig.max_minutes)
+        minutes = TrainConfig.max_minutes
+    return recipe_for_budget(minutes, device)
 
 
 def build_parser(recipe: str) -> argparse.ArgumentParser:
@@ -100,8 +112,8 @@ def build_parser(recipe: str) -> argparse.ArgumentParser:
         default = getattr(defaults, f.name)
         if f.name in RECIPE_FIELDS:
             text += " (from the recipe)"
-        if f.type is bool:
-            p.add_argument(flag, action="store_true", help=text)
+        if f.type is bool:  # --locked-dropout / --no-locked-dropout: a recipe may have it on
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
         elif f.name in ("cell", "recipe"):
             p.add_argument(flag, choices=["lstm", "gru"] if f.name == "cell" else list(RECIPES), default=default,
                            help=text)
@@ -178,14 +190,17 @@ def reproduce_command(cfg: TrainConfig) -> str:
     """The train.py command for this config: --recipe where the budget would pick another one, then
     the settings that differ from that recipe's (also right for a resumed run, whose own command
     line was only --resume)."""
-    args = [] if cfg.recipe == recipe_for_budget(cfg.max_minutes) else ["--recipe", cfg.recipe]
+    args = [] if cfg.recipe == recipe_for_budget(cfg.max_minutes, "cpu") else ["--recipe", cfg.recipe]
     default = TrainConfig.from_recipe(cfg.recipe)
     for f in fields(TrainConfig):
         value = getattr(cfg, f.name)
         if f.name in ("device", "recipe") or value == getattr(default, f.name):
             continue
         flag = "--" + f.name.replace("_", "-")
-        args += [flag] if value is True else [flag, shlex.quote(str(value))]
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + flag[2:])
+        else:
+            args += [flag, shlex.quote(str(value))]
     return " ".join(["python train.py", *args])
 
 

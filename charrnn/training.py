@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from . import data, distributed
-from .checkpoint import (CHECKPOINT, RunState, load_checkpoint, mark_finished, restore_checkpoint,
+from .checkpoint import (CHECKPOINT, CheckpointError, RunState, load_checkpoint, mark_finished, restore_checkpoint,
                          resumed_config, save_checkpoint)
 from .config import TrainConfig
 from .evaluate import nats_per_char
@@ -86,8 +87,23 @@ def load_corpus(cfg: TrainConfig, log=print) -> tuple[Vocab, torch.Tensor, torch
 
 
 def build_model(cfg: TrainConfig, vocab: Vocab, device: torch.device | str = "cpu") -> CharRNN:
-    return CharRNN(vocab.chars, cfg.strip_accents, cfg.cell, cfg.embed_dim, cfg.hidden_size,
-                   cfg.num_layers, cfg.dropout).to(device)
+    return CharRNN(vocab.chars, cfg.strip_accents, cfg.cell, cfg.embed_dim, cfg.hidden_size, cfg.num_layers,
+                   cfg.dropout, cfg.locked_dropout, cfg.embed_dropout, cfg.weight_drop).to(device)
+
+
+def build_ema(cfg: TrainConfig, model: CharRNN, ckpt: dict | None = None) -> AveragedModel | None:
+    """An exponential moving average of the weights (torch's AveragedModel), updated after every
+    step; evaluations score it and it is what the run keeps. None when ema_decay is 0. Resumed from
+    the checkpoint's average when it has one."""
+    if cfg.ema_decay == 0:
+        return None
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
+    if ckpt is not None and ckpt.get("ema") is not None:
+        try:
+            ema.load_state_dict(ckpt["ema"])
+        except (RuntimeError, TypeError, KeyError) as e:
+            raise CheckpointError(f"{cfg.out}/{CHECKPOINT} is damaged: its weight average: {first_line(e)}") from None
+    return ema
 
 
 def build_optimizer(cfg: TrainConfig, model: CharRNN) -> torch.optim.AdamW:
@@ -286,12 +302,15 @@ def evaluate_and_save(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer:
     (in that order: a kill during the save leaves no row that the checkpoint does not know).
     Rank 0 alone calls it; train_loss and chars_per_s are of all ranks together."""
     speed = window.chars_per_s()  # of training alone: measured before the evaluation
-    val = nats_per_char(model, val_ids, streams=cfg.eval_streams)
+    kept = model if run.ema is None else run.ema.module  # the weights the run keeps: the average, if any
+    val = nats_per_char(kept, val_ids, streams=cfg.eval_streams)
     run.history.append(dict(step=run.step, epoch=round(epochs, 3), elapsed_s=round(run.elapsed_s, 1),
                             train_loss=round(window.mean_loss(), 4), val_loss=round(val, 4), val_chars=len(val_ids),
                             lr=optimizer.param_groups[0]["lr"], chars_per_s=round(speed, 1),
                             world_size=distributed.world_size()))
-    run.keep_if_best(val, model)
+    if run.ema is not None:  # the latest weights too, so each run shows what averaging gained
+        run.history[-1]["val_loss_latest"] = round(nats_per_char(model, val_ids, streams=cfg.eval_streams), 4)
+    run.keep_if_best(val, kept)
     save_checkpoint(out / CHECKPOINT, cfg, vocab, model, optimizer, run)
     append_jsonl(out / METRICS, run.history[-1])
 
@@ -347,6 +366,8 @@ def train_loop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.
             set_lr(optimizer, lr_at(cfg, run_progress(cfg, run, total_steps)))
             _, state, loss = net(x, run.carried, targets=y)
             optimizer_step(model, optimizer, loss, cfg.grad_clip)  # clips the all-reduced gradients
+            if run.ema is not None:
+                run.ema.update_parameters(model)
             run.carried = detach_state(state)  # committed only once the step is complete
             clock = advance(run, cfg, len(train_ids), clock, world)
             run.elapsed_s, mean_loss, stop_now = distributed.sync_step(run.elapsed_s, loss.item(), stop.requested,
@@ -411,6 +432,7 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
         if ckpt["progress"].get("world_size", 1) != world:
             log(f"the checkpoint was written by {ckpt['progress'].get('world_size', 1)} processes, this run has "
                 f"{world}: the streams are cut anew, so training continues at the start of epoch {run.epoch}")
+    run.ema = build_ema(cfg, model, ckpt)
     seed_rank(cfg, rank, run.step)
     run.carried = distributed.my_rows(run.carried, cfg.batch_size)  # the checkpoint holds every rank's rows
     if distributed.is_main():

@@ -1,5 +1,6 @@
 """charrnn.evaluate: static and adaptive scoring through the Python API and the CLI."""
 import hashlib
+import copy
 import json
 import math
 from collections import Counter
@@ -50,7 +51,7 @@ def test_adaptive_scores_each_chunk_before_learning_from_it(tiny_model, one_thre
     assert -adaptive.logprobs[-last:].mean() < -static.logprobs[-last:].mean() - 1.0
     summary = adaptive.summary()
     assert summary["adaptive"] is True and summary["adapt"] == {"method": "adam+decay", "lr": 1e-2, "decay": 0.001,
-                                                                "chunk": 50}
+                                                                "chunk": 50, "learn": "all"}
 
 
 def test_adaptive_is_deterministic_and_leaves_the_model_alone(tiny_model, ids, one_thread):
@@ -69,8 +70,24 @@ def test_decay_one_step_back_to_the_trained_weights(tiny_model, ids, one_thread)
     assert held.nats_per_char < free.nats_per_char
 
 
+@pytest.mark.parametrize("learn", ["top", "head"])
+def test_adapting_some_weights_learns_the_text_and_freezes_the_rest(tiny_model, learn, one_thread):
+    reader = copy.deepcopy(tiny_model)
+    learned = {name for name, p in reader.named_parameters() if any(p is q for q in evaluate.learned_params(reader, learn))}
+    last = f"_l{reader.rnn.num_layers - 1}"
+    want = {n for n, _ in reader.named_parameters()
+            if n.startswith("head.") or (learn == "top" and n.startswith("rnn.") and n.endswith(last))}
+    assert learned == want and reader.rnn.num_layers > 1  # (a 1-layer model could not tell top from all)
+    assert all(p.requires_grad == (n in want) for n, p in reader.named_parameters())
+    ids = torch.tensor(tiny_model.vocab.encode(PHRASE))
+    static, adaptive = score(tiny_model, ids), score(tiny_model, ids, Adapt(lr=1e-2, chunk=50, learn=learn))
+    last_part = len(ids) // 4
+    assert -adaptive.logprobs[-last_part:].mean() < -static.logprobs[-last_part:].mean() - 0.2
+    assert adaptive.summary()["adapt"]["learn"] == learn
+
+
 @pytest.mark.parametrize("bad", [dict(lr=0), dict(lr=float("nan")), dict(decay=1.0), dict(decay=-0.1),
-                                 dict(chunk=0), dict(chunk=2.5)])
+                                 dict(chunk=0), dict(chunk=2.5), dict(learn="middle")])
 def test_bad_adapt_settings_are_refused(bad):
     with pytest.raises(ValueError, match="must be"):
         Adapt(**bad)
@@ -107,12 +124,12 @@ def test_cli_adapt_reports_its_settings_and_never_writes_the_weights(tiny_model_
     assert code == 0, err
     static = json.loads(out)
     code, out, err = run_cli(capsys, "--weights", tiny_model_dir, "--data", text, "--device", "cpu",
-                             "--adapt", "--adapt-lr", "0.01", "--adapt-decay", "0.001")
+                             "--adapt", "--adapt-lr", "0.01", "--adapt-decay", "0.001", "--adapt-learn", "top")
     assert code == 0, err
     adaptive = json.loads(out)
     assert static["adaptive"] is False and "adapt" not in static
     assert adaptive["adaptive"] is True and adaptive["adapt"] == {"method": "adam+decay", "lr": 0.01, "decay": 0.001,
-                                                                  "chunk": Adapt.chunk}
+                                                                  "chunk": Adapt.chunk, "learn": "top"}
     assert adaptive["chars"] == static["chars"] == len(PHRASE)
     assert adaptive["nats_per_char"] < static["nats_per_char"]
     assert weights_hash(tiny_model_dir) == before
@@ -215,7 +232,7 @@ def test_mixed_first_chunk_is_the_static_network_mixed_with_the_prior_counts(tin
         expected = math.log(w[0] * math.exp(static.logprobs[j].item()) + w[1] * counts[0] + w[2] * counts[1])
         assert mixed.logprobs[j].item() == pytest.approx(expected, abs=1e-5)
     assert mixed.summary()["adapt"] == {"method": "adam+decay+counts", "lr": 1e-2, "decay": 0.0, "chunk": 20,
-                                        "mix": {"orders": [1, 3], "discount": 0.4, "strength": 0.7, "lr": 0.5,
+                                        "learn": "all", "mix": {"orders": [1, 3], "discount": 0.4, "strength": 0.7, "lr": 0.5,
                                                 "prior_chars": len(prior)}}
 
 

@@ -121,12 +121,19 @@ def test_evaluate_bad_input(tmp_path):
                        "no weights folder")
 
 
-def test_flags_left_out_follow_the_budget_and_the_reproduce_command_says_only_the_rest():
-    sys.path.insert(0, str(ROOT))
-    from charrnn.train_cli import parse_args, reproduce_command, to_config
+def config(*argv):
+    """The TrainConfig the command line gives, on a machine whose "auto" device is the CPU."""
+    from charrnn.train_cli import parse_args, to_config
 
-    def config(*argv):
+    os.environ["CHARRNN_DEVICE"] = "cpu"
+    try:
         return to_config(parse_args(list(argv))).validate()
+    finally:
+        del os.environ["CHARRNN_DEVICE"]
+
+
+def test_flags_left_out_follow_the_budget_and_the_reproduce_command_says_only_the_rest():
+    from charrnn.train_cli import reproduce_command
 
     assert config().cell == "lstm" and config("--max-minutes", "10").cell == "gru"
     assert reproduce_command(config()) == "python train.py"
@@ -142,12 +149,24 @@ def test_flags_left_out_follow_the_budget_and_the_reproduce_command_says_only_th
         "python train.py --recipe long --max-minutes 5.0"
 
 
+def test_cuda_picks_the_gpu_recipe_and_its_switches_can_be_turned_off():
+    from charrnn.train_cli import reproduce_command
+
+    cfg = config("--device", "cuda")
+    assert cfg.recipe == "gpu" and cfg.locked_dropout and cfg.weight_drop > 0 and cfg.ema_decay > 0
+    off = config("--device", "cuda", "--no-locked-dropout", "--weight-drop", "0")
+    assert not off.locked_dropout and off.weight_drop == 0
+    assert reproduce_command(off) == "python train.py --recipe gpu --no-locked-dropout --weight-drop 0.0"
+    assert config("--device", "cpu").recipe == "long"
+
+
 def test_help_lists_the_recipes_and_the_rule():
     proc = run("train.py", "--help")
     assert proc.returncode == 0
     assert "short  --cell gru, --num-layers 1, --dropout 0.2, --batch-size 64, --seq-len 64" in proc.stdout
     assert "long   --cell lstm, --num-layers 2, --dropout 0.25, --batch-size 16, --seq-len 128" in proc.stdout
-    assert "default: short for --max-minutes up to 10, else long" in proc.stdout
+    assert "default: gpu on CUDA, else short for --max-minutes up to 10 and long above" in proc.stdout
+    assert "gpu    --cell lstm, --num-layers 3" in proc.stdout and "--locked-dropout" in proc.stdout
     assert "(default: gru)" in run("train.py", "--max-minutes", "5", "--help").stdout  # the budget's recipe
 
 

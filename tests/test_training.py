@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from charrnn import checkpoint, config, training
+from charrnn.evaluate import nats_per_char
 from charrnn.training import Interrupted, TrainConfig, lr_at, train
 
 WORDS = ("en un lugar de la mancha de cuyo nombre no quiero acordarme no ha mucho tiempo que vivía "
@@ -64,12 +65,38 @@ def test_the_budget_picks_the_recipe_and_explicit_settings_win():
     assert TrainConfig.from_recipe("short", max_minutes=60).cell == "gru"  # a named recipe beats the rule
     mixed = TrainConfig.from_recipe(max_minutes=10, cell="lstm", lr=1e-3)
     assert (mixed.cell, mixed.lr, mixed.num_layers) == ("lstm", 1e-3, 1)  # the rest still from the recipe
-    with pytest.raises(ValueError, match="recipe must be one of short, long"):
+    with pytest.raises(ValueError, match="recipe must be one of short, long, gpu"):
         TrainConfig.from_recipe("medium")
 
 
-def test_ctrl_c_saves_checkpoint_and_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
-    kwargs = dict(epochs=2.0)
+def test_cuda_picks_the_gpu_recipe_whatever_the_budget():
+    for minutes in (5, 27):
+        cfg = TrainConfig.from_recipe(max_minutes=minutes, device="cuda").validate()
+        assert cfg.recipe == "gpu" and cfg.hidden_size == config.RECIPES["gpu"]["hidden_size"]
+        assert cfg.max_minutes == minutes  # the budget given still wins
+    assert TrainConfig.from_recipe(device="cuda").max_minutes == config.RECIPES["gpu"]["max_minutes"]
+    assert TrainConfig.from_recipe(device="cpu").recipe == "long"
+
+
+def test_with_a_weight_average_the_run_keeps_and_scores_the_average(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=2.0, ema_decay=0.95)
+    result = train(cfg, log=lambda *_: None)
+    rows = result.history
+    assert all("val_loss_latest" in r for r in rows)  # both scored, so a run shows what averaging gains
+    best = min(rows, key=lambda r: r["val_loss"])
+    assert result.best_step == best["step"]  # the average's score picks the weights kept
+    assert abs(best["val_loss"] - best["val_loss_latest"]) > 1e-3  # (so the next line can tell them apart)
+    val_ids = training.open_corpus(cfg, log=lambda *_: None).eval_ids()
+    kept = nats_per_char(result.model, val_ids, streams=cfg.eval_streams)
+    assert kept == pytest.approx(best["val_loss"], abs=1e-4)  # the weights kept are the average's
+
+
+REGULARIZED = dict(cell="lstm", num_layers=2, dropout=0.2, locked_dropout=True, embed_dropout=0.1, weight_drop=0.2,
+                   ema_decay=0.9)  # every regularizer, and the weight average that the checkpoint must carry
+
+
+@pytest.mark.parametrize("kwargs", [dict(epochs=2.0), dict(epochs=2.0, **REGULARIZED)], ids=["plain", "regularized"])
+def test_ctrl_c_saves_checkpoint_and_resume_matches_uninterrupted_run(tmp_path, monkeypatch, kwargs):
     full = train(tiny_config(tmp_path / "a", **kwargs), log=lambda *_: None)
 
     # Press Ctrl-C (a real SIGINT to this process) during step 23 of an identical run.
