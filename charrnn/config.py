@@ -64,7 +64,7 @@ class TrainConfig:
     warmup_frac: float = 0.03  # of the run, warming up linearly
     min_lr_frac: float = 0.05  # of lr, where the cosine ends
     grad_clip: float = 1.0
-    ema_decay: float = _LONG["ema_decay"]  # evaluate and keep an exponential moving average of the weights; 0: off
+    ema_decay: float = _LONG["ema_decay"]  # also score an exponential moving average of the weights, kept when it reads better; 0: off
     # budget: the run ends at whichever comes first; the lr schedule follows the same clock
     epochs: float = _LONG["epochs"]
     max_minutes: float = 27.0

@@ -43,7 +43,8 @@ HELP = {
     "locked_dropout": "one dropout mask per sequence, the same at every step (AWD-LSTM's variational dropout)",
     "embed_dropout": "fraction of the embedding table's rows (chars) zeroed per batch",
     "weight_drop": "DropConnect on the hidden-to-hidden weights: fraction zeroed per batch",
-    "ema_decay": "keep and evaluate an exponential moving average of the weights with this decay per step; 0: off",
+    "ema_decay": "also score a moving average of the weights (this decay per step) at each evaluation, and keep it "
+                 "when it reads better than the latest weights; 0: off",
     "warmup_frac": "fraction of the run over which the lr warms up linearly",
     "min_lr_frac": "where the cosine decay ends, as a fraction of --lr",
     "max_minutes": "training-time budget; the lr schedule ends at the budget or --epochs, whichever comes first",

@@ -93,7 +93,7 @@ def build_model(cfg: TrainConfig, vocab: Vocab, device: torch.device | str = "cp
 
 def build_ema(cfg: TrainConfig, model: CharRNN, ckpt: dict | None = None) -> AveragedModel | None:
     """An exponential moving average of the weights (torch's AveragedModel), updated after every
-    step; evaluations score it and it is what the run keeps. None when ema_decay is 0. Resumed from
+    step; evaluations score it beside the latest weights. None when ema_decay is 0. Resumed from
     the checkpoint's average when it has one."""
     if cfg.ema_decay == 0:
         return None
@@ -302,14 +302,17 @@ def evaluate_and_save(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer:
     (in that order: a kill during the save leaves no row that the checkpoint does not know).
     Rank 0 alone calls it; train_loss and chars_per_s are of all ranks together."""
     speed = window.chars_per_s()  # of training alone: measured before the evaluation
-    kept = model if run.ema is None else run.ema.module  # the weights the run keeps: the average, if any
-    val = nats_per_char(kept, val_ids, streams=cfg.eval_streams)
-    run.history.append(dict(step=run.step, epoch=round(epochs, 3), elapsed_s=round(run.elapsed_s, 1),
-                            train_loss=round(window.mean_loss(), 4), val_loss=round(val, 4), val_chars=len(val_ids),
-                            lr=optimizer.param_groups[0]["lr"], chars_per_s=round(speed, 1),
-                            world_size=distributed.world_size()))
-    if run.ema is not None:  # the latest weights too, so each run shows what averaging gained
-        run.history[-1]["val_loss_latest"] = round(nats_per_char(model, val_ids, streams=cfg.eval_streams), 4)
+    val, kept = nats_per_char(model, val_ids, streams=cfg.eval_streams), model
+    row = dict(step=run.step, epoch=round(epochs, 3), elapsed_s=round(run.elapsed_s, 1),
+               train_loss=round(window.mean_loss(), 4), val_loss=None, val_chars=len(val_ids),
+               lr=optimizer.param_groups[0]["lr"], chars_per_s=round(speed, 1), world_size=distributed.world_size())
+    if run.ema is not None:  # both scored: the run keeps whichever reads better, and shows what averaging gave
+        val_ema = nats_per_char(run.ema.module, val_ids, streams=cfg.eval_streams)
+        row.update(val_loss_latest=round(val, 4), val_loss_ema=round(val_ema, 4))
+        if val_ema < val:
+            val, kept = val_ema, run.ema.module
+    row["val_loss"] = round(val, 4)
+    run.history.append(row)
     run.keep_if_best(val, kept)
     save_checkpoint(out / CHECKPOINT, cfg, vocab, model, optimizer, run)
     append_jsonl(out / METRICS, run.history[-1])

@@ -78,17 +78,17 @@ def test_cuda_picks_the_gpu_recipe_whatever_the_budget():
     assert TrainConfig.from_recipe(device="cpu").recipe == "long"
 
 
-def test_with_a_weight_average_the_run_keeps_and_scores_the_average(tmp_path):
-    cfg = tiny_config(tmp_path, epochs=2.0, ema_decay=0.95)
+def test_with_a_weight_average_the_run_keeps_whichever_weights_read_better(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=2.0, lr=5e-2, ema_decay=0.9)  # a noisy run: the average wins late
     result = train(cfg, log=lambda *_: None)
     rows = result.history
-    assert all("val_loss_latest" in r for r in rows)  # both scored, so a run shows what averaging gains
+    assert all(r["val_loss"] == min(r["val_loss_latest"], r["val_loss_ema"]) for r in rows)
+    assert {r["val_loss_ema"] < r["val_loss_latest"] for r in rows} == {True, False}  # each wins somewhere
     best = min(rows, key=lambda r: r["val_loss"])
-    assert result.best_step == best["step"]  # the average's score picks the weights kept
-    assert abs(best["val_loss"] - best["val_loss_latest"]) > 1e-3  # (so the next line can tell them apart)
+    assert result.best_step == best["step"] and best["val_loss_ema"] < best["val_loss_latest"]
     val_ids = training.open_corpus(cfg, log=lambda *_: None).eval_ids()
     kept = nats_per_char(result.model, val_ids, streams=cfg.eval_streams)
-    assert kept == pytest.approx(best["val_loss"], abs=1e-4)  # the weights kept are the average's
+    assert kept == pytest.approx(best["val_loss"], abs=1e-4)  # the weights kept are the average that scored it
 
 
 REGULARIZED = dict(cell="lstm", num_layers=2, dropout=0.2, locked_dropout=True, embed_dropout=0.1, weight_drop=0.2,
