@@ -6,7 +6,7 @@ Adam step on that chunk's loss (and, with a decay, is pulled back toward the tra
 it learns the names and turns of phrase of the text it is reading. It works on a copy: the
 caller's model and the weights on disk never change.
 
-    python -m charrnn.evaluate --split val [--adapt] [--max-chars N]
+    python -m charrnn.evaluate --split val [--adapt [--adapt-learn top]] [--mix] [--max-chars N]
 prints one JSON line: {"nats_per_char", "bits_per_char", "chars", "unknown_chars", "adaptive", ...}.
 """
 import argparse
@@ -287,11 +287,7 @@ def _prior_ids(model: CharRNN, prior: str) -> torch.Tensor:
     return split(ids)[0] if prior == "train" else ids
 
 
-def main(argv=None) -> int:
-    from .data import DataError, find_corpus, read_text, split
-    from .device import resolve_device
-    from .hub import WeightsError, load_model
-
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m charrnn.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--weights", default="weights", help="folder with config.json + model.safetensors, or a Hub repo id")
     p.add_argument("--data", default=None, help="UTF-8 text file to score (default: the corpus train.py finds)")
@@ -312,7 +308,15 @@ def main(argv=None) -> int:
                    help="text the counts start from: 'train' (the training split of the corpus train.py finds), "
                         "'none', or a UTF-8 text file (default: %(default)s)")
     p.add_argument("--device", default="auto")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    from .data import DataError, find_corpus, read_text, split
+    from .device import resolve_device
+    from .hub import WeightsError, load_model
+
+    args = build_parser().parse_args(argv)
     try:
         if args.max_chars is not None and args.max_chars < 2:
             raise ValueError("--max-chars must be at least 2")

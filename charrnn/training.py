@@ -159,13 +159,16 @@ def read_batch(train_ids, cfg: TrainConfig, epoch: int, chunk_index: int, device
 
 
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
-                   grad_clip: float | None = None) -> None:
-    """Gradients of `loss`, clipped to `grad_clip` (None: not clipped), then one update."""
+                   grad_clip: float | None = None, ema: AveragedModel | None = None) -> None:
+    """Gradients of `loss`, clipped to `grad_clip` (None: not clipped), then one update, and the
+    weight average's (if any) after it."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
+    if ema is not None:
+        ema.update_parameters(model)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -368,9 +371,7 @@ def train_loop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.
                 run.carried = None  # each epoch reads the streams from their start
             set_lr(optimizer, lr_at(cfg, run_progress(cfg, run, total_steps)))
             _, state, loss = net(x, run.carried, targets=y)
-            optimizer_step(model, optimizer, loss, cfg.grad_clip)  # clips the all-reduced gradients
-            if run.ema is not None:
-                run.ema.update_parameters(model)
+            optimizer_step(model, optimizer, loss, cfg.grad_clip, run.ema)  # clips the all-reduced gradients
             run.carried = detach_state(state)  # committed only once the step is complete
             clock = advance(run, cfg, len(train_ids), clock, world)
             run.elapsed_s, mean_loss, stop_now = distributed.sync_step(run.elapsed_s, loss.item(), stop.requested,
