@@ -12,10 +12,11 @@ RECIPES = {
                  locked_dropout=True),  # 1.2665 against 1.2702 at 5 epochs (bench/RESULTS.md); the rest did not help
 }
 # On a GPU capacity is cheap and this 0.8M-char corpus is what limits: a bigger LSTM, held back by
-# every regularizer. Written from the runs in issue 12 (3x1024 overfit within a minute without them);
-# not yet measured on a GPU with these settings.
+# the regularizers. Written from the runs in issue 12 (3x1024 overfit within a minute without them);
+# not yet measured on a GPU with these settings. No embedding dropout: dropping whole characters cost
+# 0.067 nats/char on the CPU (bench/RESULTS.md), as AWD-LSTM's own character-level settings avoid it.
 RECIPES["gpu"] = dict(cell="lstm", num_layers=3, dropout=0.4, batch_size=64, seq_len=256, lr=2e-3, epochs=200.0,
-                      hidden_size=1024, embed_dim=256, locked_dropout=True, embed_dropout=0.05, weight_drop=0.3,
+                      hidden_size=1024, embed_dim=256, locked_dropout=True, embed_dropout=0.0, weight_drop=0.3,
                       ema_decay=0.999, max_minutes=10.0)
 _OFF = dict(locked_dropout=False, embed_dropout=0.0, weight_drop=0.0, ema_decay=0.0)
 for _recipe in RECIPES.values():
