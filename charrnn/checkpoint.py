@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .config import RESUMABLE, TrainConfig, recipe_for_budget
+from .config import REGULARIZERS_OFF, RESUMABLE, TrainConfig, recipe_for_budget
 from .hub import first_line
 from .model import CharRNN, State
 from .text import Vocab
@@ -108,6 +108,8 @@ def resumed_config(ckpt: dict, cfg: TrainConfig, given: set[str], path: Path, lo
     if unknown:
         raise CheckpointError(f"{path} has settings this version does not know: {', '.join(unknown)}")
     saved.setdefault("recipe", recipe_for_budget(saved.get("max_minutes", TrainConfig.max_minutes)))
+    for name, off in REGULARIZERS_OFF.items():  # a checkpoint from before a setting existed trained without it
+        saved.setdefault(name, off)
     try:
         resumed = replace(TrainConfig(**saved), out=cfg.out, device=cfg.device).validate()
     except ValueError as e:

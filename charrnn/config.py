@@ -18,9 +18,9 @@ RECIPES = {
 RECIPES["gpu"] = dict(cell="lstm", num_layers=3, dropout=0.4, batch_size=64, seq_len=256, lr=2e-3, epochs=200.0,
                       hidden_size=1024, embed_dim=256, locked_dropout=True, embed_dropout=0.0, weight_drop=0.3,
                       ema_decay=0.999, max_minutes=10.0)
-_OFF = dict(locked_dropout=False, embed_dropout=0.0, weight_drop=0.0, ema_decay=0.0)
+REGULARIZERS_OFF = dict(locked_dropout=False, embed_dropout=0.0, weight_drop=0.0, ema_decay=0.0)
 for _recipe in RECIPES.values():
-    _recipe.update({**_OFF, **_recipe})
+    _recipe.update({**REGULARIZERS_OFF, **_recipe})
 SHORT_MAX_MINUTES = 10.0  # the largest budget at which the short recipe was measured ahead
 _LONG = RECIPES["long"]
 RESUMABLE = ("max_minutes", "epochs", "eval_every", "patience")  # the settings --resume may change
@@ -33,7 +33,10 @@ def recipe_for_budget(max_minutes: float, device: str = "cpu") -> str:
     if device == "auto":  # imported here, not at the top: `train.py --help` should not wait for torch
         from .device import resolve_device
 
-        device = resolve_device("auto").type
+        try:
+            device = resolve_device("auto").type
+        except ValueError:  # a bad $CHARRNN_DEVICE: reported where the run resolves its device
+            device = "cpu"
     if device.startswith("cuda"):
         return "gpu"
     return "short" if max_minutes <= SHORT_MAX_MINUTES else "long"

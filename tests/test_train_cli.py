@@ -97,6 +97,14 @@ def test_bad_input_gives_one_line_error(tmp_path, args, message):
     assert_clean_error(proc, message)
 
 
+def test_a_bad_device_in_the_environment_is_one_line_too(tmp_path):
+    text = make_text(tmp_path / "text.txt", n_chars=5000)  # $CHARRNN_DEVICE is read to pick the recipe, too
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CHARRNN_DEVICE": "tpu"}
+    proc = subprocess.run([sys.executable, "train.py", "--data", str(text), "--out", str(tmp_path / "o"), *TINY],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
+    assert_clean_error(proc, "unknown device")
+
+
 def test_bad_corpus_files(tmp_path):
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")
     assert_clean_error(run("train.py", "--data", str(tmp_path / "empty.txt"), *TINY), "training needs at least")

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import signal
@@ -140,6 +141,16 @@ def test_ctrl_c_saves_checkpoint_and_resume_matches_uninterrupted_run(tmp_path, 
 
     with pytest.raises(FileNotFoundError, match="already finished"):
         train(TrainConfig(out=cfg.out), resume=True)
+
+
+def test_a_checkpoint_from_before_the_regularizers_resumes_without_them(tmp_path):
+    saved = dataclasses.asdict(tiny_config(tmp_path))
+    for name in config.REGULARIZERS_OFF:
+        del saved[name]  # as a checkpoint of the version before them holds its settings
+    cfg = checkpoint.resumed_config({"config": saved}, TrainConfig(out=str(tmp_path / "out")), set(),
+                                    tmp_path / "out" / "checkpoint.pt", log=lambda *_: None)
+    assert {name: getattr(cfg, name) for name in config.REGULARIZERS_OFF} == config.REGULARIZERS_OFF
+    assert TrainConfig().locked_dropout  # which is not today's default
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
