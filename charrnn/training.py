@@ -436,7 +436,7 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
         if ckpt["progress"].get("world_size", 1) != world:
             log(f"the checkpoint was written by {ckpt['progress'].get('world_size', 1)} processes, this run has "
                 f"{world}: the streams are cut anew, so training continues at the start of epoch {run.epoch}")
-    run.ema = build_ema(cfg, model, ckpt)
+    run.ema = build_ema(cfg, model, ckpt) if distributed.is_main() else None  # rank 0 alone scores and saves it
     seed_rank(cfg, rank, run.step)
     run.carried = distributed.my_rows(run.carried, cfg.batch_size)  # the checkpoint holds every rank's rows
     if distributed.is_main():
