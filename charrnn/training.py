@@ -42,16 +42,13 @@ class TrainResult:
     """What `train` returns: the best model (on the CPU) and how it got there."""
     model: CharRNN
     config: TrainConfig
-    val_loss: float  # exact: the evaluated validation chars read as one sequence
+    val_loss: float  # exact: the evaluated validation chars (corpus.eval_chars) read as one sequence
     best_step: int
     steps: int
     minutes: float
     stop_reason: str  # "budget" or "early stop"
     history: list[dict]
-    train_chars: int
-    val_chars: int
-    eval_chars: int  # the start of validation that val_loss scores: all of it, unless it is large
-    corpus: data.CorpusInfo
+    corpus: data.CorpusInfo  # what was read: name, sizes, and how many validation chars were evaluated
 
 
 # ---- the parts ---------------------------------------------------------------------------------
@@ -462,6 +459,4 @@ def finish(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, co
     log(f"stopped ({stop_reason}) after {run.step} steps, {run.elapsed_s / 60:.1f} min; "
         f"best val {val:.4f} nats/char ({val / math.log(2):.4f} bits) at step {run.best_step}")
     return TrainResult(model=model.cpu(), config=cfg, val_loss=val, best_step=run.best_step, steps=run.step,
-                       minutes=run.elapsed_s / 60, stop_reason=stop_reason, history=run.history,
-                       train_chars=corpus.train_chars, val_chars=corpus.val_chars, eval_chars=len(val_ids),
-                       corpus=corpus)
+                       minutes=run.elapsed_s / 60, stop_reason=stop_reason, history=run.history, corpus=corpus)

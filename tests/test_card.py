@@ -23,8 +23,7 @@ def summary_of(model, data=None) -> dict:
     corpus = CorpusInfo(name=Path(data).name if data else "el_quijote.txt", source=str(data), default=data is None,
                         sha256="0" * 64, strip_accents=False, chars=10_000, vocab_size=len(model.vocab),
                         train_chars=8000, val_chars=2000, eval_chars=2000)
-    return dict(config=cfg, model=model, val_loss=1.23456, steps=1234, minutes=2.5, best_step=1200,
-                train_chars=8000, val_chars=2000, corpus=corpus)
+    return dict(config=cfg, model=model, val_loss=1.23456, steps=1234, minutes=2.5, best_step=1200, corpus=corpus)
 
 
 def test_save_pretrained_writes_our_card_not_the_mixins_default(tiny_model, tmp_path):

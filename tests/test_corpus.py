@@ -163,7 +163,7 @@ def test_evaluation_reads_a_bounded_stated_number_of_validation_chars(tmp_path):
     assert any("evaluated on the first 1,500" in line for line in logs)
     rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     assert rows and all(r["val_chars"] == 1500 for r in rows)
-    assert summary.eval_chars == 1500 and summary.val_chars == n_val and summary.corpus == corpus.info
+    assert summary.corpus.eval_chars == 1500 and summary.corpus.val_chars == n_val and summary.corpus == corpus.info
 
 
 def test_loss_plot_compares_with_the_tutorial_only_on_the_default_corpus(tmp_path, monkeypatch):
