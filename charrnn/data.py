@@ -246,7 +246,7 @@ def streams(ids: torch.Tensor, batch_size: int, offset: int = 0) -> torch.Tensor
     """Cut the text into `batch_size` contiguous streams, one per batch row. # (B, L)
     Row b continues where it left off from one chunk to the next, so the recurrent state
     carried between chunks is the state of the text just before (stateful TBPTT).
-    In memory: training reads the same chunks from disk with read_chunks."""
+    In memory: training reads the same chunks from disk, one at a time, with read_chunk."""
     ids = ids[offset:]
     length = len(ids) // batch_size
     if length < 2:
@@ -264,15 +264,6 @@ def chunks(stream: torch.Tensor, seq_len: int):
 def num_chunks(n_ids: int, batch_size: int, seq_len: int, offset: int = 0) -> int:
     length = (n_ids - offset) // batch_size
     return max(0, -(-(length - 1) // seq_len))
-
-
-def read_chunks(ids: np.ndarray, batch_size: int, seq_len: int, offset: int = 0, start: int = 0,
-                device: torch.device | str = "cpu"):
-    """Yield (i, (x, y)) for the chunks of chunks(streams(ids, batch_size, offset), seq_len) from the
-    i-th on, each read from `ids` (a memmap) as one (B, T+1) window: the text is never in memory
-    as a whole, and a resumed run skips the chunks done without reading them. # (B, T), (B, T)"""
-    for i in range(start, num_chunks(len(ids), batch_size, seq_len, offset)):
-        yield i, read_chunk(ids, batch_size, seq_len, offset, i, device)
 
 
 def read_chunk(ids: np.ndarray, batch_size: int, seq_len: int, offset: int, i: int,

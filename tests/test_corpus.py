@@ -138,13 +138,14 @@ def test_memmap_batches_equal_the_in_memory_stream_batches(tmp_path):
     ids = data.as_tensor(corpus.train)
     for batch_size, seq_len, offset in [(4, 32, 0), (8, 50, 7), (3, 64, 63)]:
         old = list(data.chunks(data.streams(ids, batch_size, offset), seq_len))
-        new = list(data.read_chunks(corpus.train, batch_size, seq_len, offset))
-        assert [i for i, _ in new] == list(range(len(old)))
-        for (x0, y0), (_, (x1, y1)) in zip(old, new):
+        n = data.num_chunks(len(corpus.train), batch_size, seq_len, offset)
+        new = [data.read_chunk(corpus.train, batch_size, seq_len, offset, i) for i in range(n)]
+        assert n == len(old)
+        for (x0, y0), (x1, y1) in zip(old, new):
             assert x1.dtype == torch.long and torch.equal(x0, x1) and torch.equal(y0, y1)
-        # a resumed epoch starts at its chunk without reading the ones before
-        resumed = list(data.read_chunks(corpus.train, batch_size, seq_len, offset, start=5))
-        assert resumed[0][0] == 5 and torch.equal(resumed[0][1][0], old[5][0])
+        # a resumed epoch reads its chunk directly, without reading the ones before
+        x5, _ = data.read_chunk(corpus.train, batch_size, seq_len, offset, 5)
+        assert torch.equal(x5, old[5][0])
 
 
 def test_evaluation_reads_a_bounded_stated_number_of_validation_chars(tmp_path):
