@@ -149,10 +149,9 @@ def read(model: CharRNN, text: str, adapt: Adapt | None = None) -> Reading:
 def reference_text(model: CharRNN, chars: int = REFERENCE_CHARS) -> str:
     """The start of the novel's validation split (the last 20%: text the model did not train on),
     normalized as the model reads it."""
-    from .data import find_corpus, read_text
+    from .data import find_corpus, read_text, split
 
-    text = model.vocab.normalize(read_text(find_corpus()))
-    return text[len(text) - len(text) // 5:][:chars]
+    return split(model.vocab.normalize(read_text(find_corpus())))[1][:chars]
 
 
 @functools.lru_cache(maxsize=4)
@@ -187,12 +186,9 @@ def learned_params(model: CharRNN, learn: str) -> list[torch.nn.Parameter]:
     last = f"_l{model.rnn.num_layers - 1}"
     wanted = {"all": lambda name: True, "head": lambda name: name.startswith("head."),
               "top": lambda name: name.startswith("head.") or (name.startswith("rnn.") and name.endswith(last))}[learn]
-    params = []
     for name, p in model.named_parameters():
         p.requires_grad_(wanted(name))
-        if wanted(name):
-            params.append(p)
-    return params
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar, prior: torch.Tensor) -> torch.Tensor:
