@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 
 from .data import DataError, find_corpus, refuse_utf16
+from .hub import first_line
 
 BLOCK_BYTES = 8 << 20  # read files 8 MiB at a time
 
@@ -169,8 +170,7 @@ def load_dataset(name: str, config: str | None):
     except DataError:
         raise
     except Exception as e:  # not found, offline, a bad config: each library layer raises its own kind
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"could not load the dataset {name}: {message}") from None
+        raise DataError(f"could not load the dataset {name}: {first_line(e)}") from None
     if isinstance(ds, datasets.DatasetDict):
         if "train" not in ds:
             raise DataError(f"the dataset {name} has no 'train' split (it has {', '.join(ds)})")
