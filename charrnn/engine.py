@@ -37,6 +37,7 @@ class Busy(Exception):
 
 
 STREAMS_AT_FULL_RATE = 4  # see _Base.spaced
+STOPPED = "The generator has stopped; reload the page."
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class _Base:
         with self.cond:
             mine = self.active[client] + self.queued[client]
             if self.stopped:
-                raise Busy("The generator has stopped; reload the page.")
+                raise Busy(STOPPED)
             if mine >= self.limits.per_client + self.limits.per_client_waiting:
                 raise Busy(f"You already have {mine} generation{'s' * (mine != 1)} running or waiting: "
                            "let one finish, then try again.")
@@ -108,6 +109,13 @@ class _Base:
             del self.active[ticket.client]
         ticket.ended.set()
         ticket.wake()
+
+    def _end_waiting(self, ticket: Ticket, error: Exception | None = None) -> None:
+        """End a request that never ran: out of the waiting line, then told as a running one would be
+        (call with self.cond held)."""
+        self._dequeue(ticket)
+        self.active[ticket.client] += 1
+        self._end(ticket, error)
 
     def _dequeue(self, ticket: Ticket) -> None:
         """Take a request out of the waiting line (call with self.cond held)."""
@@ -216,9 +224,7 @@ class Engine(_Base):
         admitted, free = [], (self.limits.max_rows - 2 * len(self.running)) // 2
         for ticket in list(self.waiting):
             if ticket.job.cancelled:
-                self._dequeue(ticket)
-                self.active[ticket.client] += 1
-                self._end(ticket)
+                self._end_waiting(ticket)
             elif free > 0 and self.active[ticket.client] < self.limits.per_client:
                 self._dequeue(ticket)
                 self.active[ticket.client] += 1
@@ -255,11 +261,9 @@ class Engine(_Base):
 
     def _stop_all(self) -> None:
         for ticket in list(self.waiting):
-            self._dequeue(ticket)
-            self.active[ticket.client] += 1
-            self._end(ticket, Busy("The generator has stopped; reload the page."))
+            self._end_waiting(ticket, Busy(STOPPED))
         for ticket in self.running:
-            self._end(ticket, Busy("The generator has stopped; reload the page."))
+            self._end(ticket, Busy(STOPPED))
         self.running = []
 
 

@@ -364,7 +364,7 @@ class Batch:
             self.temperature = torch.cat([self.temperature, temperature])
             self.top_k, self.top_p = torch.cat([self.top_k, top_k]), torch.cat([self.top_p, top_p])
         self.rows += [(job, GREEDY), (job, SAMPLED)]
-        self.filtered = any(j.settings.top_k or j.settings.top_p < 1 for j, _ in self.rows)
+        self.filtered = self._any_filtered()
 
     @torch.inference_mode()
     def step(self) -> list[Job]:
@@ -403,7 +403,11 @@ class Batch:
         self.layers = _map(self.layers, lambda t: t.index_select(0, index))
         self.temperature, self.top_k, self.top_p = (t.index_select(0, index)
                                                     for t in (self.temperature, self.top_k, self.top_p))
-        self.filtered = any(j.settings.top_k or j.settings.top_p < 1 for j, _ in self.rows)
+        self.filtered = self._any_filtered()
+
+    def _any_filtered(self) -> bool:
+        """Whether any row samples with top-k or top-p (without, pick() skips the sort they need)."""
+        return any(j.settings.top_k or j.settings.top_p < 1 for j, _ in self.rows)
 
 
 def _map(layers: list, f) -> list:
