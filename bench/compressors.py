@@ -25,11 +25,14 @@ from bench import common  # noqa: E402  (after the path fix, so `python bench/x.
 import torch  # noqa: E402
 
 from charrnn.data import find_corpus, read_text, split  # noqa: E402
-from charrnn.evaluate import Adapt, score  # noqa: E402
+from charrnn.evaluate import LEARNABLE, Adapt, score  # noqa: E402
 from charrnn.mixing import Mix  # noqa: E402
 from charrnn.hub import load_model  # noqa: E402
 
 PACKAGES = {"zpaq": "zpaq", "7z": "p7zip-full"}
+LEARNS = {"all": "every weight adapts",
+          "top": "the output layer and the last RNN layer adapt, the layers below read the text once, frozen",
+          "head": "only the output layer adapts, the network below reads the text once, frozen"}
 
 
 def zpaq(data: bytes) -> int:
@@ -87,6 +90,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-chars", type=int, default=200_000, help="validation chars to read (from its start)")
     p.add_argument("--adapt-lr", type=float, default=Adapt.lr)
     p.add_argument("--adapt-decay", type=float, default=Adapt.decay)
+    p.add_argument("--adapt-learn", choices=LEARNABLE, default=Adapt.learn)
     p.add_argument("--only", default=",".join(v[0] for v in COMPRESSORS.values()),
                    help="comma-separated tools among gzip,bz2,xz,7z,zpaq")
     p.add_argument("--no-install", action="store_true", help="skip zpaq / 7z when missing instead of apt-get")
@@ -103,8 +107,9 @@ def main(argv=None) -> int:
     train, val = (model.vocab.decode(i).encode("utf-8") for i in (train_ids, val_ids))
     print(common.machine(), flush=True)
 
-    adapt = Adapt(args.adapt_lr, args.adapt_decay)
-    mixing = Adapt(args.adapt_lr, args.adapt_decay, mix=Mix())
+    adapt = Adapt(args.adapt_lr, args.adapt_decay, learn=args.adapt_learn)
+    mixing = Adapt(args.adapt_lr, args.adapt_decay, mix=Mix(), learn=args.adapt_learn)
+    score(model, val_ids[:2000], adapt)  # untimed: the first call in a process pays for allocations
     static, static_speed = timed_score(model, val_ids, None)
     adaptive, adaptive_speed = timed_score(model, val_ids, adapt)
     mixed, mixed_speed = timed_score(model, val_ids, mixing, prior=train_ids)
@@ -113,7 +118,8 @@ def main(argv=None) -> int:
     chars = len(val_ids) - 1  # the model predicts every val char after the first; so do the compressors (nearly)
     rows = [[f"charrnn static (`{args.weights}`)", f"{static.nats_per_char:.4f}", f"{static.bits_per_char:.4f}",
              f"{static_speed:,.0f} chars/s"],
-            [f"charrnn adaptive (Adam lr {adapt.lr:g}, decay {adapt.decay:g}, {adapt.chunk}-char chunks)",
+            [f"charrnn adaptive (Adam lr {adapt.lr:g}, decay {adapt.decay:g}, {adapt.chunk}-char chunks, "
+             f"learning {adapt.learn})",
              f"{adaptive.nats_per_char:.4f}", f"{adaptive.bits_per_char:.4f}",
              f"{adaptive_speed:,.0f} chars/s ({adaptive_speed / static_speed:.2f}x static)"],
             [f"charrnn adaptive + counts (orders {','.join(map(str, mixing.mix.orders))}, primed on the training split)",
@@ -136,14 +142,18 @@ def main(argv=None) -> int:
 - The model reads the validation text from a zero state and is scored on every char after the first;
   a compressor is charged size(compress(train + val)) - size(compress(train)) bytes, converted to nats
   and divided by the same {chars:,} chars, so it too has read the training text first.
-- Adaptive = `python -m charrnn.evaluate --split val --max-chars {len(val_ids)} --adapt --adapt-lr {adapt.lr:g} --adapt-decay {adapt.decay:g}`:
+- Adaptive = `python -m charrnn.evaluate --split val --max-chars {len(val_ids)} --adapt --adapt-lr {adapt.lr:g} --adapt-decay {adapt.decay:g} --adapt-learn {adapt.learn}`:
   each {adapt.chunk}-char chunk is scored, then the model (a copy) takes one Adam step on it and moves
-  {adapt.decay:g} of the way back toward the trained weights. Speeds: wall time of `charrnn.evaluate.score`
-  in this process, {torch.get_num_threads()} torch threads, on a machine shared with other jobs.
+  {adapt.decay:g} of the way back toward the trained weights. Learning {adapt.learn}: {LEARNS[adapt.learn]}.
+  Speeds: wall time of `charrnn.evaluate.score`
+  in this process, {torch.get_num_threads()} torch threads, after one untimed adaptive read of 2,000 chars.
 - How the settings were chosen (2026-11-26, first 15,000 validation chars, shipped weights, 64-char chunks):
   Adam lr 3e-4 1.0992, with decay 0.003 1.0984, lr 6e-4 with decay 0.01 1.0990, only layer 2 and the head
   adapted 1.1026 (static 1.1169). Decay 0.003 then read all 200,000 chars at 1.1357 against 1.1332
-  without (STACK-NOTES), so the default has no decay.
+  without (STACK-NOTES), so the default has no decay. Then (2026-11-26, first 20,000 validation chars,
+  2 threads, after only the top started running the frozen layers once per 2,048 chars): adapting the
+  top at lr 3e-4 1.1024, 5e-4 1.1014 (chosen), 8e-4 1.1056; 128-char chunks at 5e-4 1.1035; all the
+  weights at 3e-4 1.1000 but ~1.4x slower; the head alone 1.1177.
 - Adaptive + counts = `python -m charrnn.evaluate --split val --max-chars {len(val_ids)} --mix` (charrnn/mixing.py):
   the network adapts as above, and each char's probability is a linear mix of the network's and a count
   model's (interpolated absolute discounting, D {mixing.mix.discount:g}, B {mixing.mix.strength:g}, one estimate per context

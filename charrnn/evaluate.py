@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
@@ -38,11 +39,13 @@ LEARNABLE = ("all", "top", "head")  # Adapt.learn: fewer weights, less to backpr
 class Adapt:
     """Dynamic evaluation: after scoring each `chunk` chars, one Adam step at `lr` on their loss,
     then every weight moves `decay` of the way back toward its trained value."""
-    lr: float = 3e-4  # 6e-4 and 128-char chunks read worse (STACK-NOTES); see bench/RESULTS.md
+    lr: float = 5e-4  # chosen for learn="top" on the first 20,000 validation chars: see bench/RESULTS.md
     decay: float = 0.0  # 0.003 gained 0.001 on the first 15,000 validation chars, lost 0.002 over 200,000
     chunk: int = 64
     mix: Mix | None = None  # also mix the network with a count model of the prior text and the text read (mixing.py)
-    learn: str = "all"  # the weights that adapt: all; top (the head and the last RNN layer); head (the output layer)
+    # The weights that adapt: top (the head and the last RNN layer: ~1.4x faster than all, for a
+    # few thousandths of a nat), all, or head (the output layer).
+    learn: str = "top"
 
     def __post_init__(self):
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -180,15 +183,33 @@ def _static(model: CharRNN, ids: torch.Tensor, bar, chunk: int = 2048) -> torch.
     return torch.cat(out)
 
 
-def learned_params(model: CharRNN, learn: str) -> list[torch.nn.Parameter]:
-    """The weights that adapt (see Adapt.learn); the others are frozen, so the backward pass stops
-    where no adapted weight lies below: at the last layer for top, at the RNN's output for head."""
-    last = f"_l{model.rnn.num_layers - 1}"
-    wanted = {"all": lambda name: True, "head": lambda name: name.startswith("head."),
-              "top": lambda name: name.startswith("head.") or (name.startswith("rnn.") and name.endswith(last))}[learn]
-    for name, p in model.named_parameters():
-        p.requires_grad_(wanted(name))
-    return [p for p in model.parameters() if p.requires_grad]
+class Part(nn.Module):
+    """Some of a CharRNN, bottom to top: its embedding, some RNN layers, its head (each optional)."""
+
+    def __init__(self, embed: nn.Module | None, rnn: nn.Module | None, head: nn.Module | None):
+        super().__init__()
+        self.embed, self.rnn, self.head = embed, rnn, head
+
+    def forward(self, x: torch.Tensor, state=None) -> tuple[torch.Tensor, object]:
+        if self.embed is not None:
+            x = self.embed(x)  # (1, t) -> (1, t, E)
+        if self.rnn is not None:
+            x, state = self.rnn(x, state)  # (1, t, H)
+        if self.head is not None:
+            x = self.head(x)  # (1, t, V)
+        return x, state
+
+
+def split_reader(reader: CharRNN, learn: str) -> tuple[Part | None, Part]:
+    """The reading copy cut below its lowest adapted weight, as (frozen, learner): frozen never
+    changes, so it reads the text once, in long blocks, without gradients; only the learner runs
+    per chunk, and the backward pass never enters the frozen layers. For learn="all" nothing is frozen."""
+    L = reader.rnn.num_layers
+    if learn == "all":
+        return None, Part(reader.embed, reader.rnn, reader.head)
+    k = L if learn == "head" else L - 1  # the first RNN layer that adapts
+    frozen = Part(reader.embed, reader.rnn_layers(0, k) if k else None, None).requires_grad_(False)
+    return frozen, Part(None, reader.rnn_layers(k, L) if k < L else None, reader.head)
 
 
 def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar, prior: torch.Tensor) -> torch.Tensor:
@@ -196,8 +217,8 @@ def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar, prior: torch
     without dropout, in fp32, with deterministic kernels, so the same text gives the same score.
     With adapt.mix, each chunk's score is the mix of the network and the counts, and the counts and
     mixer learn from the chunk after it is scored, as the network does."""
-    reader = copy.deepcopy(model).float().eval()
-    params = learned_params(reader, adapt.learn)
+    frozen, learner = split_reader(copy.deepcopy(model).float().eval(), adapt.learn)
+    params = list(learner.parameters())
     trained = [p.detach().clone() for p in params] if adapt.decay else []
     # fused: one kernel for the whole update, ~1.5x faster reading on this CPU, same numbers
     opt = torch.optim.Adam(params, lr=adapt.lr, fused=params[0].device.type in ("cpu", "cuda"))
@@ -207,11 +228,11 @@ def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar, prior: torch
     if adapt.mix is not None:  # stream: the prior text, then ids; target j of ids[1:] is stream position P + 1 + j
         stream = torch.cat([prior.cpu(), ids.cpu()]).numpy().astype("int64")
         counts = CountMixer(adapt.mix, stream, len(model.vocab), learned=len(prior))
-    state, out = reader.init_state(1), []
+    state, out = None, []
     with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
-        for i in range(0, x_all.size(1), adapt.chunk):
-            y = y_all[:, i: i + adapt.chunk]  # (1, t)
-            logits, state, _ = reader(x_all[:, i: i + adapt.chunk], state)  # (1, t, V)
+        for i, x in _features(frozen, x_all, adapt.chunk):  # (1, t, C) what the learner reads
+            y = y_all[:, i: i + x.size(1)]  # (1, t)
+            logits, state = learner(x, state)  # (1, t, V)
             logprobs = _target_logprobs(logits, y)  # scored before the model learns from this chunk
             if counts is None:
                 out.append(logprobs.detach())
@@ -228,9 +249,21 @@ def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar, prior: torch
                         p.lerp_(p0, adapt.decay)  # p += decay * (p0 - p)
             if counts is not None:
                 counts.learn()
-            state = detach_state(state)
+            state = None if state is None else detach_state(state)
             bar.update(y.numel())
     return torch.cat([o.double().cpu() for o in out])
+
+
+def _features(frozen: Part | None, x_all: torch.Tensor, chunk: int, block: int = 2048):
+    """(start, input of the learner (1, t, C)) per chunk of x_all (1, N): the frozen part's output,
+    computed a block of chunks at a time (one long pass costs far less than many short ones)."""
+    block = max(chunk, block // chunk * chunk)
+    state = None
+    for b in range(0, x_all.size(1), block):
+        with torch.no_grad():
+            feats, state = (x_all[:, b: b + block], None) if frozen is None else frozen(x_all[:, b: b + block], state)
+        for i in range(0, feats.size(1), chunk):
+            yield b + i, feats[:, i: i + chunk]
 
 
 @torch.no_grad()

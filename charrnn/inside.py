@@ -63,15 +63,6 @@ def cell_name(model: CharRNN, n: int) -> str:
     return f"layer {layer + 1} {kind} {unit}"
 
 
-def _layer(model: CharRNN, k: int) -> nn.Module:
-    """Layer k of the stacked RNN as a 1-layer module, so its outputs over time can be read."""
-    rnn = model.rnn
-    one = type(rnn)(rnn.input_size if k == 0 else rnn.hidden_size, rnn.hidden_size, 1, batch_first=True)
-    one.load_state_dict({f"{name}_l0": getattr(rnn, f"{name}_l{k}") for name in
-                         ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
-    return one.to(next(rnn.parameters()).device)
-
-
 def _cell_states(layer: nn.LSTM, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """An LSTM layer's cell state c at every step, from its input x and output h. # (T, H)
     The gates are computed for all steps at once; only c_t = f_t c_(t-1) + i_t g_t is a loop."""
@@ -94,7 +85,7 @@ def activations(model: CharRNN, ids: torch.Tensor) -> torch.Tensor:
     x = model.embed(ids.to(device)[None])[0]  # (T, E); no dropout: read as the model reads in eval mode
     hs, cs = [], []
     for k in range(model.rnn.num_layers):
-        layer = _layer(model, k)
+        layer = model.rnn_layers(k, k + 1)
         h = layer(x[None])[0][0]  # (T, H)
         if model.cell == "lstm":
             cs.append(_cell_states(layer, x, h))

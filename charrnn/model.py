@@ -99,6 +99,15 @@ class CharRNN(
                    for name, w in self.rnn.named_parameters() if name.startswith("weight_hh")}
         return functional_call(self.rnn, dropped, (x, state))
 
+    def rnn_layers(self, lo: int, hi: int) -> nn.Module:
+        """Layers lo..hi-1 of the stacked RNN as a module of their own, on copies of their weights:
+        to read a text one layer at a time (no dropout between them: for eval only)."""
+        first = getattr(self.rnn, f"weight_ih_l{lo}")
+        part = type(self.rnn)(first.size(1), self.rnn.hidden_size, hi - lo, batch_first=True)
+        part.load_state_dict({f"{name}_l{i - lo}": getattr(self.rnn, f"{name}_l{i}") for i in range(lo, hi)
+                              for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
+        return part.to(first.device, first.dtype)
+
     def init_state(self, batch_size: int) -> State:
         """Zero state, on the model's device: the state at the start of a text."""
         p = next(self.parameters())
