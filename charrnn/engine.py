@@ -13,9 +13,12 @@ and ~1.9 ms for 32. On a GPU a step costs about the same from 2 rows to hundreds
   a client (an IP address, as the web server resolves it) runs at most `per_client` requests at
   once and may queue `per_client_waiting` more; anything beyond is refused with `Busy`, whose
   message is a sentence for the user.
-- Threads: on the CPU the worker runs torch on `threads` threads (1 by default). A one-char
-  step is small: on a 2-core machine the web server, the clients' connections and the worker
-  share the cores, and a second torch thread made the app slower under load, not faster.
+- Threads: a stepper steps the batch and a reader reads new requests' seeds (prefill) beside
+  it, so a burst of arrivals or a long seed never stalls the running rows (in the app, under 16
+  clients, a seed read inside the step loop took ~50 ms, during which no row moved). On the CPU
+  torch runs on `threads` threads (1 by default): a one-char step is small, and on a 2-core
+  machine the web server, the clients' connections and the engine share the cores; a second
+  torch thread made the app slower under load, not faster.
 
 `Solo` is the design this replaced (each request alone at batch 2, two at a time), kept behind
 the same interface so that `bench/app_load.py` can compare the two in one run.
@@ -36,7 +39,7 @@ class Busy(Exception):
     """A request refused by a limit; the message says which and what to do."""
 
 
-STREAMS_AT_FULL_RATE = 4  # see _Base.spaced
+STREAMS_AT_FULL_RATE = 2  # see _Base.spaced
 STOPPED = "The generator has stopped; reload the page."
 
 
@@ -164,7 +167,8 @@ class _Base:
         running requests, longer beyond, so that all of them together send at most that many
         requests' worth of updates. Each update costs the web server and the client far more CPU
         than the chars it carries (the whole text is sent again); unbounded, 16 streams at 25
-        updates/s took the cores the model needed."""
+        updates/s took the cores the model needed. At 16 clients (bench/app_load.py's level, one
+        run each) 4 requests' worth gave 2.2-2.5 requests/s and 2 gave 3.1-3.7."""
         return interval * max(1.0, sum(self.active.values()) / STREAMS_AT_FULL_RATE)
 
     def result(self, ticket: Ticket, timeout: float | None = None) -> Output:
@@ -177,73 +181,117 @@ class _Base:
 
 
 class Engine(_Base):
-    """Continuous batching over one model: submit() from any thread, read with updates()."""
+    """Continuous batching over one model: submit() from any thread, read with updates().
+
+    Two threads: the stepper steps the batch, and the reader reads admitted requests' seeds
+    (prefill) beside it, on the other core, so a burst of new requests or a long seed never
+    holds up the rows already running. A request's rows join the batch once its seed is read."""
 
     def __init__(self, model: CharRNN, limits: Limits = Limits(), device: torch.device | str | None = None,
                  threads: int | None = 1):
         super().__init__(model.to(device) if device is not None else model, limits)
         self.batch = Batch(self.model)
-        self.running: list[Ticket] = []
+        self.running: list[Ticket] = []  # in the batch
+        self.to_read: deque[Ticket] = deque()  # admitted, seed not read yet
+        self.reading: Ticket | None = None  # the one whose seed is being read
+        self.ready: list[Ticket] = []  # seed read, joining the batch at the next step
         self.threads = threads
-        self.worker = threading.Thread(target=self._work, name="charrnn-engine", daemon=True)
+        self.worker = threading.Thread(target=self._work, args=(self._loop,), name="charrnn-engine", daemon=True)
+        self.reader = threading.Thread(target=self._work, args=(self._read_seeds,), name="charrnn-reader",
+                                       daemon=True)
         self.worker.start()
+        self.reader.start()
 
     def close(self) -> None:
-        """Stop the worker; requests still waiting or running end with Busy."""
+        """Stop both threads; requests still waiting or running end with Busy."""
         with self.cond:
             self.stopped = True
             self.cond.notify_all()
         self.worker.join(timeout=10)
+        self.reader.join(timeout=10)
 
-    def _work(self) -> None:
+    def _work(self, loop: Callable[[], None]) -> None:
         try:
-            self._loop()
-        except BaseException:  # never leave readers waiting on a dead worker
+            loop()
+        except BaseException:  # never leave readers waiting on a dead thread
             with self.cond:
                 self.stopped = True
                 self._stop_all()
+                self.cond.notify_all()
             raise
 
     def _loop(self) -> None:
+        """The stepper: admit waiting requests, let the read ones join, step the batch."""
         if self.threads and self.batch.device.type == "cpu":
             torch.set_num_threads(self.threads)
         while True:
             with self.cond:
-                while not self.stopped and not self.running and not self.waiting:
+                self._admit()
+                while not self.stopped and not self.batch.rows and not self.ready:
                     self.cond.wait()
+                    self._admit()
                 if self.stopped:
                     return self._stop_all()
-                admitted = self._admit()
-            for ticket in admitted:
-                self._prefill(ticket)
+                joining, self.ready = self.ready, []
+            for ticket in joining:
+                self._join(ticket)
             self._step()
 
-    def _admit(self) -> list[Ticket]:
-        """Move waiting requests into the batch, oldest first, while rows are free and their
-        client is under its limit (call with self.cond held)."""
-        admitted, free = [], (self.limits.max_rows - 2 * len(self.running)) // 2
+    def _read_seeds(self) -> None:
+        """The reader: read each admitted request's seed, oldest first; one that fails ends alone."""
+        while True:
+            with self.cond:
+                while not self.stopped and not self.to_read:
+                    self.cond.wait()
+                if self.stopped:
+                    return
+                self.reading = ticket = self.to_read.popleft()
+            try:
+                ticket.job.read_seed()
+            except Exception as e:  # noqa: BLE001 (this request's failure, not the engine's)
+                with self.cond:
+                    self.reading = None
+                    if not ticket.ended.is_set():  # (stopping ended it already)
+                        self._end(ticket, e)
+                continue
+            with self.cond:
+                self.reading = None
+                if not self.stopped:  # (stopping ended it already)
+                    self.ready.append(ticket)
+                    self.cond.notify_all()
+
+    def _admitted(self) -> list[Ticket]:
+        return self.running + list(self.to_read) + [self.reading] * (self.reading is not None) + self.ready
+
+    def _admit(self) -> None:
+        """Move waiting requests to the reader, oldest first, while rows are free and their client
+        is under its limit (call with self.cond held)."""
+        free = (self.limits.max_rows - 2 * len(self._admitted())) // 2
         for ticket in list(self.waiting):
             if ticket.job.cancelled:
                 self._end_waiting(ticket)
             elif free > 0 and self.active[ticket.client] < self.limits.per_client:
                 self._dequeue(ticket)
                 self.active[ticket.client] += 1
-                admitted.append(ticket)
+                self.to_read.append(ticket)
                 free -= 1
-        self.running += admitted
-        return admitted
+        if self.to_read:
+            self.cond.notify_all()
 
-    def _prefill(self, ticket: Ticket) -> None:
-        """Read the seed and join the batch; a request that fails here fails alone."""
+    def _join(self, ticket: Ticket) -> None:
+        """Append a read request's rows to the batch; one that fails here fails alone."""
         try:
             self.batch.add(ticket.job)
         except Exception as e:  # noqa: BLE001 (whatever it is, it is this request's, not the batch's)
             with self.cond:
-                self.running.remove(ticket)
                 self._end(ticket, e)
+            return
+        self.running.append(ticket)
 
     def _step(self) -> None:
         """One char for every row; requests that ended leave and their readers are told."""
+        if not self.batch.rows:
+            return
         try:
             ended = self.batch.step()
         except Exception as e:  # noqa: BLE001 (a broken batch ends its requests, not the engine)
@@ -262,9 +310,10 @@ class Engine(_Base):
     def _stop_all(self) -> None:
         for ticket in list(self.waiting):
             self._end_waiting(ticket, Busy(STOPPED))
-        for ticket in self.running:
-            self._end(ticket, Busy(STOPPED))
-        self.running = []
+        for ticket in self._admitted():
+            if not ticket.ended.is_set():
+                self._end(ticket, Busy(STOPPED))
+        self.running, self.to_read, self.ready = [], deque(), []
 
 
 class Solo(_Base):

@@ -289,9 +289,19 @@ class Job:
         self.stops = STOPS.get(settings.stop_at, "")
         self.open = [True, True]  # greedy, sampled row still growing
         self.end_probs = None  # (V,) the distribution after seed + sampled text, for the candidates
+        self.start = None  # (logits (1, V), state per layer (1, H)) after the seed, once read_seed() has read it
         self.cancelled = False  # set by the caller: the rows leave at the next step
         self.finished = False  # set once the last char and the candidates after it are in
         self.lock = threading.Lock()
+
+    @torch.inference_mode()
+    def read_seed(self) -> tuple[torch.Tensor, list]:
+        """The logits (1, V) and the state per layer after the seed (the prefill), read once, in the
+        calling thread: the engine reads seeds in a thread of their own, beside the batch's steps."""
+        if self.start is None:
+            device = next(self.model.parameters()).device
+            self.start = read(self.model, torch.tensor([self.model.vocab.encode(self.out.seed)], device=device))
+        return self.start
 
     def rows(self) -> tuple[list[float], list[int], list[float]]:
         """Each row's temperature, top-k and top-p: row 0 greedy, row 1 as the settings say."""
@@ -348,9 +358,8 @@ class Batch:
 
     @torch.inference_mode()
     def add(self, job: Job) -> None:
-        """Read the job's seed (prefill) and append its greedy and sampled rows."""
-        ids = torch.tensor([self.model.vocab.encode(job.out.seed)], device=self.device)
-        logits, layers = read(self.model, ids)  # (1, V), per layer (1, H)
+        """Append the job's greedy and sampled rows, reading its seed first if job.read_seed() has not."""
+        logits, layers = job.read_seed()  # (1, V), per layer (1, H)
         logits = logits.expand(2, -1)  # (2, V): both rows start from the seed
         layers = [tuple(t.expand(2, -1) for t in s) if isinstance(s, tuple) else s.expand(2, -1) for s in layers]
         temperature, top_k, top_p = (torch.tensor(v, device=self.device) for v in job.rows())
