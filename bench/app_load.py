@@ -287,8 +287,8 @@ def main(argv=None) -> int:
   client is its own visitor (its own X-Forwarded-For address) and sends its next request when the last
   is done. Levels {', '.join(str(n) for n in levels if n not in timed) or '—'} share {args.requests or '3 per client (at least 16)'}
   requests; levels {', '.join(str(n) for n in levels if n in timed) or '—'} keep sending for {args.duration:g} s.
-  A level may take at most {args.timeout:g} s. Clients and app share this machine's cores, and other
-  teammates' work may have been running on them (the benchmark held `/tmp/charrnn-cpu.lock`).
+  A level may take at most {args.timeout:g} s. Clients and app share this machine's cores (see the
+  notes below the section for what else was running).
 - "first chunk" is the time from submit to the first streamed update (polled every {POLL_S * 1000:g} ms);
   "complete" to the final result. Requests/s and chars/s are over the level's wall time.
 - Backlog: one visitor posts {args.backlog} requests of 1000 chars to `/gradio_api/call/generate` and
