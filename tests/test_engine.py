@@ -74,9 +74,9 @@ def test_a_failing_request_fails_alone(engine, tiny_model, monkeypatch, stage):
         return original(self, *job)
 
     monkeypatch.setattr(cls, name, or_fail)
-    others = [engine.submit(s, settings) for s, settings in NEIGHBOURS[:6]]
-    broken = engine.submit("Sancho", MINE)
-    mine = engine.submit(SEED, MINE)
+    others = [engine.submit(s, settings, client=f"c{i}") for i, (s, settings) in enumerate(NEIGHBOURS[:6])]
+    broken = engine.submit("Sancho", MINE, client="broken")
+    mine = engine.submit(SEED, MINE, client="me")
     with pytest.raises(RuntimeError, match="broken prefill"):
         engine.result(broken, timeout=60)
     same_text(engine.result(mine, timeout=60), complete(tiny_model, SEED, MINE))
