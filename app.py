@@ -343,7 +343,6 @@ def inside_tab(model: CharRNN | None, error: str | None = None) -> None:
     """The "Look inside" tab: the text coloured by one cell's activation, and the cells that track
     features of the novel. Endpoint /inside."""
     from charrnn import inside as cells
-    from charrnn.data import DataError
 
     def look(text, cell):
         text = _read_input(model, error, text)
@@ -352,18 +351,12 @@ def inside_tab(model: CharRNN | None, error: str | None = None) -> None:
         if not whole or not 0 <= cell <= last:
             raise gr.Error(f"The cell must be a whole number from 0 to {last:,}.")
         cell = int(cell)
-        text = model.vocab.normalize(text)
-        known = [c in model.vocab.stoi for c in text]
-        if sum(known) < 1:
-            raise gr.Error("The text has no character the model knows.")
-        acts = cells.activations(model, torch.tensor(model.vocab.encode(text, errors="drop")))[:, cell]
-        acts = acts / acts.abs().max().clamp_min(1e-6)  # -1..1 on this text
-        values = iter(acts.tolist())
-        styles = [_activation_style(next(values)) if k else _surprise_style(None) for k in known]
         try:
-            ranked, on = cells.novel_ranking(model), "the novel's validation text"
-        except DataError:  # no copy of the novel here: rank on the visitor's text instead
-            ranked, on = cells.rank_cells(model, text), "this text"
+            text, values = cells.cell_trace(model, text, cell)
+        except ValueError:
+            raise gr.Error("The text has no character the model knows.") from None
+        styles = [_surprise_style(None) if v is None else _activation_style(v) for v in values]
+        ranked, on = cells.ranking(model, text)
         ranking = [[r["feature"], r["cell"], r["name"], r["correlation"]] for r in ranked]
         info = (f"Cell **{cell}** = {cells.cell_name(model, cell)}: blue where it is negative, red where positive "
                 f"(scaled to its largest value on this text). The table ranks cells on {on}.")

@@ -122,3 +122,27 @@ def rank_cells(model: CharRNN, text: str, top: int = TOP) -> list[dict]:
 def novel_ranking(model: CharRNN) -> list[dict]:
     """rank_cells on the reference text, computed once per model (a few seconds)."""
     return rank_cells(model, reference_text(model))
+
+
+def cell_trace(model: CharRNN, text: str, cell: int) -> tuple[str, list[float | None]]:
+    """`text` as the model reads it (normalized) and one cell's value after each of its chars,
+    scaled to -1..1 by its largest magnitude on this text; None for chars the model does not know
+    (they are skipped). ValueError if the text has no char the model knows."""
+    text = model.vocab.normalize(text)
+    known = [c in model.vocab.stoi for c in text]
+    if not any(known):
+        raise ValueError("the text has no character the model knows")
+    acts = activations(model, torch.tensor(model.vocab.encode(text, errors="drop")))[:, cell]  # (T,)
+    values = iter((acts / acts.abs().max().clamp_min(1e-6)).tolist())
+    return text, [next(values) if k else None for k in known]
+
+
+def ranking(model: CharRNN, text: str) -> tuple[list[dict], str]:
+    """The cells ranked on the novel's validation text (cached), or on `text` where no copy of the
+    novel can be found; and which of the two it is."""
+    from .data import DataError
+
+    try:
+        return novel_ranking(model), "the novel's validation text"
+    except DataError:
+        return rank_cells(model, text), "this text"

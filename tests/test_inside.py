@@ -69,3 +69,15 @@ def test_ranking_lists_top_cells_per_feature_and_is_cached(tiny_model, one_threa
         assert -1 <= r["correlation"] <= 1
     ranked = inside.novel_ranking(tiny_model)  # on the novel's validation text
     assert inside.novel_ranking(tiny_model) is ranked
+
+
+def test_cell_trace_scales_one_cell_to_the_text_and_skips_unknown_chars(tiny_model, one_thread):
+    text = "En un lugar € de la Mancha"  # '€' is not in the tiny model's vocabulary
+    shown, values = inside.cell_trace(tiny_model, text, 7)
+    assert shown == tiny_model.vocab.normalize(text) and len(values) == len(shown)
+    assert [v is None for v in values] == [c not in tiny_model.vocab.stoi for c in shown]
+    acts = inside.activations(tiny_model, torch.tensor(tiny_model.vocab.encode(shown, errors="drop")))[:, 7]
+    known = torch.tensor([v for v in values if v is not None])
+    assert torch.allclose(known, acts / acts.abs().max(), atol=1e-6) and known.abs().max() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no character the model knows"):
+        inside.cell_trace(tiny_model, "€€€", 7)
