@@ -153,7 +153,9 @@ def main(argv=None) -> int:
   without (STACK-NOTES), so the default has no decay. Then (2026-11-26, first 20,000 validation chars,
   2 threads, after only the top started running the frozen layers once per 2,048 chars): adapting the
   top at lr 3e-4 1.1024, 5e-4 1.1014 (chosen), 8e-4 1.1056; 128-char chunks at 5e-4 1.1035; all the
-  weights at 3e-4 1.1000 but ~1.4x slower; the head alone 1.1177.
+  weights at 3e-4 1.1000 but ~1.4x slower; the head alone 1.1177. Chunks, lr 5e-4, median of 3
+  interleaved runs after a warm-up: 64 chars 2,200 chars/s 1.1014, 96 chars 2,631 chars/s 1.1023
+  (chosen), 128 chars 2,908 chars/s 1.1035.
 - Adaptive + counts = `python -m charrnn.evaluate --split val --max-chars {len(val_ids)} --mix` (charrnn/mixing.py):
   the network adapts as above, and each char's probability is a linear mix of the network's and a count
   model's (interpolated absolute discounting, D {mixing.mix.discount:g}, B {mixing.mix.strength:g}, one estimate per context

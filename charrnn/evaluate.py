@@ -41,7 +41,7 @@ class Adapt:
     then every weight moves `decay` of the way back toward its trained value."""
     lr: float = 5e-4  # chosen for learn="top" on the first 20,000 validation chars: see bench/RESULTS.md
     decay: float = 0.0  # 0.003 gained 0.001 on the first 15,000 validation chars, lost 0.002 over 200,000
-    chunk: int = 64
+    chunk: int = 96  # against 64: 1.2x the speed for 0.0009 nats/char (bench/RESULTS.md, "Reading faster")
     mix: Mix | None = None  # also mix the network with a count model of the prior text and the text read (mixing.py)
     # The weights that adapt: top (the head and the last RNN layer: ~1.4x faster than all, for a
     # few thousandths of a nat), all, or head (the output layer).
