@@ -120,6 +120,13 @@ class _Base:
         self.active[ticket.client] += 1
         self._end(ticket, error)
 
+    def _wait_for(self, line) -> bool:
+        """Wait until `line` holds a request or the engine stops; False once stopped (call with
+        self.cond held)."""
+        while not self.stopped and not line:
+            self.cond.wait()
+        return not self.stopped
+
     def _dequeue(self, ticket: Ticket) -> None:
         """Take a request out of the waiting line (call with self.cond held)."""
         self.waiting.remove(ticket)
@@ -241,9 +248,7 @@ class Engine(_Base):
         """The reader: read each admitted request's seed, oldest first; one that fails ends alone."""
         while True:
             with self.cond:
-                while not self.stopped and not self.to_read:
-                    self.cond.wait()
-                if self.stopped:
+                if not self._wait_for(self.to_read):
                     return
                 self.reading = ticket = self.to_read.popleft()
             try:
@@ -333,9 +338,7 @@ class Solo(_Base):
     def _work(self) -> None:
         while True:
             with self.cond:
-                while not self.stopped and not self.waiting:
-                    self.cond.wait()
-                if self.stopped:
+                if not self._wait_for(self.waiting):
                     return
                 ticket = self.waiting[0]
                 self._dequeue(ticket)
