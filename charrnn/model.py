@@ -106,7 +106,7 @@ class CharRNN(
         part = type(self.rnn)(first.size(1), self.rnn.hidden_size, hi - lo, batch_first=True)
         part.load_state_dict({f"{name}_l{i - lo}": getattr(self.rnn, f"{name}_l{i}") for i in range(lo, hi)
                               for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
-        return part.to(first.device, first.dtype)
+        return part.to(first.device, first.dtype).eval()
 
     def init_state(self, batch_size: int) -> State:
         """Zero state, on the model's device: the state at the start of a text."""

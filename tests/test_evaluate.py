@@ -38,6 +38,36 @@ def test_static_score_gives_each_char_its_logprob_and_the_exact_mean(tiny_model,
                             "chars": len(ids), "unknown_chars": 3, "adaptive": False}
 
 
+def test_static_score_read_in_pipelined_blocks_equals_one_forward_pass(tiny_model, one_thread):
+    ids = torch.tensor(tiny_model.vocab.encode(TINY_TEXT * 2))  # 3 blocks of 512 chars, the last one short
+    with torch.no_grad():
+        logits, _, _ = tiny_model.eval()(ids[:-1][None])  # (1, N-1, V) the whole text in one call
+    want = torch.log_softmax(logits[0], -1).gather(1, ids[1:, None])[:, 0]
+    assert torch.allclose(score(tiny_model, ids).logprobs.float(), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("layer", [0, 1])  # 1: the layer below must be drained to finish
+def test_a_failing_layer_raises_instead_of_hanging(tiny_model, monkeypatch, layer):
+    class Broken(torch.nn.Module):
+        def forward(self, x, state=None):
+            raise RuntimeError("broken layer")
+
+    rnn_layers = type(tiny_model).rnn_layers
+    monkeypatch.setattr(type(tiny_model), "rnn_layers", lambda self, lo, hi: Broken() if lo == layer else rnn_layers(self, lo, hi))
+    import threading
+    import time
+
+    def layer_threads():
+        return [t for t in threading.enumerate() if t.name.startswith("charrnn-layer-")]
+
+    with pytest.raises(RuntimeError, match="broken layer"):
+        score(tiny_model, torch.tensor(tiny_model.vocab.encode(TINY_TEXT * 8)))  # 10 blocks: more than a queue holds
+    deadline = time.monotonic() + 10
+    while layer_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not layer_threads()  # no layer's thread is left blocked
+
+
 def test_adaptive_scores_each_chunk_before_learning_from_it(tiny_model, one_thread):
     ids = torch.tensor(tiny_model.vocab.encode(PHRASE))
     static = score(tiny_model, ids)
