@@ -30,9 +30,6 @@ from charrnn.mixing import Mix  # noqa: E402
 from charrnn.hub import load_model  # noqa: E402
 
 PACKAGES = {"zpaq": "zpaq", "7z": "p7zip-full"}
-LEARNS = {"all": "every weight adapts",
-          "top": "the output layer and the last RNN layer adapt, the layers below read the text once, frozen",
-          "head": "only the output layer adapts, the network below reads the text once, frozen"}
 
 
 def zpaq(data: bytes) -> int:
@@ -144,7 +141,7 @@ def main(argv=None) -> int:
   and divided by the same {chars:,} chars, so it too has read the training text first.
 - Adaptive = `python -m charrnn.evaluate --split val --max-chars {len(val_ids)} --adapt --adapt-lr {adapt.lr:g} --adapt-decay {adapt.decay:g} --adapt-learn {adapt.learn}`:
   each {adapt.chunk}-char chunk is scored, then the model (a copy) takes one Adam step on it and moves
-  {adapt.decay:g} of the way back toward the trained weights. Learning {adapt.learn}: {LEARNS[adapt.learn]}.
+  {adapt.decay:g} of the way back toward the trained weights. Learning {adapt.learn}: {LEARNABLE[adapt.learn]}.
   Speeds: wall time of `charrnn.evaluate.score`
   in this process, {torch.get_num_threads()} torch threads, after one untimed adaptive read of 2,000 chars.
 - How the settings were chosen (2026-11-26, first 15,000 validation chars, shipped weights, 64-char chunks):

@@ -34,7 +34,10 @@ REFERENCE_CHARS = 10_000  # the novel's own average is measured on this many val
 PROGRESS_FROM = 100_000  # the CLI shows a progress bar from this many chars (static reads ~8,000 chars/s)
 
 
-LEARNABLE = ("all", "top", "head")  # Adapt.learn: fewer weights, less to backpropagate and update per chunk
+# Adapt.learn, and what each adapts: fewer weights, less to backpropagate and update per chunk.
+LEARNABLE = {"all": "every weight adapts",
+             "top": "the output layer and the last RNN layer adapt, the layers below read the text once, frozen",
+             "head": "only the output layer adapts, the network below reads the text once, frozen"}
 
 
 @dataclass(frozen=True)
