@@ -11,6 +11,7 @@ import torch
 from charrnn import evaluate
 from charrnn.evaluate import Adapt, nats_per_char, score
 from charrnn.mixing import NET_PRIOR, Mix
+from charrnn.model import CharRNN
 from conftest import TINY_TEXT
 
 PHRASE = "Sancho dijo, ¿qué gigantes? " * 20  # a line the tiny model never saw, repeated: one to learn
@@ -38,12 +39,17 @@ def test_static_score_gives_each_char_its_logprob_and_the_exact_mean(tiny_model,
                             "chars": len(ids), "unknown_chars": 3, "adaptive": False}
 
 
-def test_static_score_read_in_pipelined_blocks_equals_one_forward_pass(tiny_model, one_thread):
-    ids = torch.tensor(tiny_model.vocab.encode(TINY_TEXT * 2))  # 3 blocks of 512 chars, the last one short
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_static_score_read_in_pipelined_blocks_equals_one_forward_pass(tiny_model, cell, one_thread):
+    model = tiny_model
+    if cell == "gru":  # the short recipe's cell: an untrained 2-layer GRU on the same vocabulary
+        torch.manual_seed(0)
+        model = CharRNN(tiny_model.vocab.chars, cell="gru", embed_dim=8, hidden_size=16, num_layers=2).eval()
+    ids = torch.tensor(model.vocab.encode(TINY_TEXT * 2))  # 3 blocks of 512 chars, the last one short
     with torch.no_grad():
-        logits, _, _ = tiny_model.eval()(ids[:-1][None])  # (1, N-1, V) the whole text in one call
+        logits, _, _ = model.eval()(ids[:-1][None])  # (1, N-1, V) the whole text in one call
     want = torch.log_softmax(logits[0], -1).gather(1, ids[1:, None])[:, 0]
-    assert torch.allclose(score(tiny_model, ids).logprobs.float(), want, atol=1e-5)
+    assert torch.allclose(score(model, ids).logprobs.float(), want, atol=1e-5)
 
 
 @pytest.mark.parametrize("layer", [0, 1])  # 1: the layer below must be drained to finish
