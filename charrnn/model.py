@@ -104,7 +104,7 @@ class CharRNN(
         to read a text one layer at a time (no dropout between them: for eval only)."""
         first = getattr(self.rnn, f"weight_ih_l{lo}")
         # Built on the meta device, so no random initialization of weights that are overwritten at
-        # once (every read of a pasted text builds these; initializing cost ~7 ms a layer)
+        # once (every read of a pasted text builds these; initializing them cost ~10 ms a layer)
         part = type(self.rnn)(first.size(1), self.rnn.hidden_size, hi - lo, batch_first=True, device="meta",
                               dtype=first.dtype).to_empty(device=first.device)
         part.load_state_dict({f"{name}_l{i - lo}": getattr(self.rnn, f"{name}_l{i}") for i in range(lo, hi)

@@ -95,7 +95,6 @@ def test_app_load(tiny):
     assert all(float(r[3].replace(",", "")) > 0 for r in rows)  # p50 to the first chunk
 
 
-
 def test_read_latency(tiny):
     run("read_latency.py", "--weights", tiny["weights"], "--data", tiny["text"], "--chars", 300, "--runs", 1,
         "--results", tiny["results"])
@@ -104,6 +103,7 @@ def test_read_latency(tiny):
     assert [r[0].split()[0] for r in rows] == ["`/score`", "`evaluate.read`", "one"]
     assert all(float(r[1].replace(",", "")) > 0 for r in rows)
     assert "(the same)" in body  # the app's total is what `python -m charrnn.evaluate` prints
+
 
 def test_quality(tiny):
     run("quality.py", "--weights", tiny["weights"], "--data", tiny["text"], "--length", 60, "--samples", 1,
