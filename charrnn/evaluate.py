@@ -182,15 +182,22 @@ def _static(model: CharRNN, ids: torch.Tensor, bar, block: int = 512) -> torch.T
     x_all, y_all = ids[:-1].to(device)[None], ids[1:].to(device)[None]  # (1, N-1)
     blocks = (model.embed(x_all[:, i: i + block]) for i in range(0, x_all.size(1), block))  # (1, t, E) each
     boxes, errors = [queue.Queue(maxsize=4) for _ in range(model.rnn.num_layers)], []
-    for k, box in enumerate(boxes):
-        source = blocks if k == 0 else boxes[k - 1]
-        threading.Thread(target=_layer_stage, args=(model.rnn_layers(k, k + 1), source, box, errors),
-                         name=f"charrnn-layer-{k + 1}", daemon=True).start()
-    out, i = [], 0
-    while (h := boxes[-1].get()) is not None:  # (1, t, H) the top layer's output
-        out.append(_target_logprobs(model.head(h), y_all[:, i: i + h.size(1)]))
-        i += h.size(1)
-        bar.update(h.size(1))
+    threads = [threading.Thread(target=_layer_stage, name=f"charrnn-layer-{k + 1}", daemon=True,
+                                args=(model.rnn_layers(k, k + 1), blocks if k == 0 else boxes[k - 1], box, errors))
+               for k, box in enumerate(boxes)]
+    for t in threads:
+        t.start()
+    out, i, h = [], 0, ()
+    try:
+        while (h := boxes[-1].get()) is not None:  # (1, t, H) the top layer's output
+            out.append(_target_logprobs(model.head(h), y_all[:, i: i + h.size(1)]))
+            i += h.size(1)
+            bar.update(h.size(1))
+    finally:  # every layer's thread ends before this returns: one still in torch when Python exits aborts it
+        while h is not None:  # stopped early (the head failed): let the top layer finish its text
+            h = boxes[-1].get()
+        for t in threads:
+            t.join()
     if errors:
         raise errors[0]
     return torch.cat(out)

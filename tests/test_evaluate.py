@@ -3,6 +3,7 @@ import hashlib
 import copy
 import json
 import math
+import threading
 from collections import Counter
 
 import pytest
@@ -52,6 +53,28 @@ def test_static_score_read_in_pipelined_blocks_equals_one_forward_pass(tiny_mode
     assert torch.allclose(score(model, ids).logprobs.float(), want, atol=1e-5)
 
 
+def layer_threads() -> list:
+    return [t for t in threading.enumerate() if t.name.startswith("charrnn-layer-") and t.is_alive()]
+
+
+def score_failing(model, text: str) -> Exception:
+    """What score() raised on text; in a thread, so that a read that hangs fails the test instead."""
+    raised = []
+
+    def read():
+        try:
+            score(model, torch.tensor(model.vocab.encode(text)))
+        except Exception as e:  # noqa: BLE001 (returned to the test)
+            raised.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert not reader.is_alive(), "the read hung"
+    assert raised, "the read did not fail"
+    return raised[0]
+
+
 @pytest.mark.parametrize("layer", [0, 1])  # 1: the layer below must be drained to finish
 def test_a_failing_layer_raises_instead_of_hanging(tiny_model, monkeypatch, layer):
     class Broken(torch.nn.Module):
@@ -60,19 +83,38 @@ def test_a_failing_layer_raises_instead_of_hanging(tiny_model, monkeypatch, laye
 
     rnn_layers = type(tiny_model).rnn_layers
     monkeypatch.setattr(type(tiny_model), "rnn_layers", lambda self, lo, hi: Broken() if lo == layer else rnn_layers(self, lo, hi))
-    import threading
+    error = score_failing(tiny_model, TINY_TEXT * 8)  # 10 blocks: more than a queue holds
+    assert "broken layer" in str(error) and not layer_threads()  # no layer's thread is left blocked
+
+
+def test_the_static_read_returns_only_after_its_layer_threads_have_ended(tiny_model, monkeypatch, one_thread):
+    """A layer's thread still inside torch when the interpreter exits aborts the process (seen as
+    `python -m charrnn.evaluate` exiting with SIGABRT after printing its result)."""
     import time
 
-    def layer_threads():
-        return [t for t in threading.enumerate() if t.name.startswith("charrnn-layer-")]
+    stage = evaluate._layer_stage
 
-    with pytest.raises(RuntimeError, match="broken layer"):
-        score(tiny_model, torch.tensor(tiny_model.vocab.encode(TINY_TEXT * 8)))  # 10 blocks: more than a queue holds
-    deadline = time.monotonic() + 10
-    while layer_threads() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not layer_threads()  # no layer's thread is left blocked
+    def slow_to_end(*args):
+        stage(*args)
+        time.sleep(0.3)  # the thread outlives its last block
 
+    monkeypatch.setattr(evaluate, "_layer_stage", slow_to_end)
+    score(tiny_model, torch.tensor(tiny_model.vocab.encode(TINY_TEXT)))
+    assert not layer_threads()
+
+
+def test_a_failing_head_raises_and_every_layer_thread_ends(tiny_model, monkeypatch, one_thread):
+    calls = []
+
+    def head(h):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("broken head")
+        return torch.nn.Linear.forward(tiny_model.head, h)
+
+    monkeypatch.setattr(tiny_model.head, "forward", head)
+    error = score_failing(tiny_model, TINY_TEXT * 8)  # 10 blocks: more than a queue holds
+    assert "broken head" in str(error) and not layer_threads()
 
 def test_adaptive_scores_each_chunk_before_learning_from_it(tiny_model, one_thread):
     ids = torch.tensor(tiny_model.vocab.encode(PHRASE))
