@@ -24,7 +24,9 @@ and ~1.9 ms for 32. On a GPU a step costs about the same from 2 rows to hundreds
 the same interface so that `bench/app_load.py` can compare the two in one run.
 """
 import asyncio
+import atexit
 import threading
+import weakref
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Iterator
@@ -71,6 +73,15 @@ class Ticket:
         return self.job.snapshot()
 
 
+def _close_at_exit(ref: weakref.ref) -> None:
+    """Stop an engine that is still generating when Python exits: a thread left inside torch at
+    exit aborts the process ('terminate called without an active exception'), as Ctrl-C on
+    `python app.py` during a generation did."""
+    engine = ref()
+    if engine is not None:
+        engine.close()
+
+
 class _Base:
     """Submitting, reading and cancelling, shared by the Engine and the old Solo design."""
 
@@ -80,6 +91,7 @@ class _Base:
         self.waiting: deque[Ticket] = deque()
         self.active, self.queued = Counter(), Counter()  # per client
         self.stopped = False
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     def submit(self, seed_text: str, settings: Settings = Settings(), client: str = "") -> Ticket:
         """Queue a request; raises SettingsError for bad settings, Busy when a limit is reached."""
@@ -327,13 +339,19 @@ class Solo(_Base):
 
     def __init__(self, model: CharRNN, limits: Limits = Limits(), concurrent: int = 2):
         super().__init__(model, limits)
-        for _ in range(concurrent):
-            threading.Thread(target=self._work, name="charrnn-solo", daemon=True).start()
+        self.workers = [threading.Thread(target=self._work, name="charrnn-solo", daemon=True) for _ in range(concurrent)]
+        for worker in self.workers:
+            worker.start()
 
     def close(self) -> None:
+        """Stop the threads; requests still waiting or running end with Busy."""
         with self.cond:
             self.stopped = True
+            for ticket in list(self.waiting):
+                self._end_waiting(ticket, Busy(STOPPED))
             self.cond.notify_all()
+        for worker in self.workers:
+            worker.join(timeout=10)
 
     def _work(self) -> None:
         while True:
@@ -350,6 +368,8 @@ class Solo(_Base):
         try:
             batch.add(ticket.job)
             while not batch.step():
+                if self.stopped:
+                    raise Busy(STOPPED)
                 if len(ticket.job.out.sampled) == 1:
                     ticket.wake()
         except Exception as e:  # noqa: BLE001

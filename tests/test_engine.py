@@ -209,3 +209,30 @@ def test_streamed_updates_are_spaced_out_when_many_requests_run(tiny_model):
     finally:
         engine.active.clear()
         engine.close()
+
+
+EXIT_WHILE_GENERATING = """
+import sys, time
+from charrnn.engine import Engine, Solo
+from charrnn.generate import Settings
+from charrnn.hub import load_model
+model = load_model(sys.argv[1])
+engine = (Engine if sys.argv[2] == "engine" else Solo)(model)
+for i in range(4):
+    engine.submit("En un lugar de la Mancha", Settings(length=1000, sampling_seed=i), client=str(i))
+time.sleep(0.5)  # the rows are stepping when the program ends
+"""
+
+
+@pytest.mark.parametrize("design", ["engine", "solo"])
+def test_a_program_that_exits_while_the_engine_generates_exits_cleanly(design):
+    """Without closing the engine at exit, a step still inside torch aborted the process (as Ctrl-C
+    on the app during a generation did: 'terminate called without an active exception')."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", EXIT_WHILE_GENERATING, str(root / "weights"), design],
+                          cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "terminate" not in proc.stderr, proc.stderr[-2000:]
