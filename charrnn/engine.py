@@ -132,6 +132,12 @@ class _Base:
         self.active[ticket.client] += 1
         self._end(ticket, error)
 
+    def _end_all_waiting(self) -> None:
+        """The engine is stopping: every request still in the waiting line ends with Busy (call
+        with self.cond held)."""
+        for ticket in list(self.waiting):
+            self._end_waiting(ticket, Busy(STOPPED))
+
     def _wait_for(self, line) -> bool:
         """Wait until `line` holds a request or the engine stops; False once stopped (call with
         self.cond held)."""
@@ -325,8 +331,7 @@ class Engine(_Base):
                 ticket.wake()
 
     def _stop_all(self) -> None:
-        for ticket in list(self.waiting):
-            self._end_waiting(ticket, Busy(STOPPED))
+        self._end_all_waiting()
         for ticket in self._admitted():
             if not ticket.ended.is_set():
                 self._end(ticket, Busy(STOPPED))
@@ -347,8 +352,7 @@ class Solo(_Base):
         """Stop the threads; requests still waiting or running end with Busy."""
         with self.cond:
             self.stopped = True
-            for ticket in list(self.waiting):
-                self._end_waiting(ticket, Busy(STOPPED))
+            self._end_all_waiting()
             self.cond.notify_all()
         for worker in self.workers:
             worker.join(timeout=10)
