@@ -153,7 +153,7 @@ def main(argv=None) -> int:
   weights at 3e-4 1.1000 but ~1.4x slower; the head alone 1.1177. Chunks, lr 5e-4, median of 3
   interleaved runs after a warm-up: 64 chars 2,200 chars/s 1.1014, 96 chars 2,631 chars/s 1.1023
   (chosen), 128 chars 2,908 chars/s 1.1035.
-- Adaptive + counts = `python -m charrnn.evaluate --split val --max-chars {len(val_ids)} --mix` (charrnn/mixing.py):
+- Adaptive + counts = `python -m charrnn.evaluate --split val --max-chars {len(val_ids)} --mix --adapt-learn {mixing.learn}` (charrnn/mixing.py):
   the network adapts as above, and each char's probability is a linear mix of the network's and a count
   model's (interpolated absolute discounting, D {mixing.mix.discount:g}, B {mixing.mix.strength:g}, one estimate per context
   length {', '.join(map(str, mixing.mix.orders))}) with weights learned online (lr {mixing.mix.lr:g}), one weight set per number of

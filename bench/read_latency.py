@@ -24,7 +24,7 @@ from bench import common  # noqa: E402  (after the path fix, so `python bench/x.
 import torch  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
-from charrnn.data import read_text, split  # noqa: E402
+from charrnn.data import find_corpus, read_text, split  # noqa: E402
 from charrnn.evaluate import _target_logprobs, read  # noqa: E402
 from charrnn.hub import load_model  # noqa: E402
 
@@ -32,8 +32,6 @@ from charrnn.hub import load_model  # noqa: E402
 def passage(model, data: str | None, offset: int, chars: int) -> tuple[int, str]:
     """Where it starts and `chars` chars of the corpus's validation split from `offset` (from its start
     when the split is shorter), normalized as the model reads them."""
-    from charrnn.data import find_corpus
-
     val = split(model.vocab.normalize(read_text(data or find_corpus())))[1]
     start = offset if len(val) >= offset + chars else 0
     return start, val[start: start + chars]
