@@ -5,6 +5,7 @@
     charrnn evaluate [flags]   # python -m charrnn.evaluate
     charrnn push FOLDER OWNER/NAME [--private]    # python -m charrnn.hub
     charrnn space OWNER/NAME [--private] [--dry-run]   # python -m charrnn.space
+    charrnn app [--model weights | OWNER/NAME] [flags]   # python app.py: the demo page (the [app] extra)
 
 Each subcommand hands the rest of the command line to that module's main(argv), so flags,
 help and errors are the module's own.
@@ -15,12 +16,13 @@ import sys
 
 # Imported only when chosen: `charrnn sample` should not wait for the training code, or --help for torch.
 MODULES = {"train": "charrnn.train_cli", "sample": "charrnn.sample", "evaluate": "charrnn.evaluate", "push": "charrnn.hub",
-           "space": "charrnn.space"}
+           "space": "charrnn.space", "app": "charrnn.app.server"}
 HELP = {"train": "train a model and write its weights folder (train.py)",
         "sample": "continue a text with a trained model",
         "evaluate": "score a model on a text, in nats and bits per char",
         "push": "upload a weights folder with its model card to a Hub model repo",
-        "space": "deploy the demo app as a Hugging Face Space"}
+        "space": "deploy the demo app as a Hugging Face Space",
+        "app": "serve the demo page (Gradio) for a weights folder or Hub repo"}
 
 
 def main(argv=None) -> int:

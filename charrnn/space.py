@@ -2,7 +2,7 @@
 
     python -m charrnn.space OWNER/NAME [--private] [--model OWNER/NAME] [--dry-run]
 
-Uploads exactly what the Space runs: app.py, the charrnn package, requirements.txt, LICENSE,
+Uploads exactly what the Space runs: app.py, the charrnn package (its app/ included), requirements.txt, LICENSE,
 weights/ and README.md, whose front matter configures the Space. Never tests, bench, runs or
 checkpoints. The Hub stores the weights and the loss plot in LFS by itself.
 """
@@ -22,7 +22,7 @@ def space_files(root: Path = ROOT) -> list[str]:
     if missing:
         raise FileNotFoundError(f"{root} lacks {', '.join(missing)}: deploy from a checkout of the repository "
                                 "with trained weights (python train.py writes weights/)")
-    package = [p.relative_to(root).as_posix() for p in (root / "charrnn").glob("*.py")]
+    package = [p.relative_to(root).as_posix() for p in (root / "charrnn").rglob("*.py")]  # charrnn/app/ too
     weights = [f"weights/{f}" for f in UPLOAD_FILES if (root / "weights" / f).is_file()]
     return sorted(TOP_FILES + package + weights)
 

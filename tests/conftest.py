@@ -84,20 +84,20 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def launch_app():
-    """launch_app(model, source, error) -> URL of app.py's page for that model, served on a free
+    """launch_app(model, source, error) -> URL of the app's page for that model, served on a free
     local port until the test module ends. One torch thread meanwhile, as `python app.py` uses."""
-    import app
+    from charrnn.app import page, server  # gradio only for the tests that serve the page
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     demos = []
 
     def launch(model, source: str = "weights", error: str | None = None) -> str:
-        demo = app.build_demo(model, source, error)
+        demo = page.build_demo(model, source, error)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        app.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+        server.serve(demo, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
         demos.append(demo)
         return f"http://127.0.0.1:{port}/"
 

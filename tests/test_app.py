@@ -1,4 +1,4 @@
-"""app.py served on a free local port and called through gradio_client, as an API user would."""
+"""The app (charrnn/app, started by app.py) served on a free local port and called through gradio_client, as an API user would."""
 import json
 import re
 import time
@@ -12,7 +12,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-import app
+from charrnn.app import page, server, views
 from charrnn.generate import MAX_SEED_CHARS, Settings, complete
 
 SEED = "En un lugar de la Mancha"
@@ -55,10 +55,10 @@ def test_generate_returns_greedy_and_sampled_side_by_side(client, tiny_model):
     assert greedy == SEED + want.greedy and sampled == SEED + want.sampled
     assert "".join(span["token"] for span in surprise) == sampled
     assert surprise[0] == {"token": SEED, "class_or_confidence": "your seed"}
-    assert {span["class_or_confidence"] for span in surprise[1:]} <= {None, *app.COLORS}
+    assert {span["class_or_confidence"] for span in surprise[1:]} <= {None, *views.COLORS}
     confidences = [c["confidence"] for c in candidates["confidences"]]
     assert len(confidences) == 10 and confidences == sorted(confidences, reverse=True)
-    assert candidates["label"] == app.SHOWN_CHARS.get(want.candidates[0][0], want.candidates[0][0])
+    assert candidates["label"] == views.SHOWN_CHARS.get(want.candidates[0][0], want.candidates[0][0])
     assert "60 greedy + 60 sampled characters" in info and "sampling seed **5**" in info
     assert client.predict(*args(), api_name="/generate")[1] == sampled  # same sampling seed, same text
 
@@ -201,7 +201,7 @@ def test_the_per_client_limit_answers_with_a_sentence(launch_app, tiny_model, ti
         engines.append(Engine(model, Limits(max_rows=0, per_client=1, per_client_waiting=0)))
         return engines[-1]
 
-    monkeypatch.setattr(app, "make_engine", make_engine)
+    monkeypatch.setattr(page, "make_engine", make_engine)
     url = launch_app(tiny_model, str(tiny_model_dir))
     first = connect(url).submit(*args(), api_name="/generate")
     for _ in range(600):
@@ -231,7 +231,7 @@ def test_missing_or_corrupt_weights_give_a_page_level_error(launch_app, tiny_mod
         folder.mkdir()
         (folder / "config.json").write_text((tiny_model_dir / "config.json").read_text(encoding="utf-8"))
         (folder / "model.safetensors").write_bytes(b"\0" * 100)
-    model, error = app.load(str(folder), "cpu")
+    model, error = server.load(str(folder), "cpu")
     assert model is None and "train.py" in error and "CHARRNN_MODEL" in error
     assert ("no weights folder" if problem == "missing" else "could not load weights") in error
     url = launch_app(model, str(folder), error)
@@ -246,49 +246,49 @@ def test_about_shows_the_model_card_metrics(tiny_model, tiny_model_dir, tmp_path
 
     card = tiny_model.generate_model_card(corpus=Corpus("tiny.txt", 600), val_nats=1.23456, recipe=["secret"])
     (tmp_path / "README.md").write_text(str(card), encoding="utf-8")
-    text = app.about(tiny_model, str(tmp_path))  # from the card's model-index, not its Markdown
+    text = views.about(tiny_model, str(tmp_path))  # from the card's model-index, not its Markdown
     assert "**1.2346 nats/char** (1.7811 bits/char) on `tiny.txt`, validation (last 20%" in text
     assert "secret" not in text
     assert "LSTM, 2 layers × 32 units" in text and f"`{tmp_path}`" in text
-    assert "https://huggingface.co/owner/name" in app.about(tiny_model, "owner/name")
+    assert "https://huggingface.co/owner/name" in views.about(tiny_model, "owner/name")
 
 
 def test_main_leaves_host_and_port_to_gradio_unless_given(monkeypatch, tiny_model_dir):
     calls = []
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: calls.append(kw))
-    monkeypatch.setattr(app.torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(server.torch, "set_num_threads", lambda n: None)
     monkeypatch.setenv("CHARRNN_MODEL", str(tiny_model_dir))
-    app.main([])  # Gradio then reads $GRADIO_SERVER_NAME / $GRADIO_SERVER_PORT, as Spaces set them
-    app.main(["--host", "0.0.0.0", "--port", "9000", "--serving", "solo"])
+    server.main([])  # Gradio then reads $GRADIO_SERVER_NAME / $GRADIO_SERVER_PORT, as Spaces set them
+    server.main(["--host", "0.0.0.0", "--port", "9000", "--serving", "solo"])
     assert [(c["server_name"], c["server_port"]) for c in calls] == [(None, None), ("0.0.0.0", 9000)]
-    assert all(c["css"] == app.CSS and c["ssr_mode"] is False for c in calls)
+    assert all(c["css"] == page.CSS and c["ssr_mode"] is False for c in calls)
     assert all("middleware" in c["app_kwargs"] for c in calls)
 
 
 @pytest.mark.parametrize("device", ["cuda", "tpu"])
 def test_a_device_error_gives_device_advice(tiny_model_dir, monkeypatch, device):
-    monkeypatch.setattr(app.torch.cuda, "is_available", lambda: False)
-    model, error = app.load(str(tiny_model_dir), device)
+    monkeypatch.setattr(server.torch.cuda, "is_available", lambda: False)
+    model, error = server.load(str(tiny_model_dir), device)
     assert model is None and "--device cpu" in error and "--device auto" in error
     assert "train.py" not in error and ".." not in error
 
 
 def test_weights_errors_end_in_one_period(monkeypatch):
     def offline(*args):
-        raise app.WeightsError("owner/name is not cached and the Hub cannot be reached: HF_HUB_OFFLINE is on.")
+        raise server.WeightsError("owner/name is not cached and the Hub cannot be reached: HF_HUB_OFFLINE is on.")
 
-    monkeypatch.setattr(app, "load_model", offline)
-    model, error = app.load("owner/name", "cpu")
+    monkeypatch.setattr(server, "load_model", offline)
+    model, error = server.load("owner/name", "cpu")
     assert "HF_HUB_OFFLINE is on. Train a model" in error and ".." not in error
 
 
 @pytest.mark.skipif(not (ROOT / "weights" / "model.safetensors").is_file(), reason="no trained weights/ yet")
 def test_shipped_weights_load_and_generate():
-    model, error = app.load(str(ROOT / "weights"), "cpu")
+    model, error = server.load(str(ROOT / "weights"), "cpu")
     assert error is None
     out = complete(model, SEED, Settings(length=100, temperature=0.8, sampling_seed=0))
     assert len(out.sampled) == 100 and out.notices == []
-    assert "**1.1942 nats/char**" in app.about(model, str(ROOT / "weights"))
+    assert "**1.1942 nats/char**" in views.about(model, str(ROOT / "weights"))
 
 
 def test_a_client_that_goes_away_frees_its_rows(launch_app, tiny_model, tiny_model_dir, monkeypatch):
@@ -302,7 +302,7 @@ def test_a_client_that_goes_away_frees_its_rows(launch_app, tiny_model, tiny_mod
         return step(self)
 
     monkeypatch.setattr(Batch, "step", slow_step)
-    monkeypatch.setattr(app, "make_engine", lambda model, serving: engines.append(Engine(model)) or engines[-1])
+    monkeypatch.setattr(page, "make_engine", lambda model, serving: engines.append(Engine(model)) or engines[-1])
     url = launch_app(tiny_model, str(tiny_model_dir))
     job = connect(url).submit(*args(length=1000), api_name="/generate")
     for _ in range(600):

@@ -14,7 +14,8 @@ from charrnn import cli
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 IMPORT_TO_DIST = {"huggingface_hub": "huggingface_hub", "safetensors": "safetensors", "torch": "torch",
-                  "numpy": "numpy", "tqdm": "tqdm", "matplotlib": "matplotlib", "gradio": "gradio", "datasets": "datasets"}
+                  "numpy": "numpy", "tqdm": "tqdm", "matplotlib": "matplotlib", "gradio": "gradio", "datasets": "datasets",
+                  "starlette": "gradio"}  # the app's middleware base: gradio's own web framework, installed with it
 
 
 def dist_name(requirement: str) -> str:
@@ -24,7 +25,7 @@ def dist_name(requirement: str) -> str:
 def test_pyproject_declares_a_free_name_the_package_and_the_command():
     project = PYPROJECT["project"]
     assert project["name"] == "charrnn-quijote"  # `charrnn` on the package index is someone else's
-    assert PYPROJECT["tool"]["setuptools"]["packages"] == ["charrnn"]
+    assert PYPROJECT["tool"]["setuptools"]["packages"] == ["charrnn", "charrnn.app"]
     assert project["scripts"] == {"charrnn": "charrnn.cli:main"}
     assert {dist_name(r) for r in project["dependencies"]} == {"torch", "numpy", "safetensors", "huggingface_hub"}
     assert all("<" in r and ">=" in r for r in project["dependencies"])  # ranges, not pins
@@ -35,7 +36,7 @@ def test_pyproject_declares_a_free_name_the_package_and_the_command():
 def test_every_third_party_import_of_the_package_is_declared():
     declared = {dist_name(r) for r in PYPROJECT["project"]["dependencies"]}
     declared |= {dist_name(r) for extra in PYPROJECT["project"]["optional-dependencies"].values() for r in extra}
-    for path in (ROOT / "charrnn").glob("*.py"):
+    for path in (ROOT / "charrnn").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
@@ -56,13 +57,14 @@ def test_the_wheel_holds_the_package_alone(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"charrnn", wheel.name.split("-py3")[0] + ".dist-info"}
-    assert {f"charrnn/{p.name}" for p in (ROOT / "charrnn").glob("*.py")} == {n for n in names if n.startswith("charrnn/")}
+    assert {p.relative_to(ROOT).as_posix() for p in (ROOT / "charrnn").rglob("*.py")} == {n for n in names if n.startswith("charrnn/")}
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "charrnn = charrnn.cli:main" in entry
 
 
 @pytest.mark.parametrize("command, module", [("sample", "charrnn.sample"), ("evaluate", "charrnn.evaluate"),
-                                             ("push", "charrnn.hub"), ("space", "charrnn.space")])
+                                             ("push", "charrnn.hub"), ("space", "charrnn.space"),
+                                             ("app", "charrnn.app.server")])
 def test_each_subcommand_runs_its_modules_main_with_the_rest(monkeypatch, command, module):
     import importlib
 
@@ -95,3 +97,12 @@ def test_console_command_from_a_subprocess(tiny_model_dir):
                           "--seed-text", "En un lugar", "--length", "20", "--sampling-seed", "1"],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0 and len(out.stdout) >= 20, out.stderr
+
+
+def test_the_library_imports_without_gradio_and_app_py_starts_the_packaged_app():
+    """gradio is the [app] extra: `import charrnn` must not need it; app.py is only an entry."""
+    code = "import sys, charrnn, charrnn.app.views; print('gradio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+    out = subprocess.run([sys.executable, "app.py", "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0 and "--serving" in out.stdout, out.stderr

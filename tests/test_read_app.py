@@ -7,7 +7,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-import app
+from charrnn.app import handlers
 from charrnn import evaluate, inside
 from conftest import TINY_TEXT
 from test_browser import browser  # noqa: F401  (the Playwright fixture: chromium, or a skip)
@@ -68,7 +68,7 @@ def test_unknown_characters_are_skipped_and_counted(client):
 @pytest.mark.parametrize("text,adapt,message", [
     ("", False, "Paste a text to read first"),
     ("   \n ", False, "Paste a text to read first"),
-    ("a" * (app.READ_LIMIT + 1), False, "the limit is 20,000"),
+    ("a" * (handlers.READ_LIMIT + 1), False, "the limit is 20,000"),
     (12345, False, "The text must be a string"),
     (["hola"], False, "The text must be a string"),
     ("€€€ ☃", False, "at least 2 characters the model knows"),
@@ -107,7 +107,7 @@ def test_without_a_copy_of_the_novel_both_tabs_still_answer(client, monkeypatch)
 
 @pytest.mark.parametrize("text,cell,message", [
     ("", 0, "Paste a text to read first"),
-    ("a" * (app.READ_LIMIT + 1), 0, "the limit is 20,000"),
+    ("a" * (handlers.READ_LIMIT + 1), 0, "the limit is 20,000"),
     (None, 0, "The text must be a string"),
     ("€€€", 0, "no character the model knows"),
     ("Hola", -1, "whole number from 0 to 127"),

@@ -11,7 +11,7 @@ from charrnn.hub import save_weights
 from test_hub import fake_hub
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPECTED = ["LICENSE", "README.md", "app.py", "charrnn/__init__.py", "charrnn/model.py", "requirements.txt",
+EXPECTED = ["LICENSE", "README.md", "app.py", "charrnn/__init__.py", "charrnn/app/__init__.py", "charrnn/model.py", "requirements.txt",
             "weights/README.md", "weights/config.json", "weights/metrics.jsonl", "weights/model.safetensors"]
 
 
@@ -20,6 +20,8 @@ def checkout(tmp_path, tiny_model):
     """A repository with everything a working tree holds, the things a Space must not get included."""
     root = tmp_path / "repo"
     (root / "charrnn" / "__pycache__").mkdir(parents=True)
+    (root / "charrnn" / "app").mkdir()
+    (root / "charrnn" / "app" / "__init__.py").write_text("# the page\n", encoding="utf-8")
     for name in ["app.py", "requirements.txt", "LICENSE", "README.md"]:
         shutil.copy(ROOT / name, root / name)
     for name in ["__init__.py", "model.py"]:
@@ -95,7 +97,8 @@ def test_weights_that_do_not_load_are_not_deployed(checkout, capsys):
 def test_the_repository_itself_deploys_as_a_space():
     files = space.space_files(ROOT)
     assert not [f for f in files if f.split("/")[0] in ("tests", "bench", "runs", "notes") or f.endswith(".pt")]
-    assert {"app.py", "LICENSE", "requirements.txt", "weights/model.safetensors", "charrnn/space.py"} <= set(files)
+    assert {"app.py", "LICENSE", "requirements.txt", "weights/model.safetensors", "charrnn/space.py",
+            "charrnn/app/page.py", "charrnn/app/server.py"} <= set(files)
     front = SpaceCard.load(ROOT / "README.md").data
     gradio_pin = re.search(r"^gradio==(\S+)", (ROOT / "requirements.txt").read_text(), re.M).group(1)
     assert front.sdk == "gradio" and front.sdk_version == gradio_pin and front.app_file == "app.py"

@@ -1,0 +1,144 @@
+"""What each event of the page does with its raw inputs (preprocess=False): check them, hand the
+work to the engine or the reader, and turn every user mistake into a gr.Error sentence."""
+import time
+
+import gradio as gr
+
+from charrnn import inside as cells
+from charrnn.data import DataError
+from charrnn.engine import Busy, Engine, Limits, Solo
+from charrnn.evaluate import Adapt, novel_nats_per_char, read
+from charrnn.generate import Bounds, SettingsError, check_seed_text, check_settings
+from charrnn.hub import first_line
+from charrnn.model import CharRNN
+from charrnn.serving import client_key
+
+from . import views
+
+LENGTH = (50, 1000, 300)  # slider minimum, maximum, default
+TEMPERATURE = (0.1, 2.0, 0.8)
+TOP_P = (0.05, 1.0, 1.0)
+STOP_AT = {"don't stop": None, "end of sentence": "sentence", "end of paragraph": "paragraph"}
+STREAM_INTERVAL = 0.04  # s between streamed updates: smooth to the eye, light on the queue
+# "engine": every request in one batch (charrnn.engine.Engine). "solo": the previous design, each
+# request alone at batch 2, two at a time, kept to measure one against the other (bench/app_load.py).
+SERVING = ("engine", "solo")
+READ_LIMIT = 20_000  # chars per text in the Read and Look inside tabs: ~10 s of adaptive reading here
+
+
+def bounds(vocab_size: int) -> Bounds:
+    """The settings the page accepts: its sliders' ranges, -1 for a random sampling seed."""
+    return Bounds(length=LENGTH[:2], temperature=TEMPERATURE[:2], top_k=(0, vocab_size), top_p=TOP_P[:2],
+                  sampling_seed=(-1, 2**31 - 1), random_seed=-1, stops=tuple(STOP_AT.items()))
+
+
+def make_engine(model: CharRNN, serving: str = "engine") -> Engine | Solo:
+    if serving not in SERVING:
+        raise ValueError(f"serving must be one of {', '.join(SERVING)}, not {serving!r}")
+    if serving == "solo":  # as before: no per-client limit, 64 requests waiting at most
+        return Solo(model, Limits(max_waiting=64, per_client=10**9, per_client_waiting=10**9))
+    return Engine(model)
+
+
+def generation(engine: Engine | Solo | None, accepted: Bounds, error: str | None, resample: bool):
+    """The handler of Generate (greedy, sampled and views) and of Re-sample (sampled and views, with
+    a fresh sampling seed). Raw values arrive (preprocess=False); bad ones get a sentence."""
+
+    async def run(seed, length, temperature, top_k, top_p, sampling_seed, stop_at, request: gr.Request):
+        if engine is None:
+            raise gr.Error(f"No model is loaded: {error}")
+        try:
+            settings = check_settings(length, temperature, top_k, top_p, None if resample else sampling_seed,
+                                      stop_at, accepted)
+            ticket = engine.submit(check_seed_text(seed), settings, client=client_key(request))
+        except (SettingsError, Busy) as e:
+            raise gr.Error(str(e)) from None
+        start = time.perf_counter()
+        try:
+            async for out in engine.aupdates(ticket, STREAM_INTERVAL):
+                shown = (out.seed + out.sampled, views.surprise_spans(out), views.candidates(out),
+                         views.info(out, time.perf_counter() - start))
+                yield shown if resample else (out.seed + out.greedy, *shown)
+        except Busy as e:
+            raise gr.Error(str(e)) from None
+        except Exception as e:  # noqa: BLE001 (one request's failure, said in a line; the engine goes on)
+            raise gr.Error(f"The generation failed: {first_line(e)}") from None
+
+    return run
+
+
+def sampled_label(temperature):
+    """The sampled box's label follows the temperature; a bad value is left to the generation's
+    own error message."""
+    try:
+        return gr.update(label=f"Sampled (temperature {check_settings(300, temperature, 0, 1.0).temperature:g})")
+    except SettingsError:
+        return gr.update()
+
+
+def read_input(model: CharRNN | None, error: str | None, text) -> str:
+    """The text of a Read / Look inside request, or a gr.Error that says what is wrong with it."""
+    if model is None:
+        raise gr.Error(f"No model is loaded: {error}")
+    if not isinstance(text, str):
+        raise gr.Error("The text must be a string.")
+    if not text.strip():
+        raise gr.Error("Paste a text to read first (or pick a passage of the novel).")
+    if len(text) > READ_LIMIT:
+        raise gr.Error(f"The text is {len(text):,} characters long; the limit is {READ_LIMIT:,}. Paste a shorter passage.")
+    return text
+
+
+def scorer(model: CharRNN | None, error: str | None):
+    """The handler of Read (/score): the text coloured by surprise, totals, JSON and surprising words."""
+
+    def score(text, adapt):
+        text = read_input(model, error, text)
+        if not isinstance(adapt, bool):
+            raise gr.Error("'Adapt as it reads' must be true or false.")
+        try:
+            reading = read(model, text, Adapt() if adapt else None)
+        except ValueError:
+            raise gr.Error("The text needs at least 2 characters the model knows.") from None
+        first = next(i for i, lp in enumerate(reading.logprobs) if lp is not None)
+        styles = ["" if i == first else views.surprise_style(lp) for i, lp in enumerate(reading.logprobs)]
+        summary = reading.score.summary(sum(reading.unknown.values()))
+        try:
+            novel = f"; the novel's own validation text: {novel_nats_per_char(model):.3f} nats/char (static)"
+        except DataError:  # no copy of the novel here and no network: say nothing rather than guess
+            novel = ""
+        lines = [f"**{summary['nats_per_char']:.3f} nats/char** ({summary['bits_per_char']:.3f} bits/char) over "
+                 f"{summary['chars']:,} characters, {'adapting as it read' if adapt else 'static weights'}{novel}."]
+        if reading.unknown:
+            shown = ", ".join(f"`{c!r}` ×{n}" for c, n in reading.unknown.most_common(8))
+            n = summary["unknown_chars"]
+            lines.append(f"⚠️ {n} character{'s' * (n != 1)} the model does not know {'were' if n != 1 else 'was'} "
+                         f"skipped (struck through): {shown}.")
+        words = [[w, round(bits, 1)] for w, bits in reading.surprising_words()]
+        return views.spans_html(reading.text, styles, "text coloured by surprise"), "\n\n".join(lines), summary, words
+
+    return score
+
+
+def looker(model: CharRNN | None, error: str | None):
+    """The handler of Show (/inside): the text coloured by one cell, and the ranked cells."""
+
+    def look(text, cell):
+        text = read_input(model, error, text)
+        last = cells.num_cells(model) - 1
+        whole = (isinstance(cell, int) and not isinstance(cell, bool)) or (isinstance(cell, float) and cell.is_integer())
+        if not whole or not 0 <= cell <= last:
+            raise gr.Error(f"The cell must be a whole number from 0 to {last:,}.")
+        cell = int(cell)
+        try:
+            text, values = cells.cell_trace(model, text, cell)
+        except ValueError:
+            raise gr.Error("The text has no character the model knows.") from None
+        styles = [views.surprise_style(None) if v is None else views.activation_style(v) for v in values]
+        ranked, on = cells.ranking(model, text)
+        ranking = [[r["feature"], r["cell"], r["name"], r["correlation"]] for r in ranked]
+        info = (f"Cell **{cell}** = {cells.cell_name(model, cell)}: blue where it is negative, red where positive "
+                f"(scaled to its largest value on this text). The table ranks cells on {on}.")
+        return views.spans_html(text, styles, "text coloured by a cell"), info, ranking
+
+    return look

@@ -1,0 +1,159 @@
+"""The demo page's layout and events (Gradio Blocks): type the beginning of a sentence in Spanish
+and watch the model continue it, greedy and sampled side by side; read a text; look inside.
+
+Every visitor's generation goes to one charrnn.engine.Engine, which steps all of them as one
+batch; the handlers (handlers.py) check inputs and the views (views.py) shape what is shown."""
+import gradio as gr
+
+from charrnn.model import CharRNN
+
+from . import handlers, views
+from .handlers import LENGTH, READ_LIMIT, STOP_AT, TEMPERATURE, TOP_P, bounds, make_engine
+
+EXAMPLES = [
+    "En un lugar de la Mancha, de cuyo nombre no quiero acordarme,",
+    "–Mire vuestra merced –respondió Sancho–",
+    "En esto, descubrieron treinta o cuarenta molinos de viento",
+    "Dijo don Quijote a su escudero:",
+    "¿Qué gigantes? –dijo Sancho Panza.",
+]
+PASSAGES = [  # from the novel's last part (its validation text: the model never trained on it)
+    "-¿Qué es lo que dices, niña? Mira que dicen que el que canta es un mozo de mulas.\n"
+    "-No es sino señor de lugares -respondió Clara-, y el que le tiene en mi alma con tanta seguridad, "
+    "que si él no quiere dejalle, no le será quitado eternamente.",
+    "En un lugar de la Mancha, de cuyo nombre no quiero acordarme, no ha mucho tiempo que vivía un hidalgo "
+    "de los de lanza en astillero, adarga antigua, rocín flaco y galgo corredor.",
+]
+# The coloured view reads as running text: no pill per span, gaps only where the text has them,
+# and a line break where the text has one (Gradio marks it with an empty .line-break span).
+CSS = """
+#surprise .textfield { display: block !important; font-size: 0; line-height: 1.6; }
+#surprise .token-container, #surprise .token { display: inline !important; margin: 0 !important; padding: 0 !important;
+  border-radius: 0 !important; font-size: 0; }
+#surprise .text { font-size: var(--text-md); background-color: inherit; white-space: pre-wrap;
+  margin: 0 !important; padding: 0 !important; }
+#surprise .line-break { display: block; }
+"""
+
+
+def controls(vocab_size: int) -> dict:
+    """The seed box, the sliders and the buttons."""
+    c = {}
+    with gr.Row():
+        with gr.Column(scale=3):
+            c["seed"] = gr.Textbox(label="Seed text", lines=3, max_lines=8, elem_id="seed",
+                                   placeholder="En un lugar de la Mancha…")
+            gr.Examples(EXAMPLES, inputs=c["seed"], label="Examples in the novel's style")
+        with gr.Column(scale=2):
+            c["temperature"] = gr.Slider(*TEMPERATURE[:2], value=TEMPERATURE[2], step=0.05, label="Temperature",
+                                         info="Low: safe and repetitive. High: adventurous, then garbled.",
+                                         elem_id="temperature")
+            c["length"] = gr.Slider(*LENGTH[:2], value=LENGTH[2], step=1, label="Length (characters)",
+                                    elem_id="length")
+            with gr.Accordion("Advanced", open=False):
+                c["top_k"] = gr.Slider(0, vocab_size, value=0, step=1, label="Top-k (0 = off)",
+                                       info="Sample only among the k likeliest characters.")
+                c["top_p"] = gr.Slider(*TOP_P[:2], value=TOP_P[2], step=0.05, label="Top-p (1 = off)",
+                                       info="Sample only within this much probability mass.")
+                c["sampling_seed"] = gr.Number(-1, precision=0, minimum=-1, label="Sampling seed (-1 = random)",
+                                               info="Same seed and settings give the same text.")
+                c["stop_at"] = gr.Radio(list(STOP_AT), value="don't stop", label="Stop at")
+            with gr.Row():
+                c["go"] = gr.Button("Generate", variant="primary", elem_id="generate")
+                c["again"] = gr.Button("Re-sample", elem_id="resample")
+    return c
+
+
+def outputs() -> dict:
+    """The two texts, the info line, the coloured view and the next-char candidates."""
+    o = {}
+    with gr.Row(equal_height=True):
+        o["greedy"] = gr.Textbox(label="Greedy (most likely char each step)", lines=10, max_lines=20,
+                                 interactive=False, elem_id="greedy")
+        o["sampled"] = gr.Textbox(label=f"Sampled (temperature {TEMPERATURE[2]:g})", lines=10, max_lines=20,
+                                  interactive=False, elem_id="sampled")
+    o["info"] = gr.Markdown(elem_id="info")
+    with gr.Row():
+        with gr.Column(scale=3):
+            o["surprise"] = gr.HighlightedText(label="Sampled text, coloured by how surprising each character "
+                                                     "was to the model", color_map=views.COLORS, show_legend=True,
+                                               elem_id="surprise")
+        with gr.Column(scale=2):
+            o["candidates"] = gr.Label(num_top_classes=10, label="Likeliest next characters after the sampled text",
+                                       elem_id="candidates")
+    return o
+
+
+def build_demo(model: CharRNN | None, source: str = "weights", error: str | None = None,
+               serving: str = "engine") -> gr.Blocks:
+    """The page for `model`; with model=None it shows `error` and every event raises it."""
+    engine = make_engine(model, serving) if model is not None else None
+    accepted = bounds(len(model.vocab) if model is not None else 1)
+    with gr.Blocks(title="charrnn · Don Quijote") as demo:
+        gr.Markdown("# charrnn: *Don Quijote*, one character at a time\n"
+                    "Type the beginning of a sentence in Spanish and watch a character-level recurrent "
+                    "network continue it: the **greedy** text takes the likeliest character at every step, "
+                    "the **sampled** one draws it at random from the model's prediction.")
+        if model is None:
+            gr.Markdown(f"## ⚠️ No model is loaded\n{error}", elem_id="load-error")
+        c = controls(accepted.top_k[1])
+        o = outputs()
+        with gr.Accordion("About", open=False):
+            gr.Markdown(views.about(model, source) if model is not None else f"No model is loaded: {error}")
+        read_tab(model, error)
+        inside_tab(model, error)
+
+        inputs = [c[k] for k in ("seed", "length", "temperature", "top_k", "top_p", "sampling_seed", "stop_at")]
+        shown = [o["sampled"], o["surprise"], o["candidates"], o["info"]]
+        # The label is set first, outside the queue and off the API, so the API's outputs stay plain values.
+        # preprocess=False: raw values reach the validator, which explains any bad one in a sentence.
+        # No concurrency limit: the engine batches every request and applies its own limits.
+        for triggers, resample, name in (([c["go"].click, c["seed"].submit], False, "generate"),
+                                         ([c["again"].click], True, "resample")):
+            gr.on(triggers, handlers.sampled_label, c["temperature"], o["sampled"], queue=False, preprocess=False,
+                  api_visibility="private").success(
+                handlers.generation(engine, accepted, error, resample), inputs,
+                shown if resample else [o["greedy"], *shown], api_name=name, preprocess=False,
+                concurrency_limit=None)
+    demo.engine = engine  # for tests and benchmarks that look at the batch
+    return demo.queue(max_size=256)
+
+
+def read_tab(model: CharRNN | None, error: str | None = None) -> None:
+    """The "Read a text" tab: every char coloured by how surprising it was to the model. Endpoint /score."""
+    with gr.Tab("Read a text", id="read"):
+        gr.Markdown("Paste a text and see how surprising each character was to the model: "
+                    "white under 1 bit, then pale yellow, yellow, orange and red from 10 bits up. "
+                    "With *adapt*, the model learns from the text as it reads it (dynamic evaluation).")
+        text = gr.Textbox(label=f"Text (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14, elem_id="read-text")
+        gr.Examples(PASSAGES, inputs=text, label="Passages of the novel")
+        with gr.Row():
+            adapt = gr.Checkbox(False, label="Adapt as it reads", elem_id="read-adapt")
+            go = gr.Button("Read", variant="primary", elem_id="read-go")
+        totals = gr.Markdown(elem_id="read-totals")
+        view = gr.HTML(elem_id="read-view")
+        with gr.Row():
+            words = gr.Dataframe(headers=["word", "bits"], label="Most surprising words", elem_id="read-words")
+            result = gr.JSON(label="Totals (as `python -m charrnn.evaluate` prints them)", elem_id="read-json")
+        go.click(handlers.scorer(model, error), [text, adapt], [view, totals, result, words], api_name="score",
+                 preprocess=False, concurrency_id="reading")
+
+
+def inside_tab(model: CharRNN | None, error: str | None = None) -> None:
+    """The "Look inside" tab: the text coloured by one cell's activation, and the cells that track
+    features of the novel. Endpoint /inside."""
+    with gr.Tab("Look inside", id="inside"):
+        gr.Markdown("Pick a cell of the network and see its value at every character. Cells are numbered "
+                    "across layers: for an LSTM, the cell states *c* of each layer first, then the hidden states *h*. "
+                    "The table ranks the cells that best follow features of the novel's own text.")
+        text = gr.Textbox(label=f"Text (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14,
+                          value=PASSAGES[0], elem_id="inside-text")
+        with gr.Row():
+            cell = gr.Number(0, precision=0, minimum=0, label="Cell number", elem_id="inside-cell")
+            go = gr.Button("Show", variant="primary", elem_id="inside-go")
+        info = gr.Markdown(elem_id="inside-info")
+        view = gr.HTML(elem_id="inside-view")
+        ranking = gr.Dataframe(headers=["feature", "cell", "which", "correlation"], elem_id="inside-ranking",
+                               label="Cells that track features of the text (correlation)")
+        go.click(handlers.looker(model, error), [text, cell], [view, info, ranking], api_name="inside",
+                 preprocess=False, concurrency_id="reading")

@@ -1,0 +1,65 @@
+"""Start the demo page: load the model, launch Gradio behind the request-size limit.
+
+    charrnn app [--model weights | OWNER/NAME] [--device auto|cpu|cuda] [--host H] [--port P]
+"""
+import argparse
+import os
+
+import gradio as gr
+import torch
+from starlette.middleware import Middleware
+
+from charrnn.device import resolve_device
+from charrnn.hub import WeightsError, load_model
+from charrnn.model import CharRNN
+from charrnn.serving import BodyLimit
+
+from .handlers import SERVING
+from .page import CSS, build_demo
+
+
+def load(source: str, device: str = "auto") -> tuple[CharRNN | None, str | None]:
+    """The model, or None and a message for the page saying what is wrong and what to do."""
+    try:
+        device = resolve_device(device)
+    except ValueError as e:
+        return None, (f"{sentence(e)} Start the app with `--device cpu`, or `--device auto` to use CUDA "
+                      "when there is one.")
+    try:
+        return load_model(source, device), None
+    except (WeightsError, ValueError) as e:
+        return None, (f"{sentence(e)} Train a model with `python train.py` (it writes `weights/`), or point the app "
+                      "at a Hub repo with `--model OWNER/NAME` or the `CHARRNN_MODEL` environment variable.")
+
+
+def sentence(e: Exception) -> str:
+    """An error message ending in exactly one period."""
+    return str(e).strip().rstrip(".") + "."
+
+
+def serve(demo: gr.Blocks, host: str | None = None, port: int | None = None, **launch_args) -> None:
+    """Launch the page; without host or port, Gradio reads $GRADIO_SERVER_NAME / $GRADIO_SERVER_PORT
+    (Spaces set them). Request bodies over 64 KB are refused before they are parsed. Gradio imports
+    matplotlib.pyplot on the first event it runs (~0.5 s): import it now, so the first click is fast."""
+    try:
+        import matplotlib.pyplot  # noqa: F401  (optional; imported here only to warm Gradio's first event)
+    except ImportError:
+        pass
+    demo.launch(server_name=host, server_port=port, ssr_mode=False, css=CSS,
+                app_kwargs={"middleware": [Middleware(BodyLimit)]}, **launch_args)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="charrnn app", description="The charrnn demo page.")
+    p.add_argument("--model", default=os.environ.get("CHARRNN_MODEL", "weights"),
+                   help="weights folder or Hub repo id (default: $CHARRNN_MODEL or weights)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available, or $CHARRNN_DEVICE), cpu or cuda")
+    p.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME, else 127.0.0.1")
+    p.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT, else 7860")
+    p.add_argument("--serving", choices=SERVING, default=os.environ.get("CHARRNN_SERVING", "engine"),
+                   help="engine: one batch for every request (default: $CHARRNN_SERVING or engine); "
+                        "solo: the old design, each request alone, two at a time, for comparison")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)  # one-char steps are small: see charrnn/engine.py for why one thread
+    model, error = load(args.model, args.device)
+    serve(build_demo(model, args.model, error, args.serving), args.host, args.port, show_error=True)
