@@ -159,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"cannot push to {args.push_to_hub}: {e}")
     try:
         device = distributed.setup(resolve_device(cfg.device))  # under torchrun: join the other ranks
-        result = train(cfg, resume=args.resume, device=device, given=given_settings(argv))
+        load_from = args.push_to_hub or str(cfg.out)
+        result = train(cfg, resume=args.resume, device=device, given=given_settings(argv),
+                       write_outputs=lambda r: write_outputs(r, Path(cfg.out), reproduce_command(r.config), load_from))
     except Interrupted as e:
         if distributed.is_main():
             again = "the same torchrun command with" if distributed.world_size() > 1 else "python train.py"
@@ -173,7 +175,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     out = Path(cfg.out)
-    write_outputs(result, out, reproduce_command(result.config), args.push_to_hub or str(out))
     print(f"wrote {out}/: config.json, model.safetensors, README.md, metrics.jsonl, loss.png")
     print(f"val loss {result.val_loss:.4f} nats/char; try: python -m charrnn.sample --weights {out} "
           f"--seed-text 'En un lugar de la Mancha'")

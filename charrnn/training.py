@@ -214,10 +214,15 @@ def append_jsonl(path: Path, row: dict) -> None:
 class Interrupted(Exception):
     """Training was stopped by Ctrl-C; `path` holds the checkpoint to resume from."""
 
-    def __init__(self, path: Path, step: int, saved: bool = True):
+    def __init__(self, path: Path, step: int, saved: bool = True, finishing: bool = False):
         self.path, self.step = path, step
         where = f"checkpoint saved to {path}" if saved else f"the last checkpoint in {path} is kept"
-        super().__init__(f"interrupted at step {step}; {where}")
+        when = f"while finishing the run (step {step})" if finishing else f"at step {step}"
+        super().__init__(f"interrupted {when}; {where}")
+
+
+class OutputError(ValueError):
+    """The finished run's outputs could not be written; its checkpoint is kept for --resume."""
 
 
 class StopRequest:
@@ -353,6 +358,8 @@ def train_loop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.
     """Step until the budget, an early stop or Ctrl-C; returns why it stopped. Under torchrun every
     rank runs it in lockstep: DDP averages the gradients, rank 0's clock and early-stop decision
     end every rank at the same step, and rank 0 alone evaluates and checkpoints."""
+    if run.evals_without_gain >= cfg.patience:  # resumed after an early stop: only the finishing is left
+        return "early stop"
     device = next(model.parameters()).device
     rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main()
     total_steps = planned_steps(cfg, len(train_ids), world)
@@ -400,7 +407,7 @@ def train_loop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.
 
 
 def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = None, log=print,
-          given: set[str] = frozenset()) -> TrainResult | None:
+          given: set[str] = frozenset(), write_outputs=None) -> TrainResult | None:
     """Train, keep the best model by validation loss, and return it with how it got there.
 
     Under torchrun (distributed.setup called first) every rank calls it; rank 0 alone logs, writes
@@ -409,7 +416,11 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
     With resume=True, continue from {out}/checkpoint.pt: model, optimizer, schedule position, data
     position, carried state and RNG state are restored, so the rest of the run is the one an
     uninterrupted run would have done (up to the time budget already spent). `given` names the
-    settings the user set: of those, a resumed run applies RESUMABLE and reports the others ignored."""
+    settings the user set: of those, a resumed run applies RESUMABLE and reports the others ignored.
+
+    The end is one sequence: the best weights' exact score, then `write_outputs(result)` (weights,
+    plot, card: train_cli's), then the checkpoint marked finished, last. A stop anywhere before the
+    mark keeps the checkpoint, and --resume of a run whose budget is spent does the end again."""
     device = device or torch.device("cpu")
     rank, world = distributed.rank(), distributed.world_size()
     log = log if distributed.is_main() else (lambda *args, **kwargs: None)
@@ -445,17 +456,26 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
     stop_reason = train_loop(cfg, vocab, model, optimizer, run, train_ids, val_ids, out)
     if not distributed.is_main():
         return None
-    return finish(cfg, model, run, stop_reason, corpus.info, val_ids, out, log)
+    try:
+        result = finish(cfg, model, run, stop_reason, corpus.info, val_ids, log)
+        if write_outputs is not None:
+            write_outputs(result)
+        mark_finished(out / CHECKPOINT, cfg, run)  # last: a stop before this leaves a run --resume finishes
+    except KeyboardInterrupt:  # the checkpoint holds the whole run: --resume does the finishing again
+        raise Interrupted(out / CHECKPOINT, run.step, finishing=True) from None
+    except (OSError, RuntimeError) as e:  # a full disk while writing the weights, plot, card or marker
+        raise OutputError(f"could not write the outputs into {out}: {getattr(e, 'strerror', None) or first_line(e)}; "
+                          f"the run is kept: make room, then finish it with --resume") from None
+    return result
 
 
 def finish(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, corpus: data.CorpusInfo,
-           val_ids: torch.Tensor, out: Path, log) -> TrainResult:
-    """Back to the best weights, the exact score, and the checkpoint marked finished."""
+           val_ids: torch.Tensor, log) -> TrainResult:
+    """Back to the best weights and their exact score (the checkpoint stays as it is)."""
     if run.best_weights is None:
         raise ValueError("the validation loss was never a finite number: training diverged; try a lower --lr")
     model.load_state_dict(run.best_weights)
     val = nats_per_char(model, val_ids, streams=1)  # the exact score of those chars, as charrnn.evaluate computes it
-    mark_finished(out / CHECKPOINT, cfg, run)
     log(f"stopped ({stop_reason}) after {run.step} steps, {run.elapsed_s / 60:.1f} min; "
         f"best val {val:.4f} nats/char ({val / math.log(2):.4f} bits) at step {run.best_step}")
     return TrainResult(model=model.cpu(), config=cfg, val_loss=val, best_step=run.best_step, steps=run.step,

@@ -439,3 +439,72 @@ def test_push_to_hub_checks_then_trains_and_keeps_the_files_when_the_push_fails(
     assert "wrote" in stdout  # trained and saved, then the Hub refused the upload
     assert_one_line_error(rc, err, "could not push to someone/quijote")
     assert "Everything is saved in" in err and (out / "model.safetensors").is_file()
+
+
+# ---- the end of a run: outputs first, the finished mark last; --resume completes the rest ---------
+
+OUTPUTS = ["config.json", "model.safetensors", "README.md", "loss.png", "metrics.jsonl"]
+FINISHING_STEPS = {  # (module, name) of each step of the finishing sequence, in order
+    "exact score": ("charrnn.training", "finish"),
+    "weights": ("charrnn.hub", "save_weights"),
+    "plot": ("charrnn.hub", "plot_losses"),
+    "card": ("charrnn.hub", "model_card"),
+    "finished mark": ("charrnn.training", "mark_finished"),
+}
+
+
+def stop_at(monkeypatch, step: str, error: BaseException):
+    import importlib
+
+    module, name = FINISHING_STEPS[step]
+
+    def stop(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(importlib.import_module(module), name, stop)
+
+
+@pytest.fixture(scope="module")
+def spent_run(tmp_path_factory) -> Path:
+    """A run whose whole budget is trained, stopped before its end sequence began (its checkpoint
+    still open), and the reference its uninterrupted end writes: (folder to copy, reference outputs)."""
+    folder = tmp_path_factory.mktemp("spent")
+    text = make_text(folder / "text.txt", n_chars=5000)
+    with pytest.MonkeyPatch.context() as mp:
+        stop_at(mp, "exact score", KeyboardInterrupt())
+        from charrnn import train_cli as train
+
+        rc = train.main(["--data", str(text), "--out", str(folder / "w"), *TINY, "--epochs", "0.5"])
+    assert rc == 130 and not any((folder / "w" / name).exists() for name in OUTPUTS[:-1])
+    reference = copy_run(folder, tmp_path_factory.mktemp("reference"))
+    assert train.main(["--resume", "--out", str(reference)]) == 0
+    return folder, outputs(reference)
+
+
+def outputs(out: Path) -> dict[str, bytes]:
+    """The run's output files, the folder's own path in the card written as OUT."""
+    return {name: (out / name).read_bytes().replace(str(out).encode(), b"OUT") for name in OUTPUTS}
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), OSError(28, "No space left on device")],
+                         ids=["Ctrl-C", "full disk"])
+@pytest.mark.parametrize("step", FINISHING_STEPS)
+def test_a_stop_while_finishing_keeps_the_run_and_resume_completes_it(spent_run, tmp_path, capsys, monkeypatch,
+                                                                      step, error):
+    import torch
+
+    folder, reference = spent_run
+    out = copy_run(folder, tmp_path)
+    with monkeypatch.context() as mp:
+        stop_at(mp, step, error)
+        rc, _, err = call_main(capsys, "--resume", "--out", out)
+    assert "Traceback" not in err and "--resume" in err.strip().splitlines()[-1], err
+    assert rc == (130 if isinstance(error, KeyboardInterrupt) else 2), err
+    assert not torch.load(out / "checkpoint.pt", weights_only=True)["finished"]  # still resumable
+
+    rc, stdout, err = call_main(capsys, "--resume", "--out", out)
+    assert rc == 0, err
+    steps = json.loads(reference["metrics.jsonl"].decode().splitlines()[-1])["step"]
+    assert f"resuming from step {steps}" in stdout  # nothing more is trained: only the end is done again
+    assert outputs(out) == reference
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["finished"]
