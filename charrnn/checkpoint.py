@@ -63,10 +63,20 @@ class CheckpointError(ValueError):
 
 
 def atomic_save(obj, path: Path) -> None:
-    """Write to a temp file and rename over the target, so a crash or Ctrl-C never leaves half a file."""
+    """Write to a temp file and rename over the target, so a crash or Ctrl-C never leaves half a file.
+    A write that fails (a full disk: OSError, or torch's RuntimeError from its zip writer) removes
+    the temp file and keeps the previous checkpoint, and is a CheckpointError that says so."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)  # else a full disk stays full and --resume cannot write either
+        if not isinstance(e, (OSError, RuntimeError)):
+            raise
+        kept = "the previous checkpoint is kept" if path.is_file() else "no checkpoint was kept"
+        raise CheckpointError(f"could not write {path}: {getattr(e, 'strerror', None) or first_line(e)}; {kept}: "
+                              f"make room, then continue with --resume") from None
 
 
 def save_checkpoint(path: Path, cfg: TrainConfig, vocab: Vocab, model: CharRNN,
@@ -152,6 +162,15 @@ def restore_checkpoint(ckpt: dict, vocab: Vocab, model: CharRNN, optimizer: torc
     run.carried = None if run.carried is None else (
         tuple(t.to(device) for t in run.carried) if isinstance(run.carried, (tuple, list)) else run.carried.to(device))
     return run
+
+
+def check_position(run: RunState, chunks: int, path: Path) -> None:
+    """The data position must lie inside the epoch it names (`chunks` of them): a damaged counter
+    would otherwise read outside the text."""
+    if not 0 <= run.chunk_index < max(1, chunks) or run.epoch < 0 or run.step < 0 or not (
+            math.isfinite(run.elapsed_s) and run.elapsed_s >= 0):
+        raise CheckpointError(f"{path} is damaged: its position (step {run.step}, epoch {run.epoch}, chunk "
+                              f"{run.chunk_index} of {chunks}, {run.elapsed_s} s) is not one this run can reach")
 
 
 def mismatch(expected: dict, got, allow_none: bool = False) -> str | None:

@@ -27,8 +27,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from . import data, distributed
-from .checkpoint import (CHECKPOINT, CheckpointError, RunState, load_checkpoint, mark_finished, restore_checkpoint,
-                         resumed_config, save_checkpoint)
+from .checkpoint import (CHECKPOINT, CheckpointError, RunState, check_position, load_checkpoint, mark_finished,
+                         restore_checkpoint, resumed_config, save_checkpoint)
 from .config import TrainConfig
 from .evaluate import nats_per_char
 from .hub import first_line
@@ -417,10 +417,8 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
     position, carried state and RNG state are restored, so the rest of the run is the one an
     uninterrupted run would have done (up to the time budget already spent). `given` names the
     settings the user set: of those, a resumed run applies RESUMABLE and reports the others ignored.
-
-    The end is one sequence: the best weights' exact score, then `write_outputs(result)` (weights,
-    plot, card: train_cli's), then the checkpoint marked finished, last. A stop anywhere before the
-    mark keeps the checkpoint, and --resume of a run whose budget is spent does the end again."""
+    `write_outputs(result)` writes the weights, plot and card (train_cli's) before the run is
+    marked finished (end_run)."""
     device = device or torch.device("cpu")
     rank, world = distributed.rank(), distributed.world_size()
     log = log if distributed.is_main() else (lambda *args, **kwargs: None)
@@ -439,11 +437,7 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
     optimizer = build_optimizer(cfg, model)
     run = RunState(world_size=world)
     if ckpt is not None:  # every check passes before any file is written
-        run = restore_checkpoint(ckpt, vocab, model, optimizer, cfg, out / CHECKPOINT, world)
-        log(f"resuming from step {run.step} (epoch {run.epoch}, {run.elapsed_s / 60:.1f} min done)")
-        if ckpt["progress"].get("world_size", 1) != world:
-            log(f"the checkpoint was written by {ckpt['progress'].get('world_size', 1)} processes, this run has "
-                f"{world}: the streams are cut anew, so training continues at the start of epoch {run.epoch}")
+        run = restore_run(ckpt, cfg, vocab, model, optimizer, out, len(train_ids), log)
     run.ema = build_ema(cfg, model, ckpt) if distributed.is_main() else None  # rank 0 alone scores and saves it
     seed_rank(cfg, rank, run.step)
     run.carried = distributed.my_rows(run.carried, cfg.batch_size)  # the checkpoint holds every rank's rows
@@ -456,11 +450,32 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
     stop_reason = train_loop(cfg, vocab, model, optimizer, run, train_ids, val_ids, out)
     if not distributed.is_main():
         return None
+    return end_run(cfg, model, run, stop_reason, corpus.info, val_ids, out, log, write_outputs)
+
+
+def restore_run(ckpt: dict, cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.optim.Optimizer,
+                out: Path, n_train: int, log) -> RunState:
+    """The checkpoint's model, optimizer, RNG and run state, each checked, its data position too."""
+    world = distributed.world_size()
+    run = restore_checkpoint(ckpt, vocab, model, optimizer, cfg, out / CHECKPOINT, world)
+    check_position(run, chunks_in_epoch(cfg, n_train, run.epoch, world), out / CHECKPOINT)
+    log(f"resuming from step {run.step} (epoch {run.epoch}, {run.elapsed_s / 60:.1f} min done)")
+    if ckpt["progress"].get("world_size", 1) != world:
+        log(f"the checkpoint was written by {ckpt['progress'].get('world_size', 1)} processes, this run has "
+            f"{world}: the streams are cut anew, so training continues at the start of epoch {run.epoch}")
+    return run
+
+
+def end_run(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, corpus: data.CorpusInfo,
+            val_ids: torch.Tensor, out: Path, log, write_outputs=None) -> TrainResult:
+    """The end, in this order: the best weights' exact score, `write_outputs(result)`, and the
+    checkpoint marked finished last. A stop or a write error before the mark keeps the checkpoint,
+    so --resume does the end again."""
     try:
-        result = finish(cfg, model, run, stop_reason, corpus.info, val_ids, log)
+        result = finish(cfg, model, run, stop_reason, corpus, val_ids, log)
         if write_outputs is not None:
             write_outputs(result)
-        mark_finished(out / CHECKPOINT, cfg, run)  # last: a stop before this leaves a run --resume finishes
+        mark_finished(out / CHECKPOINT, cfg, run)
     except KeyboardInterrupt:  # the checkpoint holds the whole run: --resume does the finishing again
         raise Interrupted(out / CHECKPOINT, run.step, finishing=True) from None
     except (OSError, RuntimeError) as e:  # a full disk while writing the weights, plot, card or marker

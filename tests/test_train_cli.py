@@ -269,6 +269,8 @@ DAMAGE = {
     "unknown progress field": rewrite(lambda c: c["progress"].update(colour=1)),
     "progress that is not numbers": rewrite(lambda c: c["progress"].update(step="ten")),
     "carried state of another shape": rewrite(_other_carried_state),
+    "absurd chunk index": rewrite(lambda c: c["progress"].update(chunk_index=10 ** 12)),
+    "negative step": rewrite(lambda c: c["progress"].update(step=-5)),
 }
 
 
@@ -508,3 +510,32 @@ def test_a_stop_while_finishing_keeps_the_run_and_resume_completes_it(spent_run,
     assert f"resuming from step {steps}" in stdout  # nothing more is trained: only the end is done again
     assert outputs(out) == reference
     assert torch.load(out / "checkpoint.pt", weights_only=True)["finished"]
+
+
+@pytest.mark.parametrize("error", [
+    OSError(28, "No space left on device"),
+    RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/3: "
+                 "file write failed"),
+], ids=["OSError", "torch's zip writer"])
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, capsys, monkeypatch, error):
+    import torch
+
+    text = make_text(tmp_path / "text.txt", n_chars=5000)
+    out = tmp_path / "w"
+    save, saves = torch.save, []
+
+    def save_until_the_disk_fills(obj, path, *args, **kwargs):
+        saves.append(path)
+        if len(saves) == 1:
+            return save(obj, path, *args, **kwargs)
+        Path(path).write_bytes(b"PK\x03\x04 half a zip")  # as a write cut short leaves it
+        raise error
+
+    monkeypatch.setattr(torch, "save", save_until_the_disk_fills)
+    rc, _, err = call_main(capsys, "--data", text, "--out", out, *TINY, "--epochs", "0.5", "--eval-every", "4")
+    assert_one_line_error(rc, err, "the previous checkpoint is kept")
+    monkeypatch.undo()
+    assert len(saves) == 2 and not (out / "checkpoint.pt.tmp").exists()
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["progress"]["step"] == 4
+    rc, stdout, err = call_main(capsys, "--resume", "--out", out)
+    assert rc == 0 and "resuming from step 4" in stdout, err
