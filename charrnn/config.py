@@ -24,6 +24,9 @@ for _recipe in RECIPES.values():
 SHORT_MAX_MINUTES = 10.0  # the largest budget at which the short recipe was measured ahead
 _LONG = RECIPES["long"]
 RESUMABLE = ("max_minutes", "epochs", "eval_every", "patience")  # the settings --resume may change
+# When a run keeps a half-precision snapshot of its weights (charrnn/snapshots.py), for the app's
+# "Watch it learn" tab: words appear after ~100 steps, names and dialogue later.
+SNAPSHOTS = "100,500,epoch1,half,best"
 
 
 def recipe_for_budget(max_minutes: float, device: str = "cpu") -> str:
@@ -80,6 +83,7 @@ class TrainConfig:
     max_eval_chars: int = 1_000_000  # evaluations read at most this many validation chars (the default corpus has 204k)
     patience: int = 5  # evaluations without improvement before an early stop
     seed: int = 1337
+    snapshots: str = SNAPSHOTS  # moments to keep a snapshot of the weights at (see snapshot_moments), or "none"
     device: str = "auto"
     out: str = "weights"
 
@@ -116,4 +120,23 @@ class TrainConfig:
             raise ValueError("lr, epochs and grad-clip must be positive")
         if not (0 <= self.warmup_frac < 1 and 0 <= self.min_lr_frac <= 1 and 0 < self.val_frac < 1):
             raise ValueError("warmup-frac must be in [0, 1), min-lr-frac in [0, 1], val-frac in (0, 1)")
+        snapshot_moments(self.snapshots)
         return self
+
+
+def snapshot_moments(spec) -> tuple[str, ...]:
+    """--snapshots as its moments, each one of: N (after N optimizer steps), epochN (after N
+    epochs), P% (when P% of the run is done; half = 50%), best (the weights the run keeps);
+    "none" for no snapshots. ValueError names a moment that is none of these."""
+    if not isinstance(spec, str):
+        raise ValueError(f"snapshots must be a comma-separated list of moments, not {spec!r}")
+    words = [w.strip().lower() for w in spec.split(",") if w.strip()]
+    if words in ([], ["none"]):
+        return ()
+    for w in words:
+        number = w.removeprefix("epoch").removesuffix("%")
+        ok = w in ("half", "best") or (number.isdigit() and int(number) > 0 and (w[-1] != "%" or int(number) <= 100))
+        if not ok or (w.startswith("epoch") and w.endswith("%")):
+            raise ValueError(f"snapshots: {w!r} is not a moment; give steps (500), epochs (epoch1), a share of "
+                             f"the run (25%, half) or best, comma-separated, or none")
+    return tuple(dict.fromkeys(words))

@@ -15,6 +15,8 @@ from .model import CharRNN
 
 WEIGHT_FILES = ("config.json", "model.safetensors")
 UPLOAD_FILES = ["config.json", "model.safetensors", "README.md", "loss.png", "metrics.jsonl"]
+SNAPSHOTS = "snapshots"  # training's snapshots of the weights (charrnn/snapshots.py), a subfolder each
+SNAPSHOT_FILES = ("config.json", "model.safetensors", "snapshot.json")
 
 
 def first_line(e: Exception) -> str:
@@ -339,12 +341,21 @@ def upload_operations(folder: Path, repo_id: str) -> list:
     from huggingface_hub import CommitOperationAdd
 
     ops = []
-    for name in [f for f in UPLOAD_FILES if (folder / f).is_file()]:
+    for name in upload_files(folder):
         content = folder / name
         if name == "README.md":
             content = retarget(content.read_text(encoding="utf-8"), repo_id).encode("utf-8")
         ops.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=content))
     return ops
+
+
+def upload_files(folder: Path) -> list[str]:
+    """The files of a weights folder that are pushed and deployed, as paths relative to it: the
+    weights, card, plot and metrics, then every snapshot's files (never the checkpoint)."""
+    top = [f for f in UPLOAD_FILES if (folder / f).is_file()]
+    snapshots = [p.relative_to(folder).as_posix() for p in sorted(folder.glob(f"{SNAPSHOTS}/*/*"))
+                 if p.name in SNAPSHOT_FILES and p.is_file()]
+    return top + snapshots
 
 
 def main(argv=None) -> int:

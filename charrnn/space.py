@@ -3,14 +3,14 @@
     python -m charrnn.space OWNER/NAME [--private] [--model OWNER/NAME] [--dry-run]
 
 Uploads exactly what the Space runs: app.py, the charrnn package (its app/ included), requirements.txt, LICENSE,
-weights/ and README.md, whose front matter configures the Space. Never tests, bench, runs or
+weights/ (with its snapshots) and README.md, whose front matter configures the Space. Never tests, bench, runs or
 checkpoints. The Hub stores the weights and the loss plot in LFS by itself.
 """
 import argparse
 import sys
 from pathlib import Path
 
-from .hub import UPLOAD_FILES, PushError, WeightsError, check_can_push, first_line, is_repo_id, load_model
+from .hub import PushError, WeightsError, check_can_push, first_line, is_repo_id, load_model, upload_files
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout holding app.py (an editable install's too)
 TOP_FILES = ["app.py", "requirements.txt", "LICENSE", "README.md"]
@@ -23,7 +23,7 @@ def space_files(root: Path = ROOT) -> list[str]:
         raise FileNotFoundError(f"{root} lacks {', '.join(missing)}: deploy from a checkout of the repository "
                                 "with trained weights (python train.py writes weights/)")
     package = [p.relative_to(root).as_posix() for p in (root / "charrnn").rglob("*.py")]  # charrnn/app/ too
-    weights = [f"weights/{f}" for f in UPLOAD_FILES if (root / "weights" / f).is_file()]
+    weights = [f"weights/{f}" for f in upload_files(root / "weights")]  # its snapshots included
     return sorted(TOP_FILES + package + weights)
 
 

@@ -49,6 +49,8 @@ HELP = {
     "min_lr_frac": "where the cosine decay ends, as a fraction of --lr",
     "max_minutes": "training-time budget; the lr schedule ends at the budget or --epochs, whichever comes first",
     "device": "auto (cuda if available, else cpu), cpu or cuda",
+    "snapshots": "when to keep a half-precision snapshot of the weights in OUT/snapshots/ (the app's Watch it "
+                 "learn tab): steps (500), epochs (epoch1), a share of the run (25%%, half), best; or none",
     "out": "folder for config.json, model.safetensors, README.md, metrics.jsonl, loss.png, checkpoint.pt",
 }
 RECIPE_FIELDS = tuple(dict.fromkeys(k for settings in RECIPES.values() for k in settings))
@@ -210,9 +212,11 @@ def write_outputs(result, out: Path, command: str, load_from: str) -> None:
     """Weights, loss plot and model card (with samples) of a finished run (a TrainResult), into `out`."""
     from charrnn.generate import Settings, complete
     from charrnn.hub import model_card, plot_losses, save_weights
+    from charrnn.snapshots import write_best
 
     model, cfg = result.model, result.config
     save_weights(model, out)
+    write_best(out, result)  # snapshots/best: these weights' step and loss, for the Watch it learn tab
     title = f"{cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}: best val {result.val_loss:.4f} nats/char"
     plot_losses(result.history, out / "loss.png", title, result.corpus)
     samples = [(o.seed, o.sampled) for o in (complete(model, seed, Settings(length=300, temperature=0.8,

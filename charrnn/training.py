@@ -33,6 +33,7 @@ from .config import TrainConfig
 from .evaluate import nats_per_char
 from .hub import first_line
 from .model import CharRNN, detach_state
+from .snapshots import Keeper
 from .sources import open_source
 from .text import Vocab
 
@@ -365,6 +366,7 @@ def train_loop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.
     total_steps = planned_steps(cfg, len(train_ids), world)
     epoch_steps = steps_per_epoch(cfg, len(train_ids), world)
     stop, bar, window = StopRequest(), ProgressBar(cfg, total_steps, run), Window()
+    keeper = Keeper(cfg, out, epoch_steps, run.step, run.epoch, run_progress(cfg, run, total_steps)) if main else None
     model.train()
     net = distributed.wrap(model)  # DDP for the forward/backward; the carried state stays per rank
     clock = time.perf_counter()
@@ -382,6 +384,9 @@ def train_loop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.
                                                                        device)
             window.add(mean_loss, x.numel() * world)
             bar.update(run, window)
+            if keeper is not None:  # rank 0 keeps the snapshots --snapshots asks for; their evaluation is off the clock
+                spent = keeper.take_due(model, run, run_progress(cfg, run, total_steps), val_ids)
+                clock, window.started = clock + spent, window.started + spent
 
             finished = run_progress(cfg, run, total_steps) >= 1
             if run.step % cfg.eval_every == 0 or finished:
