@@ -99,6 +99,8 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """This config, or a ValueError that names the bad setting."""
+        if not str(self.out).strip():
+            raise ValueError("--out is empty: name the folder for the weights, e.g. --out weights")
         if not isinstance(self.max_minutes, (int, float)) or not self.max_minutes > 0:
             raise ValueError(f"max-minutes must be positive, not {self.max_minutes!r}")
         positive = ["embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "eval_every",

@@ -124,6 +124,8 @@ def build_parser(recipe: str) -> argparse.ArgumentParser:
             kind = type(default) if type(default) in (int, float) else str
             p.add_argument(flag, type=kind, default=default, help=text)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace files in --out that no charrnn run wrote "
+                   "(e.g. a README.md of your own); without it such a folder is refused")
     p.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the weights folder with its model card")
     p.add_argument("--private", action="store_true", help="with --push-to-hub: create a private repo")
     return p
@@ -135,7 +137,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def to_config(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    """The flags as a TrainConfig; ~ in --out and --data is the home folder, as a shell would make it."""
+    settings = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    settings.update({k: os.path.expanduser(settings[k]) for k in ("out", "data") if settings[k]})
+    return TrainConfig(**settings)
 
 
 def given_settings(argv: list[str]) -> set[str]:
@@ -162,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = distributed.setup(resolve_device(cfg.device))  # under torchrun: join the other ranks
         load_from = args.push_to_hub or str(cfg.out)
-        result = train(cfg, resume=args.resume, device=device, given=given_settings(argv),
+        result = train(cfg, resume=args.resume, device=device, given=given_settings(argv), overwrite=args.overwrite,
                        write_outputs=lambda r: write_outputs(r, Path(cfg.out), reproduce_command(r.config), load_from))
     except Interrupted as e:
         if distributed.is_main():

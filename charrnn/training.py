@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from huggingface_hub import metadata_load
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
@@ -179,10 +180,15 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 METRICS = "metrics.jsonl"
 
 
-def check_out_dir(out: Path) -> None:
+def check_out_dir(out: Path, overwrite: bool = False) -> None:
     """Make sure `out` is a folder we can write to, before any work: a bad --out fails now, not
-    after training. ValueError says what is wrong."""
+    after training. Files there that no charrnn run wrote are refused unless `overwrite`.
+    ValueError says what is wrong."""
     try:
+        foreign = [] if overwrite or not out.is_dir() else foreign_outputs(out)
+        if foreign:
+            raise ValueError(f"--out {out} already holds {', '.join(foreign)}, which no charrnn run wrote: choose "
+                             f"another --out, or pass --overwrite to replace them")
         nearest = next(p for p in [out, *out.parents] if p.exists())
         if not nearest.is_dir():
             raise ValueError(f"--out {out} is a file, not a folder" if nearest == out else
@@ -195,6 +201,27 @@ def check_out_dir(out: Path) -> None:
             raise ValueError(f"--out is too long a path for this file system ({len(str(out))} chars, "
                              f"starting {str(out)[:40]}...)") from None
         raise ValueError(f"--out {out} cannot be written: {e.strerror or first_line(e)}") from None
+
+
+OUTPUT_FILES = ("config.json", "model.safetensors", "README.md", "loss.png", METRICS, CHECKPOINT)
+
+
+def foreign_outputs(out: Path) -> list[str]:
+    """The files a run would write over in `out` that no charrnn run wrote: all of them in a
+    folder without a run's metrics.jsonl or checkpoint.pt, and a README.md that is not a charrnn
+    model card (say, a project's own) anywhere."""
+    present = [name for name in OUTPUT_FILES if (out / name).exists()]
+    if not ((out / METRICS).is_file() or (out / CHECKPOINT).is_file()):
+        return present
+    return ["README.md"] if "README.md" in present and not is_charrnn_card(out / "README.md") else []
+
+
+def is_charrnn_card(path: Path) -> bool:
+    """A README.md whose YAML front matter says library_name: charrnn, as every card a run writes."""
+    try:
+        return (metadata_load(path) or {}).get("library_name") == "charrnn"
+    except Exception:  # unreadable, or YAML that does not parse: not a card we wrote
+        return False
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
@@ -412,7 +439,7 @@ def train_loop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.
 
 
 def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = None, log=print,
-          given: set[str] = frozenset(), write_outputs=None) -> TrainResult | None:
+          given: set[str] = frozenset(), write_outputs=None, overwrite: bool = False) -> TrainResult | None:
     """Train, keep the best model by validation loss, and return it with how it got there.
 
     Under torchrun (distributed.setup called first) every rank calls it; rank 0 alone logs, writes
@@ -423,7 +450,8 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
     uninterrupted run would have done (up to the time budget already spent). `given` names the
     settings the user set: of those, a resumed run applies RESUMABLE and reports the others ignored.
     `write_outputs(result)` writes the weights, plot and card (train_cli's) before the run is
-    marked finished (end_run)."""
+    marked finished (end_run). Files in cfg.out that no charrnn run wrote are kept, and the run
+    refused, unless `overwrite`."""
     device = device or torch.device("cpu")
     rank, world = distributed.rank(), distributed.world_size()
     log = log if distributed.is_main() else (lambda *args, **kwargs: None)
@@ -432,7 +460,7 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
     if ckpt is not None:
         cfg = resumed_config(ckpt, cfg, set(given), out / CHECKPOINT, log)
     cfg = cfg.validate()
-    check_out_dir(out)  # now, not after training
+    check_out_dir(out, overwrite)  # now, not after training
     corpus = open_corpus_rank0_first(cfg, log)
     # train_ids: a memmap of the token file; val_ids: the bounded start of validation, in memory
     vocab, train_ids, val_ids = corpus.vocab, corpus.train, corpus.eval_ids()

@@ -539,3 +539,50 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path,
     assert torch.load(out / "checkpoint.pt", weights_only=True)["progress"]["step"] == 4
     rc, stdout, err = call_main(capsys, "--resume", "--out", out)
     assert rc == 0 and "resuming from step 4" in stdout, err
+
+
+# ---- --out: never empty, ~ expanded, never over files no run wrote -------------------------------
+
+def test_an_empty_out_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = call_main(capsys, "--out", "", *TINY)
+    assert_one_line_error(rc, err, "--out is empty")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_expands_the_home_folder(tmp_path, capsys, monkeypatch):
+    text = make_text(tmp_path / "text.txt", n_chars=5000)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    rc, stdout, err = call_main(capsys, "--data", text, "--out", "~/runs/x", *TINY, "--epochs", "0.3")
+    assert rc == 0, err
+    assert (tmp_path / "home" / "runs" / "x" / "model.safetensors").is_file() and not (tmp_path / "~").exists()
+    assert f"wrote {tmp_path / 'home' / 'runs' / 'x'}/" in stdout
+
+
+@pytest.mark.parametrize("files", [
+    {"README.md": "---\ntitle: my project\nsdk: gradio\n---\n# My project\n"},  # as the repository's own
+    {"README.md": "# notes\n"},
+    {"config.json": "{}", "loss.png": "x"},
+], ids=["a Space's README", "a plain README", "other files"])
+def test_a_run_never_overwrites_files_no_run_wrote_unless_told(tmp_path, capsys, files):
+    text = make_text(tmp_path / "text.txt", n_chars=5000)
+    out = tmp_path / "project"
+    out.mkdir()
+    for name, content in files.items():
+        (out / name).write_text(content, encoding="utf-8")
+    rc, _, err = call_main(capsys, "--data", text, "--out", out, *TINY, "--epochs", "0.3")
+    assert_one_line_error(rc, err, "--overwrite")
+    assert all(name in err for name in files)
+    assert {p.name: p.read_text(encoding="utf-8") for p in out.iterdir()} == files  # nothing written
+
+    rc, _, err = call_main(capsys, "--data", text, "--out", out, *TINY, "--epochs", "0.3", "--overwrite")
+    assert rc == 0, err
+    assert "library_name: charrnn" in (out / "README.md").read_text(encoding="utf-8")
+
+
+def test_a_run_writes_over_an_earlier_runs_files(tmp_path, capsys):
+    text = make_text(tmp_path / "text.txt", n_chars=5000)
+    for _ in range(2):  # the second run replaces the first one's outputs without being told
+        rc, _, err = call_main(capsys, "--data", text, "--out", tmp_path / "w", *TINY, "--epochs", "0.3")
+        assert rc == 0, err
