@@ -27,6 +27,13 @@ class Corpus:
     language: str = "es"
     dataset_id: str | None = None  # the Hub dataset id, when the text came from the Hub
     default: bool = False  # the tutorial's corpus: only then does the card compare with the tutorial
+    eval_chars: int | None = None  # the validation chars the score read (its first ones) when not the whole split
+
+
+def validation_read(corpus: Corpus) -> str:
+    """What the validation loss read, in words: the whole split, or its first eval_chars."""
+    split = f"last {corpus.val_frac:.0%}"
+    return split if corpus.eval_chars is None else f"first {corpus.eval_chars:,} chars of the {split}"
 
 
 def default_corpus(chars: int | None = None, val_frac: float = 0.2) -> Corpus:
@@ -43,7 +50,7 @@ def card_data(model, corpus: Corpus | None, val_nats: float | None):
     dataset = corpus and (corpus.dataset_id or corpus.name)
     results = None
     if val_nats is not None and corpus is not None:
-        split = f"validation (last {corpus.val_frac:.0%}, by position)"
+        split = f"validation ({validation_read(corpus)}, by position)"
         results = [EvalResult(task_type="text-generation", task_name="Character-level language modeling",
                               dataset_type=dataset, dataset_name=corpus.name, dataset_split=split,
                               metric_type=kind, metric_name=name, metric_value=round(value, 4))
@@ -75,6 +82,7 @@ def card_kwargs(model, repo_id: str | None = None, corpus: Corpus | None = None,
         text_kind="accent-stripped (the tutorials' setting)" if model.vocab.strip_accents
         else "NFC, accents and other marks kept",
         corpus=corpus, chars=f"{corpus.chars:,}" if corpus and corpus.chars else None,
+        val_read=validation_read(corpus) if corpus else None,
         val_pct=f"{corpus.val_frac:.0%}" if corpus else None, train_pct=f"{1 - corpus.val_frac:.0%}" if corpus else None,
         tutorial=TUTORIAL_NATS,
         nats=f"{val_nats:.4f}" if val_nats is not None else None,
@@ -148,7 +156,7 @@ scratch on {{ corpus.description or corpus.name }}{% endif %}.
 ## Metrics
 | | value |
 |---|---|
-| validation loss (last {{ val_pct }} of the text, state carried from its first char) | **{{ nats }} nats/char** ({{ bits }} bits/char) |
+| validation loss ({{ val_read }} of the text, state carried from its first char) | **{{ nats }} nats/char** ({{ bits }} bits/char) |
 | text | {{ text_kind }} |
 {% for label, value in facts %}| {{ label }} | {{ value }} |
 {% endfor %}{% if corpus.default %}| PyTorch tutorial's best (accent-stripped, 20 GPU epochs) | {{ tutorial }} nats/char |

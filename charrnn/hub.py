@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -274,10 +275,12 @@ def model_card(summary: dict, samples: list[tuple[str, str]], command: str, load
 def corpus_of(cfg, info) -> Corpus:
     """The card's corpus for a run: the tutorial's text when its content is el_quijote.txt (however
     it was passed), else the file, folder or dataset the run read (a data.CorpusInfo)."""
+    eval_chars = None if info.exact else info.eval_chars  # the card says so when the score read only the start
     if info.default:
-        return default_corpus(info.chars, cfg.val_frac)
+        return replace(default_corpus(info.chars, cfg.val_frac), eval_chars=eval_chars)
     from_hub = cfg.dataset is not None and not Path(cfg.dataset).exists()
-    return Corpus(info.name, info.chars, cfg.val_frac, dataset_id=cfg.dataset if from_hub else None)
+    return Corpus(info.name, info.chars, cfg.val_frac, dataset_id=cfg.dataset if from_hub else None,
+                  eval_chars=eval_chars)
 
 
 def card_metrics(source: str | os.PathLike) -> Metrics | None:

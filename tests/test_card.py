@@ -149,3 +149,15 @@ def test_a_hub_dataset_is_named_by_its_id_not_as_the_novel(tiny_model):
     card = ModelCard(text)
     assert card.data.datasets == ["someone/cartas"] and "don-quijote" not in card.data.tags
     assert "tutorial" not in text and "Cervantes" not in text
+
+
+@pytest.mark.parametrize("data", [None, "/texts/cartas.txt"], ids=["the novel", "another text"])
+def test_the_card_says_the_validation_loss_read_only_the_start_of_a_large_split(tiny_model, data):
+    summary = summary_of(tiny_model, data)
+    summary["corpus"] = replace(summary["corpus"], eval_chars=500)  # --max-eval-chars 500 of 2,000
+    card = ModelCard(hub.model_card(summary, [], "python train.py --max-eval-chars 500", "w"))
+    assert "validation loss (first 500 chars of the last 20% of the text, state carried" in card.text
+    assert card.data.eval_results[0].dataset_split == "validation (first 500 chars of the last 20%, by position)"
+
+    whole = ModelCard(hub.model_card(summary_of(tiny_model, data), [], "python train.py", "w"))  # all 2,000 read
+    assert "validation loss (last 20% of the text, state carried" in whole.text and "first 2,000" not in whole.text
