@@ -19,7 +19,7 @@ import re
 import sys
 import threading
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
@@ -72,6 +72,7 @@ class Score:
     logprobs: torch.Tensor  # (N-1,) float64 on the CPU
     adapt: Adapt | None = None
     prior_chars: int = 0  # chars of prior text the count model started from (adapt.mix only)
+    adapted: CharRNN | None = field(default=None, repr=False)  # the copy as it ended reading (keep_adapted)
 
     @property
     def chars(self) -> int:
@@ -104,21 +105,24 @@ class Score:
 
 
 def score(model: CharRNN, ids: torch.Tensor, adapt: Adapt | None = None, progress: bool = False,
-          prior: torch.Tensor | None = None) -> Score:
+          prior: torch.Tensor | None = None, keep_adapted: bool = False) -> Score:
     """Score `ids` (1-D token ids, at least 2) statically, or adaptively with `adapt` settings.
     With `adapt.mix`, the count model starts from the counts of `prior` (1-D token ids, e.g. the
-    training split; read as if just before `ids`) and learns `ids` as they are scored."""
+    training split; read as if just before `ids`) and learns `ids` as they are scored. With
+    keep_adapted, Score.adapted is the adaptive reader's copy of the model as it ended the text
+    (to write in its style: charrnn/style.py); `model` itself never changes."""
     if ids.dim() != 1 or len(ids) < 2:
         raise ValueError("need a 1-D sequence of at least 2 token ids to score")
     prior = torch.zeros(0, dtype=torch.long) if prior is None or adapt is None or adapt.mix is None else prior
     bar = tqdm(total=len(ids) - 1, unit="char", unit_scale=True, disable=not progress, leave=False, mininterval=1,
                desc="adaptive" if adapt else "static", file=sys.stderr)
+    adapted = None
     with bar:
         if adapt is None:
             logprobs = _static(model, ids, bar)
         else:
-            logprobs = _adaptive(model, ids, adapt, bar, prior)
-    return Score(logprobs.double().cpu(), adapt, len(prior))
+            logprobs, adapted = _adaptive(model, ids, adapt, bar, prior)
+    return Score(logprobs.double().cpu(), adapt, len(prior), adapted if keep_adapted else None)
 
 
 @dataclass
@@ -142,14 +146,15 @@ class Reading:
         return sorted(worst.items(), key=lambda kv: -kv[1])[:n]
 
 
-def read(model: CharRNN, text: str, adapt: Adapt | None = None) -> Reading:
-    """Score a text the way a user pastes it: normalized, unknown chars skipped and counted."""
+def read(model: CharRNN, text: str, adapt: Adapt | None = None, keep_adapted: bool = False) -> Reading:
+    """Score a text the way a user pastes it: normalized, unknown chars skipped and counted
+    (keep_adapted: see score)."""
     text = model.vocab.normalize(text)
     unknown = model.vocab.unknown(text)
     ids = torch.tensor(model.vocab.encode(text, errors="drop"), dtype=torch.long)
     if len(ids) < 2:
         raise ValueError("the text needs at least 2 characters the model knows")
-    result = score(model, ids, adapt)
+    result = score(model, ids, adapt, keep_adapted=keep_adapted)
     scored = iter([None] + result.logprobs.tolist())
     return Reading(text, [next(scored) if c in model.vocab.stoi else None for c in text], result, unknown)
 
@@ -250,12 +255,15 @@ def split_reader(reader: CharRNN, learn: str) -> tuple[Part | None, Part]:
     return frozen, Part(None, reader.rnn_layers(k, L) if k < L else None, reader.head)
 
 
-def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar, prior: torch.Tensor) -> torch.Tensor:
+def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar, prior: torch.Tensor
+              ) -> tuple[torch.Tensor, CharRNN]:
     """Dynamic evaluation on a copy of `model`: score a chunk, then learn from it. The copy runs
     without dropout, in fp32, with deterministic kernels, so the same text gives the same score.
     With adapt.mix, each chunk's score is the mix of the network and the counts, and the counts and
-    mixer learn from the chunk after it is scored, as the network does."""
-    frozen, learner = split_reader(copy.deepcopy(model).float().eval(), adapt.learn)
+    mixer learn from the chunk after it is scored, as the network does. Returns the log-probs and
+    the adapted copy (the network alone, without the counts)."""
+    reader = copy.deepcopy(model).float().eval()
+    frozen, learner = split_reader(reader, adapt.learn)
     params = list(learner.parameters())
     trained = [p.detach().clone() for p in params] if adapt.decay else []
     # fused: one kernel for the whole update, ~1.5x faster reading on this CPU, same numbers
@@ -289,7 +297,20 @@ def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar, prior: torch
                 counts.learn()
             state = None if state is None else detach_state(state)
             bar.update(y.numel())
-    return torch.cat([o.double().cpu() for o in out])
+    return torch.cat([o.double().cpu() for o in out]), written_back(reader, learner)
+
+
+@torch.no_grad()
+def written_back(reader: CharRNN, learner: Part) -> CharRNN:
+    """The reading copy as one model again: the learner's RNN layers are copies (split_reader), so
+    their adapted weights are written back into the copy's own; its head is the learner's."""
+    L = reader.rnn.num_layers
+    if learner.rnn is not None and learner.rnn is not reader.rnn:
+        k = L - learner.rnn.num_layers  # the first layer that adapted
+        for i in range(k, L):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(reader.rnn, f"{name}_l{i}").copy_(getattr(learner.rnn, f"{name}_l{i - k}"))
+    return reader.requires_grad_(False).eval()
 
 
 def _features(frozen: Part | None, x_all: torch.Tensor, chunk: int, block: int = 2048):

@@ -1,0 +1,68 @@
+"""Write like a text: the model reads a pasted passage adapting as it reads (dynamic evaluation:
+the Read tab's adaptive reader, charrnn.evaluate, on a copy of the model), then continues a seed
+with that adapted copy, greedy and sampled, through the same generation as the main page
+(charrnn.generate.stream). The model passed in, the one a page serves, never changes.
+
+How much it adapted is measured on the passage itself: its nats/char over the first and the last
+chars read adapting, and the unadapted model's over those same last chars (read with the state
+carried from the start of the passage, as the adaptive reader reads them).
+"""
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+from .evaluate import Adapt, read
+from .generate import Output, Settings, stream
+from .model import CharRNN
+
+WINDOW = 1000  # chars at each end of the passage that "start" and "end" measure (a quarter of a short one)
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """How the model read a passage as it adapted to it (nats per char)."""
+    chars: int  # chars the model read (those it knows)
+    window: int  # chars measured at each end
+    start: float  # over the first `window` chars, adapting (it has barely started)
+    end: float  # over the last `window` chars, adapting
+    end_unadapted: float  # the trained model over those same last chars
+    passage: float  # over the whole passage, adapting
+    passage_unadapted: float  # the trained model over the whole passage
+    unknown_chars: int  # chars of the passage the model does not know, skipped
+
+    @property
+    def gain(self) -> float:
+        """nats/char the adapted reading saved on the passage's last chars."""
+        return self.end_unadapted - self.end
+
+    def summary(self) -> dict:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in {**asdict(self), "gain": self.gain}.items()}
+
+
+def read_passage(model: CharRNN, passage: str, adapt: Adapt = Adapt()) -> tuple[CharRNN, Adaptation]:
+    """The model adapted to `passage` (a copy) and how it read it. ValueError when the passage has
+    fewer than 2 chars the model knows."""
+    adaptive = read(model, passage, adapt, keep_adapted=True)
+    static = read(model, passage)
+    got, base = adaptive.score.logprobs, static.score.logprobs  # (N-1,) each, the same chars
+    n = len(got)
+    window = max(1, min(WINDOW, n // 4))
+
+    def mean(lps) -> float:
+        return -float(lps.mean())
+
+    adaptation = Adaptation(chars=adaptive.score.chars, window=window, start=mean(got[:window]),
+                            end=mean(got[-window:]), end_unadapted=mean(base[-window:]), passage=mean(got),
+                            passage_unadapted=mean(base), unknown_chars=sum(adaptive.unknown.values()))
+    return adaptive.score.adapted, adaptation
+
+
+def write_like(model: CharRNN, passage: str, seed_text: str, settings: Settings = Settings(),
+               adapt: Adapt = Adapt(), every: int = 1, interval: float = 0.0) -> Iterator[tuple[Adaptation, Output]]:
+    """Read `passage` adapting (on a copy), then stream the continuation of `seed_text` in its
+    style: (how it adapted, the growing greedy and sampled Output), as generate.stream yields them.
+    The settings are checked before the passage is read (SettingsError); a passage without 2
+    known chars is a ValueError."""
+    settings = settings.validated()
+    adapted, adaptation = read_passage(model, passage, adapt)
+    for out in stream(adapted, seed_text, settings, every=every, interval=interval):
+        yield adaptation, out
