@@ -41,6 +41,19 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def lscpu_line() -> str:
+    """The CPU's model name and its vector-instruction flags (SSE/AVX/FMA/AMX/VNNI/F16C), as lscpu
+    reports them: what decides how fast torch's CPU kernels run."""
+    try:
+        fields = dict(line.split(":", 1) for line in subprocess.run(["lscpu"], capture_output=True, text=True,
+                                                                     check=True).stdout.splitlines() if ":" in line)
+    except (OSError, subprocess.CalledProcessError):
+        return cpu_name() + " (lscpu not available)"
+    wanted = ("sse4", "avx", "fma", "amx", "vnni", "f16c", "bf16")
+    flags = [f for f in fields.get("Flags", "").split() if f.startswith(wanted)]
+    return f"{fields.get('Model name', cpu_name()).strip()}; flags: {' '.join(flags) or 'none of the vector ones'}"
+
+
 def machine() -> str:
     """One line that says where a number comes from."""
     import torch

@@ -105,6 +105,16 @@ def test_read_latency(tiny):
     assert "(the same)" in body  # the app's total is what `python -m charrnn.evaluate` prints
 
 
+def test_style(tiny):
+    run("style.py", "--weights", tiny["weights"], "--data", tiny["text"], "--adapt-chars", 300, "--score-chars", 200,
+        "--results", tiny["results"])
+    body = section(tiny["results"], "style")
+    rows = table_rows(body)
+    assert [r[0] for r in rows] == ["novel", "carta", "noticia", "english"]
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
+    assert "CPU (lscpu):" in body and "- adapted, sampled:" in body
+
+
 def test_quality(tiny):
     run("quality.py", "--weights", tiny["weights"], "--data", tiny["text"], "--length", 60, "--samples", 1,
         "--windows", 20, "--results", tiny["results"])
