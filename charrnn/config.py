@@ -2,6 +2,8 @@
 that picks one for a time budget."""
 from dataclasses import dataclass
 
+from .corpus_profile import LANGUAGE_CODE
+
 # Two presets. Which one learns more depends on the budget (measured in bench/RESULTS.md, "How the
 # default recipes were chosen"): short, one wide GRU layer over 64 streams of 64-char chunks, learns
 # the most per CPU second; long, a 2-layer LSTM with dropout over 16 streams, learns slower but
@@ -54,6 +56,10 @@ class TrainConfig:
     dataset_config: str | None = None
     text_column: str = "text"
     strip_accents: bool = False  # True reproduces the tutorials' accent-free text
+    # how pages (the card, the app, the Space) name the corpus; None: from the file, folder or dataset
+    title: str | None = None
+    description: str | None = None
+    language: str | None = None  # an ISO 639 code; None: detected from the text ("unknown" when unsure)
     recipe: str = "long"  # the preset the settings below started from (a record: they win)
     # model
     cell: str = _LONG["cell"]
@@ -111,6 +117,9 @@ class TrainConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be a positive whole number, not {v!r}")
         if self.hidden_size > 8192 or self.embed_dim > 8192 or self.num_layers > 16:
             raise ValueError("sizes this large will not train here: hidden/embed at most 8192, at most 16 layers")
+        if self.language is not None and not LANGUAGE_CODE.match(self.language):
+            raise ValueError(f"language must be an ISO 639 code such as en, es or zh (or 'unknown'), "
+                             f"not {self.language!r}")
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, not {self.recipe!r}")
         if self.cell not in ("gru", "lstm"):

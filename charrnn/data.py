@@ -223,6 +223,10 @@ class Corpus:
                                vocab_size=len(self.vocab), train_chars=len(self.train), val_chars=len(self.val),
                                eval_chars=min(len(self.val), max_eval_chars))
 
+    def val_text(self, chars: int) -> str:
+        """The first `chars` chars of the validation split, as text."""
+        return self.vocab.decode(np.asarray(self.val[:chars]))
+
     def eval_ids(self) -> torch.Tensor:
         """The validation chars evaluations read, in memory. # (N_eval,)"""
         return as_tensor(self.val[: self.info.eval_chars])

@@ -6,16 +6,17 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from .card import Corpus, Metrics, default_corpus, read_metrics, retarget
+from . import corpus_profile
+from .card import Metrics, read_metrics, retarget
+from .corpus_profile import PROFILE_FILE, CorpusProfile
 from .model import CharRNN
 
 WEIGHT_FILES = ("config.json", "model.safetensors")
-UPLOAD_FILES = ["config.json", "model.safetensors", "README.md", "loss.png", "metrics.jsonl"]
+UPLOAD_FILES = ["config.json", "model.safetensors", "README.md", PROFILE_FILE, "loss.png", "metrics.jsonl"]
 SNAPSHOTS = "snapshots"  # training's snapshots of the weights (charrnn/snapshots.py), a subfolder each
 SNAPSHOT_FILES = ("config.json", "model.safetensors", "snapshot.json")
 
@@ -106,8 +107,9 @@ def _download(repo_id: str, cache_dir: str | None, log) -> Path:
         raise WeightsError(f"could not download {repo_id} from the Hub: {first_line(e)}") from None
     if offline:
         log(f"{offline}: using the cached copy of {repo_id}")
-    with contextlib.suppress(Exception):  # the card is optional: the About panel reads its metrics
-        hf_hub_download(repo_id, "README.md", cache_dir=cache_dir, local_files_only=bool(offline))
+    for optional in ("README.md", PROFILE_FILE):  # the card's metrics and the corpus's page texts, when there
+        with contextlib.suppress(Exception):
+            hf_hub_download(repo_id, optional, cache_dir=cache_dir, local_files_only=bool(offline))
     return files[0].parent
 
 
@@ -253,12 +255,11 @@ def plot_losses(history: list[dict], path: Path, title: str, corpus=None) -> Non
 
 
 def model_card(summary: dict, samples: list[tuple[str, str]], command: str, load_from: str = "weights",
-               corpus: Corpus | None = None) -> str:
+               corpus: CorpusProfile | None = None) -> str:
     """README.md for a finished run's weights folder, from the one template (charrnn/card.py).
-    `samples` are (seed as the model read it, continuation); `load_from` is a folder or repo id;
-    `corpus` describes the text (default: told from the run's config)."""
+    `samples` are (seed as the model read it, continuation); `load_from` is a folder or repo id, as
+    the user gave it; `corpus` the text and its validation score (default: the run's profile)."""
     cfg, model = summary["config"], summary["model"]
-    corpus = corpus or corpus_of(cfg, summary["corpus"])
     facts = [("training", f"{summary['steps']:,} steps, {summary['minutes']:.1f} min, best at step "
                           f"{summary['best_step']:,}")]
     recipe = [f"- Recipe `{cfg.recipe}` (`python train.py --help` lists its settings), with the settings below.",
@@ -267,32 +268,34 @@ def model_card(summary: dict, samples: list[tuple[str, str]], command: str, load
               f"- AdamW (lr {cfg.lr}, weight decay {cfg.weight_decay}), {cfg.warmup_frac:.0%} warmup then cosine to "
               f"{cfg.min_lr_frac:.0%}, gradient clipping {cfg.grad_clip}, dropout {cfg.dropout}; the checkpoint with "
               f"the best validation loss kept."]
-    card = model.generate_model_card(repo_id=load_from, corpus=corpus, val_nats=summary["val_loss"], facts=facts,
+    card = model.generate_model_card(repo_id=load_from, corpus=corpus or summary["profile"], facts=facts,
                                      recipe=recipe, samples=samples, command=command, plot=True)
     return str(card)
 
 
-def corpus_of(cfg, info) -> Corpus:
-    """The card's corpus for a run: the tutorial's text when its content is el_quijote.txt (however
-    it was passed), else the file, folder or dataset the run read (a data.CorpusInfo)."""
-    eval_chars = None if info.exact else info.eval_chars  # the card says so when the score read only the start
-    if info.default:
-        return replace(default_corpus(info.chars, cfg.val_frac), eval_chars=eval_chars)
-    from_hub = cfg.dataset is not None and not Path(cfg.dataset).exists()
-    return Corpus(info.name, info.chars, cfg.val_frac, dataset_id=cfg.dataset if from_hub else None,
-                  eval_chars=eval_chars)
+def _weights_file(source: str | os.PathLike, name: str) -> Path | None:
+    """A file of a weights folder or (from the local cache only, no network) of a Hub repo id."""
+    path = Path(source) / name
+    if not Path(source).exists() and is_repo_id(str(source)):
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(str(source), name)
+        path = Path(cached) if isinstance(cached, str) else path
+    return path if path.is_file() else None
 
 
 def card_metrics(source: str | os.PathLike) -> Metrics | None:
     """The validation metrics in the model card of a weights folder or (from the local cache
     only, no network) a Hub repo id; None without a card or without a model-index."""
-    card = Path(source) / "README.md"
-    if not Path(source).exists() and is_repo_id(str(source)):
-        from huggingface_hub import try_to_load_from_cache
+    card = _weights_file(source, "README.md")
+    return read_metrics(card) if card else None
 
-        cached = try_to_load_from_cache(str(source), "README.md")
-        card = Path(cached) if isinstance(cached, str) else card
-    return read_metrics(card) if card.is_file() else None
+
+def corpus_of(source: str | os.PathLike) -> CorpusProfile:
+    """What the model at `source` (a folder or a cached Hub repo id) was trained on, as its
+    corpus.json tells it; for weights without one, a profile that claims nothing."""
+    found = _weights_file(source, PROFILE_FILE)
+    return (found and corpus_profile.load(found.parent)) or corpus_profile.unrecorded()
 
 
 class PushError(Exception):
@@ -343,11 +346,11 @@ def upload_operations(folder: Path, repo_id: str) -> list:
     """One CommitOperationAdd per file the repo gets; the card's code is retargeted to `repo_id`."""
     from huggingface_hub import CommitOperationAdd
 
-    ops = []
+    ops, corpus = [], corpus_profile.load(folder)
     for name in upload_files(folder):
         content = folder / name
         if name == "README.md":
-            content = retarget(content.read_text(encoding="utf-8"), repo_id).encode("utf-8")
+            content = retarget(content.read_text(encoding="utf-8"), repo_id, corpus).encode("utf-8")
         ops.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=content))
     return ops
 

@@ -32,7 +32,6 @@ class CharRNN(
     library_name="charrnn",
     tags=list(TAGS),  # a copy: the mixin appends its own tags to the list it is given
     license=LICENSE,
-    language="es",
     pipeline_tag="text-generation",
     model_card_template=CARD_TEMPLATE,
     repo_url=CODE_URL,

@@ -35,6 +35,10 @@ HELP = {
     "text_column": "with --dataset: the column that holds the text",
     "max_eval_chars": "evaluations read at most this many validation chars, from the start of the split "
                       "(the default corpus's 204k are all read)",
+    "title": "the corpus's name on the card, the app and the Space (default: from the file, folder or dataset)",
+    "description": "one line on the corpus for the card, the app and the Space (default: its file name)",
+    "language": "the corpus's language as an ISO 639 code, e.g. en (default: detected from the text, "
+                "'unknown' when unsure)",
     "strip_accents": "strip accents (á->a, ñ->n) as the tutorials effectively did, so losses compare",
     "recipe": f"preset of the settings marked 'from the recipe' (listed below); by default gpu on CUDA, else "
               f"short for --max-minutes up to {SHORT_MAX_MINUTES:g} and long above (here: %(default)s)",
@@ -54,7 +58,7 @@ HELP = {
     "out": "folder for config.json, model.safetensors, README.md, metrics.jsonl, loss.png, checkpoint.pt",
 }
 RECIPE_FIELDS = tuple(dict.fromkeys(k for settings in RECIPES.values() for k in settings))
-SAMPLE_SEEDS = ["En un lugar de la Mancha", "–¿Qué gigantes? –dijo Sancho Panza.", "Dulcinea del Toboso"]
+CARD_SAMPLES = 3  # samples on the card, each from one of the corpus's own seeds
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -182,9 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     out = Path(cfg.out)
-    print(f"wrote {out}/: config.json, model.safetensors, README.md, metrics.jsonl, loss.png")
-    print(f"val loss {result.val_loss:.4f} nats/char; try: python -m charrnn.sample --weights {out} "
-          f"--seed-text 'En un lugar de la Mancha'")
+    print(f"wrote {out}/: config.json, model.safetensors, README.md, corpus.json, metrics.jsonl, loss.png")
+    seeds = result.profile.seeds
+    print(f"val loss {result.val_loss:.4f} nats/char; try: charrnn sample --weights {shlex.quote(str(cfg.out))}"
+          + (f" --seed-text {shlex.quote(seeds[0])}" if seeds else ""))
     if args.push_to_hub:
         try:
             url = push(out, args.push_to_hub, private=args.private)
@@ -214,7 +219,8 @@ def reproduce_command(cfg: TrainConfig) -> str:
 
 
 def write_outputs(result, out: Path, command: str, load_from: str) -> None:
-    """Weights, loss plot and model card (with samples) of a finished run (a TrainResult), into `out`."""
+    """Weights, loss plot, corpus profile and model card (with samples from the corpus's own seeds)
+    of a finished run (a TrainResult), into `out`; `load_from` is the folder or repo id as the user gave it."""
     from charrnn.generate import Settings, complete
     from charrnn.hub import model_card, plot_losses, save_weights
     from charrnn.snapshots import write_best
@@ -224,9 +230,10 @@ def write_outputs(result, out: Path, command: str, load_from: str) -> None:
     write_best(out, result)  # snapshots/best: these weights' step and loss, for the Watch it learn tab
     title = f"{cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}: best val {result.val_loss:.4f} nats/char"
     plot_losses(result.history, out / "loss.png", title, result.corpus)
+    result.profile.save(out)
     samples = [(o.seed, o.sampled) for o in (complete(model, seed, Settings(length=300, temperature=0.8,
                                                                           sampling_seed=i))
-                                             for i, seed in enumerate(SAMPLE_SEEDS))]
+                                             for i, seed in enumerate(result.profile.seeds[:CARD_SAMPLES]))]
     card = model_card(vars(result), samples, command, load_from)  # the card reads the result's fields by name
     (out / "README.md").write_text(card, encoding="utf-8")
 

@@ -27,7 +27,7 @@ from huggingface_hub import metadata_load
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from . import data, distributed
+from . import corpus_profile, data, distributed
 from .checkpoint import (CHECKPOINT, CheckpointError, RunState, check_position, load_checkpoint, mark_finished,
                          restore_checkpoint, resumed_config, save_checkpoint)
 from .config import TrainConfig
@@ -51,6 +51,7 @@ class TrainResult:
     stop_reason: str  # "budget" or "early stop"
     history: list[dict]
     corpus: data.CorpusInfo  # what was read: name, sizes, and how many validation chars were evaluated
+    profile: corpus_profile.CorpusProfile | None = None  # the corpus as pages tell it, with the validation score
 
 
 # ---- the parts ---------------------------------------------------------------------------------
@@ -76,6 +77,17 @@ def open_corpus_rank0_first(cfg: TrainConfig, log=print) -> data.Corpus:
     if distributed.is_main():
         distributed.barrier()
     return corpus
+
+
+def describe_corpus(cfg: TrainConfig, corpus: data.Corpus, log=print) -> corpus_profile.CorpusProfile:
+    """The corpus as the card, the app and the Space tell it (corpus_profile), from the start of
+    its validation split; the score is added when training is done."""
+    info = corpus.info
+    from_hub = cfg.dataset is not None and not Path(cfg.dataset).exists()
+    return corpus_profile.from_corpus(
+        corpus.val_text(corpus_profile.SAMPLE_CHARS), corpus.vocab.chars, name=info.name, digest=info.sha256,
+        source=cfg.data or cfg.dataset, dataset_id=cfg.dataset if from_hub else None, chars=info.chars,
+        title=cfg.title, description=cfg.description, language=cfg.language, log=log)
 
 
 def load_corpus(cfg: TrainConfig, log=print) -> tuple[Vocab, torch.Tensor, torch.Tensor]:
@@ -480,10 +492,11 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
         f"{steps_per_epoch(cfg, len(train_ids), world)} steps per epoch, {cfg.recipe} recipe, device {device}"
         + (f", {world} processes x {cfg.batch_size} streams" if world > 1 else ""))
 
+    profile = describe_corpus(cfg, corpus, log) if distributed.is_main() else None  # before training: quick
     stop_reason = train_loop(cfg, vocab, model, optimizer, run, train_ids, val_ids, out)
     if not distributed.is_main():
         return None
-    return end_run(cfg, model, run, stop_reason, corpus.info, val_ids, out, log, write_outputs)
+    return end_run(cfg, model, run, stop_reason, corpus.info, val_ids, out, log, write_outputs, profile)
 
 
 def restore_run(ckpt: dict, cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.optim.Optimizer,
@@ -500,12 +513,13 @@ def restore_run(ckpt: dict, cfg: TrainConfig, vocab: Vocab, model: CharRNN, opti
 
 
 def end_run(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, corpus: data.CorpusInfo,
-            val_ids: torch.Tensor, out: Path, log, write_outputs=None) -> TrainResult:
+            val_ids: torch.Tensor, out: Path, log, write_outputs=None,
+            profile: corpus_profile.CorpusProfile | None = None) -> TrainResult:
     """The end, in this order: the best weights' exact score, `write_outputs(result)`, and the
     checkpoint marked finished last. A stop or a write error before the mark keeps the checkpoint,
     so --resume does the end again."""
     try:
-        result = finish(cfg, model, run, stop_reason, corpus, val_ids, log)
+        result = finish(cfg, model, run, stop_reason, corpus, val_ids, log, profile)
         if write_outputs is not None:
             write_outputs(result)
         mark_finished(out / CHECKPOINT, cfg, run)
@@ -518,13 +532,17 @@ def end_run(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, c
 
 
 def finish(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, corpus: data.CorpusInfo,
-           val_ids: torch.Tensor, log) -> TrainResult:
-    """Back to the best weights and their exact score (the checkpoint stays as it is)."""
+           val_ids: torch.Tensor, log, profile: corpus_profile.CorpusProfile | None = None) -> TrainResult:
+    """Back to the best weights and their exact score (the checkpoint stays as it is); `profile`
+    (the corpus as pages tell it) gets that score and what it read."""
     if run.best_weights is None:
         raise ValueError("the validation loss was never a finite number: training diverged; try a lower --lr")
     model.load_state_dict(run.best_weights)
     val = nats_per_char(model, val_ids, streams=1)  # the exact score of those chars, as charrnn.evaluate computes it
     log(f"stopped ({stop_reason}) after {run.step} steps, {run.elapsed_s / 60:.1f} min; "
         f"best val {val:.4f} nats/char ({val / math.log(2):.4f} bits) at step {run.best_step}")
+    if profile is not None:
+        profile = corpus_profile.with_validation(profile, val, len(val_ids), corpus.val_chars, cfg.val_frac)
     return TrainResult(model=model.cpu(), config=cfg, val_loss=val, best_step=run.best_step, steps=run.step,
-                       minutes=run.elapsed_s / 60, stop_reason=stop_reason, history=run.history, corpus=corpus)
+                       minutes=run.elapsed_s / 60, stop_reason=stop_reason, history=run.history, corpus=corpus,
+                       profile=profile)

@@ -51,6 +51,20 @@ def train_tiny(cell: str = "lstm", steps: int = 120, seed: int = 0):
     return model.eval()
 
 
+def profile_of(model, name: str = "el_quijote.txt", nats: float | None = None, chars: int = 10_000, **given):
+    """The corpus profile a run on `name` records (el_quijote.txt: the project's corpus, by its hash),
+    with a validation score of `nats` over the whole last 20% when given."""
+    from charrnn import corpus_profile
+    from charrnn.data import CORPUS_SHA256
+
+    digest = CORPUS_SHA256 if name == "el_quijote.txt" else "0" * 64
+    profile = corpus_profile.from_corpus(given.pop("val_text", ""), model.vocab.chars, name=name, digest=digest,
+                                         chars=chars, log=lambda *a: None, **given)
+    if nats is not None:
+        profile = corpus_profile.with_validation(profile, nats, chars // 5, chars // 5, 0.2)
+    return profile
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A folder with config.json + model.safetensors of a tiny trained LSTM, as weights/ would hold."""

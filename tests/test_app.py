@@ -242,9 +242,9 @@ def test_missing_or_corrupt_weights_give_a_page_level_error(launch_app, tiny_mod
 
 
 def test_about_shows_the_model_card_metrics(tiny_model, tiny_model_dir, tmp_path):
-    from charrnn.card import Corpus
+    from conftest import profile_of
 
-    card = tiny_model.generate_model_card(corpus=Corpus("tiny.txt", 600), val_nats=1.23456, recipe=["secret"])
+    card = tiny_model.generate_model_card(corpus=profile_of(tiny_model, "tiny.txt", 1.23456, 600), recipe=["secret"])
     (tmp_path / "README.md").write_text(str(card), encoding="utf-8")
     text = views.about(tiny_model, str(tmp_path))  # from the card's model-index, not its Markdown
     assert "**1.2346 nats/char** (1.7811 bits/char) on `tiny.txt`, validation (last 20%" in text

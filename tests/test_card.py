@@ -9,10 +9,13 @@ import pytest
 from huggingface_hub import ModelCard
 
 from charrnn import hub
-from charrnn.card import CODE_URL, Corpus, default_corpus, read_metrics, retarget
+from charrnn.card import CODE_URL, read_metrics, retarget
 from charrnn.config import TrainConfig
 from charrnn.data import CorpusInfo
+from charrnn.corpus_profile import with_validation
 from charrnn.generate import Settings, complete
+from charrnn.training import describe_corpus
+from conftest import profile_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,17 +23,19 @@ ROOT = Path(__file__).resolve().parents[1]
 def summary_of(model, data=None) -> dict:
     """What charrnn.training.train returns, as far as the card reads it."""
     cfg = TrainConfig.from_recipe("long", data=data)
-    corpus = CorpusInfo(name=Path(data).name if data else "el_quijote.txt", source=str(data), default=data is None,
+    name = Path(data).name if data else "el_quijote.txt"
+    corpus = CorpusInfo(name=name, source=str(data), default=data is None,
                         sha256="0" * 64, strip_accents=False, chars=10_000, vocab_size=len(model.vocab),
                         train_chars=8000, val_chars=2000, eval_chars=2000)
-    return dict(config=cfg, model=model, val_loss=1.23456, steps=1234, minutes=2.5, best_step=1200, corpus=corpus)
+    return dict(config=cfg, model=model, val_loss=1.23456, steps=1234, minutes=2.5, best_step=1200, corpus=corpus,
+                profile=profile_of(model, name, 1.23456, source=data))
 
 
 def test_save_pretrained_writes_our_card_not_the_mixins_default(tiny_model, tmp_path):
     tiny_model.save_pretrained(tmp_path / "m")
     text = (tmp_path / "m" / "README.md").read_text(encoding="utf-8")
     data = ModelCard(text).data
-    assert (data.license, data.language, data.library_name, data.pipeline_tag) == ("mit", "es", "charrnn",
+    assert (data.license, data.language, data.library_name, data.pipeline_tag) == ("mit", None, "charrnn",
                                                                                     "text-generation")
     assert {"char-rnn", "text-generation", "lstm"} <= set(data.tags)
     assert "More Information Needed" not in text and CODE_URL in text
@@ -48,7 +53,7 @@ def test_push_to_hub_card_names_the_repo_and_carries_the_metrics(tiny_model, mon
         sent.update({p.name: p.read_bytes() for p in Path(folder_path).iterdir()})
 
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
-    tiny_model.push_to_hub("someone/tiny", model_card_kwargs={"corpus": Corpus("tiny.txt", 600), "val_nats": 2.0})
+    tiny_model.push_to_hub("someone/tiny", model_card_kwargs={"corpus": profile_of(tiny_model, "tiny.txt", 2.0)})
     assert {"config.json", "model.safetensors", "README.md"} <= set(sent)
     card = ModelCard(sent["README.md"].decode("utf-8"))
     assert 'CharRNN.from_pretrained("someone/tiny")' in card.text
@@ -75,8 +80,9 @@ def test_another_corpus_is_described_as_itself_without_the_tutorial(tiny_model):
     card = ModelCard(text)
     assert card.data.datasets == ["cartas.txt"] and "don-quijote" not in card.data.tags
     assert "tutorial" not in text and "Cervantes" not in text and "`cartas.txt`, 10,000 chars" in text
-    assert "charrnn evaluate --weights w --data cartas.txt --split val" in text  # scored on its own text
-    assert "charrnn evaluate --weights a/b --data cartas.txt --split val" in retarget(text, "a/b")
+    assert "charrnn evaluate --weights w --data /texts/cartas.txt --split val" in text  # its own text, as given
+    profile = summary_of(tiny_model, data="/texts/cartas.txt")["profile"]
+    assert "charrnn evaluate --weights a/b --data /texts/cartas.txt --split val" in retarget(text, "a/b", profile)
     assert read_metrics_of(text).dataset == "cartas.txt"
 
 
@@ -89,7 +95,7 @@ def read_metrics_of(text: str):
 
 
 def test_metrics_read_back_as_data(tiny_model, tmp_path):
-    (tmp_path / "README.md").write_text(str(tiny_model.generate_model_card(corpus=default_corpus(10), val_nats=1.5)),
+    (tmp_path / "README.md").write_text(str(tiny_model.generate_model_card(corpus=profile_of(tiny_model, nats=1.5))),
                                         encoding="utf-8")
     m = hub.card_metrics(tmp_path)
     assert (m.nats_per_char, m.bits_per_char, m.dataset) == (1.5, 2.1640, "el_quijote.txt")
@@ -105,7 +111,7 @@ def test_metrics_of_a_repo_id_come_from_the_cache_without_network(tiny_model, tm
     (repo / "snapshots" / ("a" * 40)).mkdir(parents=True)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("a" * 40)
-    card = tiny_model.generate_model_card(corpus=default_corpus(10), val_nats=1.25)
+    card = tiny_model.generate_model_card(corpus=profile_of(tiny_model, nats=1.25))
     (repo / "snapshots" / ("a" * 40) / "README.md").write_text(str(card), encoding="utf-8")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     assert hub.card_metrics("someone/q").nats_per_char == 1.25
@@ -121,8 +127,9 @@ def test_shipped_card_is_hub_native():
 
 
 def test_retarget_changes_only_the_usage(tiny_model):
-    text = str(tiny_model.generate_model_card(repo_id="weights", corpus=default_corpus(10), val_nats=1.5))
-    moved = retarget(text, "someone/q")
+    profile = profile_of(tiny_model, nats=1.5)
+    text = str(tiny_model.generate_model_card(repo_id="weights", corpus=profile))
+    moved = retarget(text, "someone/q", profile)
     assert moved.replace("someone/q", "weights") == text
     assert len(re.findall("someone/q", moved)) == 4  # from_pretrained, sample, evaluate, app
 
@@ -145,6 +152,9 @@ def test_a_hub_dataset_is_named_by_its_id_not_as_the_novel(tiny_model):
     summary = summary_of(tiny_model)
     summary["config"].dataset = "someone/cartas"  # read through `datasets`, not a local folder
     summary["corpus"] = replace(summary["corpus"], name="someone/cartas, column 'text'", default=False)
+    corpus = SimpleNamespace(info=summary["corpus"], vocab=tiny_model.vocab, val_text=lambda chars: "")
+    profile = describe_corpus(summary["config"], corpus, log=lambda *a: None)  # as training describes it
+    summary["profile"] = with_validation(profile, 1.2, 2000, 2000, 0.2)
     text = hub.model_card(summary, [], "python train.py --dataset someone/cartas", "w")
     card = ModelCard(text)
     assert card.data.datasets == ["someone/cartas"] and "don-quijote" not in card.data.tags
@@ -155,6 +165,7 @@ def test_a_hub_dataset_is_named_by_its_id_not_as_the_novel(tiny_model):
 def test_the_card_says_the_validation_loss_read_only_the_start_of_a_large_split(tiny_model, data):
     summary = summary_of(tiny_model, data)
     summary["corpus"] = replace(summary["corpus"], eval_chars=500)  # --max-eval-chars 500 of 2,000
+    summary["profile"] = with_validation(summary["profile"], 1.23456, 500, 2000, 0.2)  # as training records it
     card = ModelCard(hub.model_card(summary, [], "python train.py --max-eval-chars 500", "w"))
     assert "validation loss (first 500 chars of the last 20% of the text, state carried" in card.text
     assert card.data.eval_results[0].dataset_split == "validation (first 500 chars of the last 20%, by position)"

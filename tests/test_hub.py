@@ -9,7 +9,7 @@ import torch
 
 from charrnn import hub
 from charrnn.hub import PushError, WeightsError, load_model, push, save_weights
-from charrnn.card import default_corpus
+from conftest import profile_of
 from charrnn.model import CharRNN
 from charrnn.text import Vocab
 
@@ -93,7 +93,7 @@ def fake_hub(monkeypatch) -> list:
 
 def test_push_uploads_weights_and_card_to_the_repo(model, tmp_path, monkeypatch):
     save_weights(model, tmp_path)
-    card = model.generate_model_card(repo_id=str(tmp_path), corpus=default_corpus(1000), val_nats=1.5)
+    card = model.generate_model_card(repo_id=str(tmp_path), corpus=profile_of(model, nats=1.5, chars=1000))
     (tmp_path / "README.md").write_text(str(card), encoding="utf-8")
     (tmp_path / "checkpoint.pt").write_bytes(b"not for upload")
     calls = fake_hub(monkeypatch)

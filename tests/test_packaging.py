@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 IMPORT_TO_DIST = {"huggingface_hub": "huggingface_hub", "safetensors": "safetensors", "torch": "torch",
                   "numpy": "numpy", "tqdm": "tqdm", "matplotlib": "matplotlib", "gradio": "gradio", "datasets": "datasets",
+                  "py3langid": "py3langid",
                   "starlette": "gradio"}  # the app's middleware base: gradio's own web framework, installed with it
 
 

@@ -34,9 +34,13 @@ def test_train_writes_weights_card_metrics_plot_then_evaluate(tmp_path):
     out = tmp_path / "w"
     proc = run("train.py", "--data", str(text), "--out", str(out), "--epochs", "1", *TINY)
     assert proc.returncode == 0, proc.stderr
-    for name in ["config.json", "model.safetensors", "README.md", "metrics.jsonl", "loss.png"]:
+    for name in ["config.json", "model.safetensors", "README.md", "corpus.json", "metrics.jsonl", "loss.png"]:
         assert (out / name).stat().st_size > 0, name
     card = (out / "README.md").read_text(encoding="utf-8")
+    profile = json.loads((out / "corpus.json").read_text(encoding="utf-8"))
+    assert profile["name"] == "text.txt" and profile["source"] == str(text) and profile["seeds"]
+    assert f"**Seed:** `{profile['seeds'][0]!r}`" in card  # the card's samples start from the corpus's own seeds
+    assert f"--seed-text '{profile['seeds'][0]}'" in proc.stdout.splitlines()[-1]  # and so does the closing hint
     assert "nats/char" in card and "loss.png" in card and "from_pretrained" in card
     assert "Recipe `long`" in card  # TINY's flags override parts of the default recipe, which is recorded
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
@@ -49,8 +53,10 @@ def test_train_writes_weights_card_metrics_plot_then_evaluate(tmp_path):
     assert score["unknown_chars"] == 0 and score["chars"] == int(n_chars * 0.2)  # the last 20%
     assert abs(score["bits_per_char"] - score["nats_per_char"] / 0.693147) < 1e-3
     assert score["nats_per_char"] < 3.0
-    # the card reports the same validation loss as the evaluator computes
+    # the card and the profile report the same validation loss as the evaluator computes
     assert f"{score['nats_per_char']:.4f}" in card
+    assert round(profile["validation"]["nats_per_char"], 4) == round(score["nats_per_char"], 4)
+    assert profile["validation"]["chars"] == profile["validation"]["split_chars"] == score["chars"]
 
     (tmp_path / "other.txt").write_text("Hola €€ mundo, qué tal.", encoding="utf-8")
     ev = run("-m", "charrnn.evaluate", "--weights", str(out), "--data", str(tmp_path / "other.txt"))
