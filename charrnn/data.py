@@ -146,6 +146,9 @@ def prepare(source, strip_accents: bool = False, log=print) -> tuple[Path, str]:
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".preparing-"))
     try:
         first_seen = encode_pass(source, strip_accents, tmp / "first_seen.u16")
+        if source.read_digest != digest:  # what was read is not what was hashed: never cache it under that hash
+            raise DataError(f"{source.name} changed while it was being prepared; nothing was kept: run again "
+                            f"once nothing writes to it")
         chars = "".join(sorted(first_seen))
         dtype = np.uint8 if len(chars) <= 256 else np.uint16
         length = remap(tmp / "first_seen.u16", tmp / "tokens.bin", first_seen, chars, dtype)
@@ -177,8 +180,13 @@ def encode_pass(source, strip_accents: bool, path: Path) -> list[str]:
     chars: list[str] = []
     bar = tqdm(total=source.total, unit=source.unit, unit_scale=True, desc=f"preparing {source.name}",
                dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)
+    done = 0  # chars encoded so far
     with bar, open(path, "wb") as f:
         for piece in normalize_stream(source.pieces(bar), strip_accents):
+            nul = piece.find("\x00")
+            if nul >= 0:  # text holds no NUL: checked in every piece, not only the first bytes of a file
+                raise DataError(f"{source.name} is binary, not text: it has a NUL character at char {done + nul:,}")
+            done += len(piece)
             codes = np.frombuffer(piece.encode("utf-32-le"), dtype=np.uint32)
             ids = table[codes]
             if (ids < 0).any():

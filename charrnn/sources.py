@@ -2,6 +2,8 @@
 
 Each source reads its text as a stream of pieces (never all at once), says how far through it is
 for a progress bar, and hashes its content, so that a prepared token file can be found again.
+Reading the pieces hashes the bytes as they are read (`read_digest`, set once all are read), so
+that a file changed during its preparation is never stored under the hash of its earlier content.
 Documents (the files of a folder, the rows of a dataset) are joined with a newline when they do
 not already end with one.
 """
@@ -35,13 +37,16 @@ def open_source(data: str | None = None, dataset: str | None = None, dataset_con
     return FileSource(path)
 
 
-def read_blocks(path: Path, progress=None):
-    """Decoded text of a UTF-8 file, BLOCK_BYTES at a time, without its byte-order mark."""
+def read_blocks(path: Path, progress=None, seen=None):
+    """Decoded text of a UTF-8 file, BLOCK_BYTES at a time, without its byte-order mark; `seen` (a
+    hashlib object) is updated with every byte read."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
     with open(path, "rb") as f:
         while True:
             raw = f.read(BLOCK_BYTES)
+            if seen is not None:
+                seen.update(raw)
             if offset == 0:
                 refuse_utf16(path, raw[:4096])
             pending = decoder.getstate()[0]  # the start of a character cut by the last block
@@ -85,7 +90,18 @@ class FileSource:
         return hash_files([self.path]).hexdigest()
 
     def pieces(self, progress=None):
-        return read_blocks(self.path, progress)
+        """The text; once all of it is read, read_digest is digest() of the bytes that were read."""
+        seen = hashlib.sha256()
+        yield from read_blocks(self.path, progress, seen)
+        self.read_digest = seen.hexdigest()
+
+
+def folder_digest(files) -> str:
+    """sha256 over (name, sha256 of its bytes) pairs."""
+    h = hashlib.sha256()
+    for name, digest in files:
+        h.update(f"{name}\0{digest}\0".encode())
+    return h.hexdigest()
 
 
 class FolderSource:
@@ -99,21 +115,22 @@ class FolderSource:
         self.total = sum(p.stat().st_size for p in self.files)
 
     def digest(self) -> str:
-        """sha256 over each file's name, size and bytes, in name order."""
-        h = hashlib.sha256()
-        for p in self.files:
-            h.update(f"{p.name}\0{p.stat().st_size}\0".encode())
-            hash_files([p], h)
-        return h.hexdigest()
+        """sha256 over each file's name and the sha256 of its bytes, in name order."""
+        return folder_digest((p.name, hash_files([p]).hexdigest()) for p in self.files)
 
     def pieces(self, progress=None):
+        """The files' texts, one after another; once all are read, read_digest is digest() of the
+        bytes that were read."""
+        read = []
         for p in self.files:
-            last = ""
-            for text in read_blocks(p, progress):
+            last, seen = "", hashlib.sha256()
+            for text in read_blocks(p, progress, seen):
                 last = text[-1]
                 yield text
+            read.append((p.name, seen.hexdigest()))
             if last and last != "\n":
                 yield "\n"
+        self.read_digest = folder_digest(read)
 
 
 class DatasetSource:
@@ -140,18 +157,22 @@ class DatasetSource:
 
     def digest(self) -> str:
         """sha256 of the text as it will be read."""
-        h = hashlib.sha256()
-        for text in self.pieces():
-            h.update(text.encode("utf-8"))
-        return h.hexdigest()
+        for _ in self.pieces():
+            pass
+        return self.read_digest
 
     def pieces(self, progress=None):
+        """The rows' texts; once all are read, read_digest is the sha256 of what was read."""
+        seen = hashlib.sha256()
         for batch in self.dataset.select_columns([self.column]).iter(batch_size=self.ROWS):
             rows = [t for t in batch[self.column] if t]
             if progress is not None:
                 progress.update(len(batch[self.column]))
             if rows:
-                yield "".join(t if t.endswith("\n") else t + "\n" for t in rows)
+                text = "".join(t if t.endswith("\n") else t + "\n" for t in rows)
+                seen.update(text.encode("utf-8"))
+                yield text
+        self.read_digest = seen.hexdigest()
 
 
 def load_dataset(name: str, config: str | None):

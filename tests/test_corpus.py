@@ -203,3 +203,42 @@ def test_bad_corpus_flags_are_one_line_errors(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1], err
     assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_file_changed_while_it_is_prepared_is_never_cached_under_its_old_hash(tmp_path, monkeypatch, kind):
+    path = tmp_path / "texts" / "t.txt"
+    path.parent.mkdir()
+    path.write_text(TEXT * 40, encoding="utf-8")  # 100 KB: past the reader's own 8 KB buffer
+    original = path.read_bytes()
+    changed = original[:50_000] + b"Z" * 200 + original[50_200:]  # a byte range overwritten, mid-way
+    monkeypatch.setattr(sources, "BLOCK_BYTES", 4096)
+    source = sources.FileSource(path) if kind == "file" else sources.FolderSource(path.parent)
+    read_pieces = type(source).pieces
+
+    def overwritten_after_the_first_block(self, progress=None):
+        for i, piece in enumerate(read_pieces(self, progress)):
+            if i == 0:
+                path.write_bytes(changed)
+            yield piece
+
+    monkeypatch.setattr(type(source), "pieces", overwritten_after_the_first_block)
+    with pytest.raises(data.DataError, match="changed while it was being prepared; nothing was kept"):
+        prepared(source)
+    monkeypatch.undo()
+
+    path.write_bytes(original)  # restored: its preparation must not find a token file of the changed text
+    corpus = prepared(sources.FileSource(path) if kind == "file" else sources.FolderSource(path.parent))
+    assert "Z" not in corpus.vocab.chars and corpus.vocab.chars == Vocab.from_text(TEXT).chars
+    assert corpus.info.chars >= len(normalize(TEXT * 40))  # all of it (a folder adds a final newline)
+
+
+def test_a_nul_byte_anywhere_in_the_text_is_refused(tmp_path, capsys):
+    path = tmp_path / "t.txt"
+    path.write_bytes(TEXT.encode("utf-8") * 4 + b"\x00" + TEXT.encode("utf-8"))  # far past the first 4 KB
+    assert path.stat().st_size > 4096 * 2
+    rc = train_cli.main(["--data", str(path), "--out", str(tmp_path / "out"), "--max-minutes", "0.05",
+                         "--hidden-size", "16", "--num-layers", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "Traceback" not in "\n".join(err)
+    assert err[-1].startswith("error: t.txt is binary, not text: it has a NUL character at char"), err
