@@ -1,5 +1,13 @@
-"""Shared fixtures: a tiny trained CharRNN saved like the real weights, and an offline environment."""
+"""Shared fixtures and constants: a tiny trained CharRNN saved like the real weights, an offline
+environment, the app served on a local port, a browser, the Hub's calls recorded; and the test tiers.
+
+Tiers: a test that starts a subprocess, a server, a browser, torchrun or a wheel build is marked
+`slow`; `python -m pytest -m "not slow"` runs the rest in about a minute. Tests that use the
+`launch_app` or `browser` fixtures are marked here; a test that starts another Python without
+the mark fails, saying so (see `_unmarked_tests_start_no_python`).
+"""
 import os
+import subprocess
 import tempfile
 
 # Tests never reach the network: the Hub client fails fast offline, Gradio sends no analytics.
@@ -9,6 +17,7 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 # Token files the tests prepare go to a folder of their own, not the user's ~/.cache/charrnn.
 os.environ["CHARRNN_CACHE"] = tempfile.mkdtemp(prefix="charrnn-test-cache-")
 
+import shutil  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -18,6 +27,7 @@ import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `import app` and `import charrnn` from the repo, wherever pytest runs
+SEED = "En un lugar de la Mancha"  # the seed text most generation tests start from
 
 # The novel's opening (public domain): enough for a tiny model to learn spaces, words and commas.
 TINY_TEXT = (
@@ -28,6 +38,35 @@ TINY_TEXT = (
     "concluían sayo de velarte, calzas de velludo para las fiestas, con sus pantuflos de lo mesmo, y los "
     "días de entresemana se honraba con su vellorí de lo más fino.\n¿Qué gigantes? –dijo Sancho Panza.\n"
 )
+
+
+WORDS = ("en un lugar de la mancha de cuyo nombre no quiero acordarme no ha mucho tiempo que vivía "
+         "un hidalgo de los de lanza en astillero adarga antigua rocín flaco y galgo corredor").split()
+
+
+def make_text(path, n_chars=20_000, seed=0):
+    """Pseudo-Spanish with real structure (words, commas, sentences) so a tiny model can learn it."""
+    g = torch.Generator().manual_seed(seed)
+    out, length = [], 0
+    while length < n_chars:
+        n = int(torch.randint(4, 12, (1,), generator=g))
+        words = [WORDS[int(i)] for i in torch.randint(0, len(WORDS), (n,), generator=g)]
+        sentence = " ".join(words).capitalize() + (", " if n % 3 == 0 else ". ")
+        out.append(sentence)
+        length += len(sentence)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(out), encoding="utf-8")
+    return path
+
+
+def tiny_config(tmp_path, **kw):
+    """A TrainConfig for a one-layer GRU run of a few seconds on make_text's text, in tmp_path."""
+    from charrnn.training import TrainConfig
+
+    defaults = dict(data=str(make_text(tmp_path / "text.txt")), cell="gru", embed_dim=16, hidden_size=48,
+                    num_layers=1, dropout=0.0, batch_size=8, seq_len=32, lr=1e-2, epochs=1.0,
+                    max_minutes=10.0, eval_every=10, eval_streams=4, out=str(tmp_path / "out"))
+    return TrainConfig(**{**defaults, **kw})
 
 
 def train_tiny(cell: str = "lstm", steps: int = 120, seed: int = 0):
@@ -119,3 +158,116 @@ def launch_app():
     for demo in demos:
         demo.close()
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def url(launch_app, tiny_model, tiny_model_dir) -> str:
+    """The app's page for the tiny model, one server per test module."""
+    return launch_app(tiny_model, str(tiny_model_dir))
+
+
+def connect(url: str):
+    """A gradio_client for the page at url, quiet and without analytics."""
+    from gradio_client import Client
+
+    return Client(url, analytics_enabled=False, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def client(url):
+    return connect(url)
+
+
+# ---------------------------------------------------------------- a browser
+
+CHROMIUM = os.environ.get("CHARRNN_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-dev-shm-usage"]
+
+
+def _browser_missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install playwright; never `playwright install`)"
+    if not (shutil.which(CHROMIUM) or Path(CHROMIUM).is_file()):
+        return f"no chromium at {CHROMIUM} (apt-get install -y chromium)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright; skipped where either is missing, except in CI (a failure)."""
+    reason = _browser_missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+# ---------------------------------------------------------------- the Hub, recorded
+
+@pytest.fixture
+def hub_calls(monkeypatch) -> list:
+    """Replace HfApi's network calls with recorders: [(method, args, kwargs), ...]; a commit's
+    operations are read at once into {path_in_repo: bytes}, as the Hub would receive them."""
+    from huggingface_hub import HfApi
+
+    from charrnn import hub
+
+    calls = []
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+
+    def create_repo(self, repo_id, **kw):
+        calls.append(("create_repo", repo_id, kw))
+        return f"https://huggingface.co/{'spaces/' if kw.get('repo_type') == 'space' else ''}{repo_id}"
+
+    def create_commit(self, repo_id, operations, **kw):
+        files = {}
+        for op in operations:
+            src = op.path_or_fileobj
+            files[op.path_in_repo] = src if isinstance(src, bytes) else Path(src).read_bytes()
+        calls.append(("create_commit", repo_id, {**kw, "files": files}))
+
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")  # a logged-in user, as far as the checks can tell
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=hub.PROBE_TIMEOUT_S: True)
+    monkeypatch.setattr(HfApi, "whoami", lambda self: {"name": "someone"})
+    monkeypatch.setattr(HfApi, "repo_exists", lambda self, repo_id, repo_type=None: repo_id == "someone/pushed")
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    return calls
+
+
+# ---------------------------------------------------------------- the tiers
+
+SLOW_FIXTURES = {"launch_app": "serves the app", "browser": "drives a browser"}
+
+
+def pytest_collection_modifyitems(items):
+    """A test that serves the app or drives a browser is slow, whether or not it says so."""
+    for item in items:
+        if SLOW_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _unmarked_tests_start_no_python(request, monkeypatch):
+    """Starting another Python (torch's import alone takes seconds) belongs to the slow tier: a test
+    without the mark that does it fails, naming the mark, so the fast tier stays fast."""
+    if request.node.get_closest_marker("slow"):
+        return
+    popen_init = subprocess.Popen.__init__
+
+    def refuse_python(self, args, *rest, **kwargs):
+        program = str(args[0] if isinstance(args, (list, tuple)) else args).split()[0]
+        if program == sys.executable or Path(program).name.startswith("python"):
+            raise RuntimeError(f"{request.node.name} starts a Python process: mark it @pytest.mark.slow")
+        popen_init(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse_python)

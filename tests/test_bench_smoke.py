@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # every benchmark runs as its own Python process
 WORDS = ("en un lugar de la mancha cuyo nombre no quiero acordarme ha mucho tiempo que vivía hidalgo los "
          "lanza astillero adarga antigua rocín flaco galgo corredor sancho panza dijo señor caballero "
          "gigantes molinos viento").split()

@@ -5,40 +5,10 @@ screenshot (under pytest's tmp dir, or $CHARRNN_SCREENSHOT_DIR when set, to look
 Skipped where Playwright or chromium is missing, except in CI, where that is a failure.
 """
 import os
-import shutil
 from pathlib import Path
 
-import pytest
 
-CHROMIUM = os.environ.get("CHARRNN_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-dev-shm-usage"]
-SEED = "En un lugar de la Mancha"
-
-
-def _missing() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (pip install playwright; never `playwright install`)"
-    if not (shutil.which(CHROMIUM) or Path(CHROMIUM).is_file()):
-        return f"no chromium at {CHROMIUM} (apt-get install -y chromium)"
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser():
-    reason = _missing()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield browser
-        browser.close()
+from conftest import SEED
 
 
 def test_type_slide_generate_and_see_both_outputs(browser, launch_app, tiny_model, tiny_model_dir, tmp_path):

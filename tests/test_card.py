@@ -15,9 +15,8 @@ from charrnn.data import CorpusInfo
 from charrnn.corpus_profile import with_validation
 from charrnn.generate import Settings, complete
 from charrnn.training import describe_corpus
-from conftest import profile_of
+from conftest import ROOT, profile_of
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def summary_of(model, data=None) -> dict:

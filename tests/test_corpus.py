@@ -12,7 +12,7 @@ from charrnn import train_cli
 from charrnn import data, sources
 from charrnn.text import Vocab, normalize
 from charrnn.training import TrainConfig, open_corpus, train
-from test_training import make_text
+from conftest import make_text
 
 # NFD, as the real corpus stores accents, with CRLF line ends and a BOM-free start
 TEXT = unicodedata.normalize("NFD", "¿Qué dices, Sancho?\r\nAño de pingüino, ñandú, allá. " * 40)

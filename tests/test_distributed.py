@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +12,8 @@ from safetensors.torch import load_file
 
 from charrnn import distributed, training
 from charrnn.config import TrainConfig
-from test_training import make_text
+from conftest import ROOT, make_text
 
-ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--cell", "gru", "--embed-dim", "16", "--hidden-size", "32", "--num-layers", "1", "--batch-size", "4",
         "--seq-len", "32", "--eval-every", "10", "--eval-streams", "4", "--lr", "0.01", "--dropout", "0.1"]
 
@@ -31,6 +29,7 @@ def rows(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_stay_identical_and_rank0_alone_writes(tmp_path):
     text = make_text(tmp_path / "text.txt", n_chars=12_000)
     out = tmp_path / "w"
@@ -49,6 +48,7 @@ def test_two_gloo_ranks_stay_identical_and_rank0_alone_writes(tmp_path):
     assert proc.stdout.count("wrote ") == 1 and proc.stdout.count("parameters, corpus") == 1  # rank 0 alone
 
 
+@pytest.mark.slow
 def test_a_stop_on_any_rank_stops_all_then_resume_under_torchrun(tmp_path):
     text = make_text(tmp_path / "text.txt", n_chars=12_000)
     out = tmp_path / "w"

@@ -1,14 +1,16 @@
 """charrnn.engine: many requests stepped as one batch, each getting exactly the text it would get alone."""
 import asyncio
+import subprocess
+import sys
 import threading
 
 import pytest
 
 from charrnn.engine import STREAMS_AT_FULL_RATE, Busy, Engine, Limits, Solo
 from charrnn.generate import SAMPLED, Batch, Job, Settings, SettingsError, complete
+from conftest import ROOT, SEED
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SEED = "En un lugar de la Mancha"
 MINE = Settings(length=150, temperature=0.9, top_k=12, top_p=0.95, sampling_seed=7)
 # Busy neighbours with every kind of setting, joining before and after the request under test.
 NEIGHBOURS = [(s, Settings(length=100 + 37 * i, temperature=(0, 0.5, 1.0, 1.7)[i % 4], top_k=(0, 3)[i % 2],
@@ -191,15 +193,6 @@ def test_both_designs_serve_concurrent_submitters_the_same_texts(design, tiny_mo
         engine.close()
 
 
-def test_the_device_is_a_parameter(tiny_model):
-    engine = Engine(tiny_model, device="cpu", threads=None)
-    try:
-        assert engine.batch.device.type == "cpu"
-        same_text(engine.result(engine.submit(SEED, MINE), timeout=60), complete(tiny_model, SEED, MINE))
-    finally:
-        engine.close()
-
-
 def test_streamed_updates_are_spaced_out_when_many_requests_run(tiny_model):
     engine = Engine(tiny_model, Limits(max_rows=0), threads=None)  # nothing runs: the counts stay put
     try:
@@ -224,15 +217,11 @@ time.sleep(0.5)  # the rows are stepping when the program ends
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("design", ["engine", "solo"])
 def test_a_program_that_exits_while_the_engine_generates_exits_cleanly(design):
     """Without closing the engine at exit, a step still inside torch aborted the process (as Ctrl-C
     on the app during a generation did: 'terminate called without an active exception')."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-c", EXIT_WHILE_GENERATING, str(root / "weights"), design],
-                          cwd=root, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", EXIT_WHILE_GENERATING, str(ROOT / "weights"), design],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "terminate" not in proc.stderr, proc.stderr[-2000:]

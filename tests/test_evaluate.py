@@ -3,7 +3,11 @@ import hashlib
 import copy
 import json
 import math
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -13,7 +17,7 @@ from charrnn import evaluate
 from charrnn.evaluate import Adapt, nats_per_char, score
 from charrnn.mixing import NET_PRIOR, Mix
 from charrnn.model import CharRNN
-from conftest import TINY_TEXT
+from conftest import ROOT, TINY_TEXT
 
 PHRASE = "Sancho dijo, ¿qué gigantes? " * 20  # a line the tiny model never saw, repeated: one to learn
 
@@ -27,17 +31,18 @@ def weights_hash(folder) -> str:
     return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
 
 
-def test_static_score_gives_each_char_its_logprob_and_the_exact_mean(tiny_model, ids, one_thread):
+def test_static_score_is_the_mean_surprise_per_char_in_nats_and_bits(tiny_model, ids, one_thread):
     s = score(tiny_model, ids)
-    assert s.logprobs.shape == (len(ids) - 1,) and s.chars == len(ids) and (s.logprobs <= 0).all()
-    # the first char after the start, from a zero state, by hand
-    logits, _, _ = tiny_model(ids[:1][None])
-    assert s.logprobs[0].item() == pytest.approx(torch.log_softmax(logits[0, 0], -1)[ids[1]].item(), abs=1e-5)
-    assert s.nats_per_char == pytest.approx(-s.logprobs.mean().item())
-    assert s.bits_per_char == pytest.approx(s.nats_per_char / math.log(2))
-    assert s.nats_per_char == pytest.approx(nats_per_char(tiny_model, ids, streams=4), abs=0.05)
-    assert s.summary(3) == {"nats_per_char": round(s.nats_per_char, 5), "bits_per_char": round(s.bits_per_char, 5),
+    with torch.no_grad():
+        logits, _, _ = tiny_model(ids[:-1][None])  # (1, N-1, V) the whole text in one call
+    probs = torch.softmax(logits[0].double(), -1).gather(1, ids[1:, None])[:, 0]  # (N-1,) p(char i+1 | chars 0..i)
+    nats, bits = -probs.log().mean().item(), -probs.log2().mean().item()
+    assert s.chars == len(ids)  # the first char, which nothing predicts, is counted as read
+    assert (s.nats_per_char, s.bits_per_char) == (pytest.approx(nats, abs=1e-5), pytest.approx(bits, abs=1e-5))
+    assert s.summary(3) == {"nats_per_char": pytest.approx(nats, abs=1e-5), "bits_per_char": pytest.approx(bits, abs=1e-5),
                             "chars": len(ids), "unknown_chars": 3, "adaptive": False}
+    assert nats_per_char(tiny_model, ids) == pytest.approx(nats, abs=1e-5)  # training's exact validation loss
+    assert nats_per_char(tiny_model, ids, streams=4) == pytest.approx(nats, abs=0.05)  # its faster estimate
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -90,8 +95,6 @@ def test_a_failing_layer_raises_instead_of_hanging(tiny_model, monkeypatch, laye
 def test_the_static_read_returns_only_after_its_layer_threads_have_ended(tiny_model, monkeypatch, one_thread):
     """A layer's thread still inside torch when the interpreter exits aborts the process (seen as
     `python -m charrnn.evaluate` exiting with SIGABRT after printing its result)."""
-    import time
-
     stage = evaluate._layer_stage
 
     def slow_to_end(*args):
@@ -267,20 +270,15 @@ def test_cli_bad_settings_one_line_exit_2(tiny_model_dir, tmp_path, capsys, flag
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_bench_compressors_writes_its_table(tiny_model_dir, tmp_path):
     """bench/compressors.py end to end on a tiny text, with the standard library's compressors only."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
     text = tmp_path / "t.txt"
     text.write_text(TINY_TEXT * 10, encoding="utf-8")
     results = tmp_path / "RESULTS.md"
     proc = subprocess.run([sys.executable, "bench/compressors.py", "--weights", str(tiny_model_dir), "--data", str(text),
                            "--max-chars", "300", "--only", "gzip,bz2,xz", "--no-install", "--results", str(results)],
-                          cwd=root, capture_output=True, text=True, timeout=240,
+                          cwd=ROOT, capture_output=True, text=True, timeout=240,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     body = results.read_text(encoding="utf-8")

@@ -8,10 +8,9 @@ import torch
 from charrnn.generate import (MAX_SEED_CHARS, Settings, check_settings, complete, make_step,
                               next_chars, pick, prepare_seed, read, stream)
 from charrnn.model import CharRNN
-from charrnn.text import Vocab
+from conftest import SEED
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SEED = "En un lugar de la Mancha"
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -244,6 +243,3 @@ def test_unknown_chars_are_dropped_before_the_seed_is_trimmed(tiny_model):
     seed, notices = prepare_seed(tiny_model, "🙂" * 3000 + "a" * 2100, max_chars=2000)
     assert seed == "a" * 2000 and any("2,100 characters long" in n for n in notices)
 
-
-def test_vocab_of_the_tiny_model_round_trips(tiny_model):
-    assert isinstance(tiny_model.vocab, Vocab) and tiny_model.vocab.decode(tiny_model.vocab.encode(SEED)) == SEED

@@ -63,46 +63,17 @@ def test_load_errors_are_clear(model, tmp_path):
         load_model(tmp_path / "s")
 
 
-def fake_hub(monkeypatch) -> list:
-    """Replace HfApi's network calls with recorders: [(method, args, kwargs), ...]; a commit's
-    operations are read at once into {path_in_repo: bytes}, as the Hub would receive them."""
-    from huggingface_hub import HfApi
-
-    calls = []
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-
-    def create_repo(self, repo_id, **kw):
-        calls.append(("create_repo", repo_id, kw))
-        return f"https://huggingface.co/{'spaces/' if kw.get('repo_type') == 'space' else ''}{repo_id}"
-
-    def create_commit(self, repo_id, operations, **kw):
-        files = {}
-        for op in operations:
-            src = op.path_or_fileobj
-            files[op.path_in_repo] = src if isinstance(src, bytes) else Path(src).read_bytes()
-        calls.append(("create_commit", repo_id, {**kw, "files": files}))
-
-    monkeypatch.setenv("HF_TOKEN", "hf_test_token")  # a logged-in user, as far as the checks can tell
-    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=hub.PROBE_TIMEOUT_S: True)
-    monkeypatch.setattr(HfApi, "whoami", lambda self: {"name": "someone"})
-    monkeypatch.setattr(HfApi, "repo_exists", lambda self, repo_id, repo_type=None: repo_id == "someone/pushed")
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "create_commit", create_commit)
-    return calls
-
-
-def test_push_uploads_weights_and_card_to_the_repo(model, tmp_path, monkeypatch):
+def test_push_uploads_weights_and_card_to_the_repo(model, tmp_path, hub_calls):
     save_weights(model, tmp_path)
     card = model.generate_model_card(repo_id=str(tmp_path), corpus=profile_of(model, nats=1.5, chars=1000))
     (tmp_path / "README.md").write_text(str(card), encoding="utf-8")
     (tmp_path / "checkpoint.pt").write_bytes(b"not for upload")
-    calls = fake_hub(monkeypatch)
     url = push(tmp_path, "someone/quijote-rnn", private=True)
 
     assert url == "https://huggingface.co/someone/quijote-rnn"
-    assert [c[0] for c in calls] == ["create_repo", "create_commit"]
-    assert calls[0][1:] == ("someone/quijote-rnn", {"private": True, "exist_ok": True, "repo_type": "model"})
-    repo_id, kw = calls[1][1:]
+    assert [c[0] for c in hub_calls] == ["create_repo", "create_commit"]
+    assert hub_calls[0][1:] == ("someone/quijote-rnn", {"private": True, "exist_ok": True, "repo_type": "model"})
+    repo_id, kw = hub_calls[1][1:]
     assert repo_id == "someone/quijote-rnn" and kw["repo_type"] == "model"
     files = kw["files"]
     assert set(files) == {"config.json", "model.safetensors", "README.md"}  # no checkpoint, nothing absent
@@ -112,13 +83,12 @@ def test_push_uploads_weights_and_card_to_the_repo(model, tmp_path, monkeypatch)
     assert uploaded.replace("someone/quijote-rnn", str(tmp_path)) == str(card)  # nothing else changed
 
 
-def test_push_offline_says_so_and_sends_nothing(model, tmp_path, monkeypatch):
-    calls = fake_hub(monkeypatch)
+def test_push_offline_says_so_and_sends_nothing(model, tmp_path, monkeypatch, hub_calls):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     save_weights(model, tmp_path)
     with pytest.raises(PushError, match="^HF_HUB_OFFLINE is set: unset it to upload to the Hub$"):
         push(tmp_path, "someone/quijote-rnn", token="hf_fake")
-    assert calls == []
+    assert hub_calls == []
 
 
 def test_check_can_push_names_what_is_missing(monkeypatch):

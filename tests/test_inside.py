@@ -60,13 +60,19 @@ def test_correlations_find_the_cell_that_tracks_a_feature():
     assert r[5].item() == 0 and r[[0, 1, 3]].abs().max() < 0.2
 
 
-def test_ranking_lists_top_cells_per_feature_and_is_cached(tiny_model, one_thread):
-    rows = inside.rank_cells(tiny_model, TINY_TEXT * 3, top=3)
+def test_ranking_lists_the_best_correlated_cells_per_feature_and_is_cached(tiny_model, one_thread):
+    text = TINY_TEXT * 3
+    rows = inside.rank_cells(tiny_model, text, top=3)
+    acts = inside.activations(tiny_model, torch.tensor(tiny_model.vocab.encode(text))).double()  # (T, C)
+    for name, feature in inside.features(text).items():
+        # Pearson's r of each cell with the feature, by torch.corrcoef rather than inside.correlations
+        r = torch.corrcoef(torch.cat([feature.double()[None], acts.T]))[0, 1:]  # (C,)
+        want = r.abs().argsort(descending=True)[:3].tolist()
+        mine = [row for row in rows if row["feature"] == inside.FEATURES[name]]
+        assert [row["cell"] for row in mine] == want, name
+        assert [row["correlation"] for row in mine] == pytest.approx(r[want].tolist(), abs=1e-3)
+        assert all(row["name"] == inside.cell_name(tiny_model, row["cell"]) for row in mine)
     assert len(rows) == 3 * len(inside.FEATURES)
-    assert {r["feature"] for r in rows} == set(inside.FEATURES.values())
-    for r in rows:
-        assert 0 <= r["cell"] < inside.num_cells(tiny_model) and r["name"] == inside.cell_name(tiny_model, r["cell"])
-        assert -1 <= r["correlation"] <= 1
     ranked = inside.novel_ranking(tiny_model)  # on the novel's validation text
     assert inside.novel_ranking(tiny_model) is ranked
 

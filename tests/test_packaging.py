@@ -5,13 +5,12 @@ import subprocess
 import sys
 import tomllib
 import zipfile
-from pathlib import Path
 
 import pytest
 
 from charrnn import cli
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 IMPORT_TO_DIST = {"huggingface_hub": "huggingface_hub", "safetensors": "safetensors", "torch": "torch",
                   "numpy": "numpy", "tqdm": "tqdm", "matplotlib": "matplotlib", "gradio": "gradio", "datasets": "datasets",
@@ -45,6 +44,7 @@ def test_every_third_party_import_of_the_package_is_declared():
                 assert IMPORT_TO_DIST.get(top) in declared, f"{path.name} imports {top}, which pyproject lacks"
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_the_package_alone(tmp_path):
     """Built from a copy of the working tree with its clutter (runs/, bench/, weights/, tests/)."""
     src = tmp_path / "src"
@@ -92,6 +92,7 @@ def test_unknown_or_missing_commands_exit_2(capsys):
     assert "invalid choice: 'bogus'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_command_from_a_subprocess(tiny_model_dir):
     """`python -m charrnn.cli` is what the installed `charrnn` script runs."""
     out = subprocess.run([sys.executable, "-m", "charrnn.cli", "sample", "--weights", str(tiny_model_dir),

@@ -4,28 +4,16 @@ import json
 import re
 
 import pytest
-from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from charrnn.app import handlers
 from charrnn import evaluate, inside
 from conftest import TINY_TEXT
-from test_browser import browser  # noqa: F401  (the Playwright fixture: chromium, or a skip)
 
 
 def shown(view: str) -> str:
     """The text an HTML view shows, tags stripped."""
     return html.unescape(re.sub(r"<[^>]+>", "", view))
-
-
-@pytest.fixture(scope="module")
-def url(launch_app, tiny_model, tiny_model_dir):
-    return launch_app(tiny_model, str(tiny_model_dir))
-
-
-@pytest.fixture(scope="module")
-def client(url):
-    return Client(url, analytics_enabled=False, verbose=False)
 
 
 def test_named_endpoints_take_text_and_adapt_or_cell(client):
@@ -122,7 +110,7 @@ def test_inside_bad_input_gets_a_sentence(client, text, cell, message):
         client.predict(text, cell, api_name="/inside")
 
 
-def test_both_tabs_in_a_browser(browser, url):  # noqa: F811
+def test_both_tabs_in_a_browser(browser, url):
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
     page.goto(url, wait_until="networkidle")
     page.get_by_role("tab", name="Read a text").click()

@@ -7,9 +7,9 @@ import pytest
 
 from charrnn.generate import Settings, complete
 from charrnn.sample import main
+from conftest import ROOT, SEED
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SEED = "En un lugar de la Mancha"
 
 
 def run(capsys, *args):
@@ -83,10 +83,10 @@ def test_missing_or_corrupt_weights_exit_2_with_a_message(capsys, tmp_path, tiny
     assert code == 2 and "could not load weights" in err
 
 
+@pytest.mark.slow
 def test_runs_as_a_module(tiny_model_dir):
-    root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-m", "charrnn.sample", "--weights", str(tiny_model_dir),
                            "--seed-text", SEED, "--length", "30", "--sampling-seed", "0"],
-                          cwd=root, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(SEED) and len(done.stdout) == len(SEED) + 30 + 1

@@ -12,8 +12,7 @@ from charrnn.generate import Settings, complete
 from charrnn.snapshots import Keeper, find_snapshots
 from charrnn.train_cli import write_outputs
 from charrnn.training import TrainConfig, chunks_in_epoch, planned_steps, train
-from test_hub import fake_hub
-from test_training import tiny_config
+from conftest import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +88,12 @@ def test_a_moment_that_is_none_of_the_kinds_is_named(spec):
     assert snapshot_moments(" None ") == () and snapshot_moments("100, best,100") == ("100", "best")
 
 
-def test_snapshots_are_pushed_and_deployed_with_the_weights(trained, tmp_path, monkeypatch):
+def test_snapshots_are_pushed_and_deployed_with_the_weights(trained, tmp_path, hub_calls):
     from charrnn import space
 
     _, out = trained
-    calls = fake_hub(monkeypatch)
     hub.push(out, "someone/quijote-rnn")
-    files = calls[1][2]["files"]
+    files = hub_calls[1][2]["files"]
     expected = {f"snapshots/{name}/{f}" for name in ("step-000005", find_snapshots(out)[1].name)
                 for f in ("config.json", "model.safetensors", "snapshot.json")} | {"snapshots/best/snapshot.json"}
     assert expected <= set(files) and "checkpoint.pt" not in files

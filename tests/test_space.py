@@ -1,16 +1,14 @@
-"""charrnn.space: the files a Space gets, the front matter, and the exact Hub calls (network replaced)."""
+"""charrnn.space: the files a Space gets, the front matter, and the exact Hub hub_calls (network replaced)."""
 import shutil
 import re
-from pathlib import Path
 
 import pytest
 from huggingface_hub import SpaceCard
 
 from charrnn import space
 from charrnn.hub import save_weights
-from test_hub import fake_hub
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = ["LICENSE", "README.md", "app.py", "charrnn/__init__.py", "charrnn/app/__init__.py", "charrnn/model.py", "requirements.txt",
             "weights/README.md", "weights/config.json", "weights/metrics.jsonl", "weights/model.safetensors"]
 
@@ -37,21 +35,19 @@ def checkout(tmp_path, tiny_model):
     return root
 
 
-def test_dry_run_lists_exactly_the_space_files_and_sends_nothing(checkout, capsys, monkeypatch):
-    calls = fake_hub(monkeypatch)
+def test_dry_run_lists_exactly_the_space_files_and_sends_nothing(checkout, capsys, hub_calls):
     assert space.main(["someone/demo", "--dry-run"], root=checkout) == 0
     assert capsys.readouterr().out.splitlines() == EXPECTED
-    assert calls == []
+    assert hub_calls == []
 
 
-def test_deploy_creates_a_gradio_space_and_uploads_those_files_in_one_commit(checkout, capsys, monkeypatch):
-    calls = fake_hub(monkeypatch)
+def test_deploy_creates_a_gradio_space_and_uploads_those_files_in_one_commit(checkout, capsys, hub_calls):
     assert space.main(["someone/demo", "--private"], root=checkout) == 0
     assert capsys.readouterr().out == "deployed to https://huggingface.co/spaces/someone/demo\n"
-    assert [c[0] for c in calls] == ["create_repo", "create_commit"]
-    assert calls[0][1:] == ("someone/demo", {"repo_type": "space", "space_sdk": "gradio", "private": True,
+    assert [c[0] for c in hub_calls] == ["create_repo", "create_commit"]
+    assert hub_calls[0][1:] == ("someone/demo", {"repo_type": "space", "space_sdk": "gradio", "private": True,
                                              "exist_ok": True})
-    repo_id, kw = calls[1][1:]
+    repo_id, kw = hub_calls[1][1:]
     assert repo_id == "someone/demo" and kw["repo_type"] == "space"
     files = kw["files"]
     assert sorted(files) == EXPECTED
@@ -61,20 +57,18 @@ def test_deploy_creates_a_gradio_space_and_uploads_those_files_in_one_commit(che
     assert "models:" not in files["README.md"].decode("utf-8").split("\n---\n")[0]
 
 
-def test_model_option_names_a_pushed_repo_in_the_front_matter(checkout, capsys, monkeypatch):
-    calls = fake_hub(monkeypatch)
+def test_model_option_names_a_pushed_repo_in_the_front_matter(checkout, capsys, hub_calls):
     assert space.main(["someone/demo", "--model", "someone/pushed"], root=checkout) == 0
-    readme = calls[1][2]["files"]["README.md"].decode("utf-8")
+    readme = hub_calls[1][2]["files"]["README.md"].decode("utf-8")
     assert SpaceCard(readme).data.models == ["someone/pushed"]
     assert readme.split("\n---\n", 1)[1] == (checkout / "README.md").read_text(encoding="utf-8").split("\n---\n", 1)[1]
 
 
-def test_a_model_repo_that_does_not_exist_is_refused_before_anything_is_created(checkout, capsys, monkeypatch):
-    calls = fake_hub(monkeypatch)
+def test_a_model_repo_that_does_not_exist_is_refused_before_anything_is_created(checkout, capsys, hub_calls):
     assert space.main(["someone/demo", "--model", "someone/never-pushed"], root=checkout) == 2
     assert capsys.readouterr().err == ("error: there is no model repo someone/never-pushed on the Hub: push the "
                                        "weights first with `charrnn push weights someone/never-pushed`\n")
-    assert calls == []
+    assert hub_calls == []
 
 
 @pytest.mark.parametrize("argv", [["demo"], ["a/b/c"], ["someone/demo", "--model", "x"]])

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from test_training import make_text
+from conftest import ROOT, make_text
 
-ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--cell", "gru", "--embed-dim", "16", "--hidden-size", "32", "--num-layers", "1", "--batch-size", "8",
         "--seq-len", "32", "--eval-every", "20", "--eval-streams", "8", "--lr", "0.01"]
 
@@ -29,6 +28,7 @@ def assert_clean_error(proc, pattern):
     assert lines and pattern in lines[-1], proc.stderr
 
 
+@pytest.mark.slow
 def test_train_writes_weights_card_metrics_plot_then_evaluate(tmp_path):
     text = make_text(tmp_path / "text.txt")
     out = tmp_path / "w"
@@ -63,6 +63,7 @@ def test_train_writes_weights_card_metrics_plot_then_evaluate(tmp_path):
     assert ev.returncode == 0 and json.loads(ev.stdout)["unknown_chars"] >= 2
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_resume(tmp_path):
     text = make_text(tmp_path / "text.txt", n_chars=40_000)
     out = tmp_path / "w"
@@ -88,6 +89,7 @@ def test_ctrl_c_then_resume(tmp_path):
     assert len(steps_after) > len(steps_before) and (out / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--data", "/nonexistent/quijote.txt"], "no such file"),
     (["--hidden-size", "0"], "hidden-size must be a positive"),
@@ -103,6 +105,7 @@ def test_bad_input_gives_one_line_error(tmp_path, args, message):
     assert_clean_error(proc, message)
 
 
+@pytest.mark.slow
 def test_a_bad_device_in_the_environment_is_one_line_too(tmp_path):
     text = make_text(tmp_path / "text.txt", n_chars=5000)  # $CHARRNN_DEVICE is read to pick the recipe, too
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CHARRNN_DEVICE": "tpu"}
@@ -111,6 +114,7 @@ def test_a_bad_device_in_the_environment_is_one_line_too(tmp_path):
     assert_clean_error(proc, "unknown device")
 
 
+@pytest.mark.slow
 def test_bad_corpus_files(tmp_path):
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")
     assert_clean_error(run("train.py", "--data", str(tmp_path / "empty.txt"), *TINY), "training needs at least")
@@ -120,6 +124,7 @@ def test_bad_corpus_files(tmp_path):
     assert proc.returncode == 2 and "invalid int value: 'abc'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_wrong_hash_of_default_corpus(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -130,6 +135,7 @@ def test_wrong_hash_of_default_corpus(tmp_path):
     assert_clean_error(proc, "expected a82846e6")
 
 
+@pytest.mark.slow
 def test_evaluate_bad_input(tmp_path):
     assert_clean_error(run("-m", "charrnn.evaluate", "--weights", str(tmp_path / "none"), "--data", "x.txt"),
                        "no weights folder")
@@ -174,6 +180,7 @@ def test_cuda_picks_the_gpu_recipe_and_its_switches_can_be_turned_off():
     assert config("--device", "cpu").recipe == "long"
 
 
+@pytest.mark.slow
 def test_help_lists_the_recipes_and_the_rule():
     proc = run("train.py", "--help")
     assert proc.returncode == 0

@@ -9,32 +9,7 @@ import torch
 from charrnn import checkpoint, config, training
 from charrnn.evaluate import nats_per_char
 from charrnn.training import Interrupted, TrainConfig, lr_at, train
-
-WORDS = ("en un lugar de la mancha de cuyo nombre no quiero acordarme no ha mucho tiempo que vivía "
-         "un hidalgo de los de lanza en astillero adarga antigua rocín flaco y galgo corredor").split()
-
-
-def make_text(path, n_chars=20_000, seed=0):
-    """Pseudo-Spanish with real structure (words, commas, sentences) so a tiny model can learn it."""
-    g = torch.Generator().manual_seed(seed)
-    out, length = [], 0
-    while length < n_chars:
-        n = int(torch.randint(4, 12, (1,), generator=g))
-        words = [WORDS[int(i)] for i in torch.randint(0, len(WORDS), (n,), generator=g)]
-        sentence = " ".join(words).capitalize() + (", " if n % 3 == 0 else ". ")
-        out.append(sentence)
-        length += len(sentence)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(out), encoding="utf-8")
-    return path
-
-
-def tiny_config(tmp_path, **kw):
-    defaults = dict(data=str(make_text(tmp_path / "text.txt")), cell="gru", embed_dim=16, hidden_size=48,
-                    num_layers=1, dropout=0.0, batch_size=8, seq_len=32, lr=1e-2, epochs=1.0,
-                    max_minutes=10.0, eval_every=10, eval_streams=4, out=str(tmp_path / "out"))
-    return TrainConfig(**{**defaults, **kw})
-
+from conftest import make_text, tiny_config
 
 def test_tiny_model_lowers_its_loss(tmp_path):
     result = train(tiny_config(tmp_path, epochs=3.0), log=lambda *_: None)
