@@ -101,6 +101,7 @@ def test_console_command_from_a_subprocess(tiny_model_dir):
     assert out.returncode == 0 and len(out.stdout) >= 20, out.stderr
 
 
+@pytest.mark.slow
 def test_the_library_imports_without_gradio_and_app_py_starts_the_packaged_app():
     """gradio is the [app] extra: `import charrnn` must not need it; app.py is only an entry."""
     code = "import sys, charrnn, charrnn.app.views; print('gradio' in sys.modules)"
