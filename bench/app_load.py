@@ -1,5 +1,5 @@
 """The app under load, new design against old in one run: `python app.py` (batching engine) and
-`python app.py --serving solo` (each request alone at batch 2, two at a time) on loopback ports,
+`python bench/solo.py` (the app served by the old design: each request alone at batch 2, two at a time) on loopback ports,
 driven by N concurrent gradio_client clients through the `generate` endpoint, each client with its
 own address (X-Forwarded-For, as visitors behind a proxy look). Reports latency to the first
 streamed chunk and to completion, throughput and errors per level; then two abuse scenarios:
@@ -28,7 +28,8 @@ SEEDS = ["En un lugar de la Mancha, de cuyo nombre no quiero acordarme,", "Dijo 
          "En esto, descubrieron treinta o cuarenta molinos de viento", "Sancho Panza"]
 POLL_S = 0.01  # how often a client looks for the first streamed chunk: the resolution of that latency
 DESIGNS = {"engine": "one batch for every request (`python app.py`)",
-           "solo": "old design: each request alone, 2 at a time (`python app.py --serving solo`)"}
+           "solo": "old design: each request alone, 2 at a time (`python bench/solo.py`)"}
+SCRIPTS = {"engine": "app.py", "solo": "bench/solo.py"}  # each takes the app's flags
 
 
 def client(url: str, i: int) -> Client:
@@ -168,8 +169,7 @@ def ms(x: float | None) -> str:
 
 def measure(design: str, args, levels: list[int], timed: set[int]) -> dict:
     """Start the app with this design and run every level and scenario against it."""
-    os.environ["CHARRNN_SERVING"] = design
-    with common.App(args.weights) as app:
+    with common.App(args.weights, script=SCRIPTS[design]) as app:
         print(f"{design}: app up on {app.url} in {app.start_s:.1f} s", flush=True)
         mem_start = common.rss_mb(app.proc.pid)
         run_level(app.url, 1, args.length, 1, 0, args.timeout)  # untimed: the first request pays lazy setup

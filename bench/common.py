@@ -158,24 +158,25 @@ def rss_mb_self() -> float:
 
 
 class App:
-    """`python app.py --model DIR --port P` on 127.0.0.1, ready when its page answers.
-    A context manager so the process is always stopped, even when a benchmark fails."""
+    """`python app.py --model DIR --port P` on 127.0.0.1 (or another `script` taking the app's
+    flags, such as bench/solo.py), ready when its page answers. A context manager so the process
+    is always stopped, even when a benchmark fails."""
 
-    def __init__(self, weights: str, timeout: float = 120.0, log: Path | None = None):
+    def __init__(self, weights: str, timeout: float = 120.0, log: Path | None = None, script: str = "app.py"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.weights, self.timeout, self.log = weights, timeout, log
+        self.weights, self.timeout, self.log, self.script = weights, timeout, log, script
 
     def __enter__(self) -> "App":
         self.out = open(self.log, "wb") if self.log else subprocess.DEVNULL
         env = {**os.environ, **QUIET_ENV}
-        self.proc = subprocess.Popen(app_command(self.weights, self.port), cwd=ROOT, env=env,
+        self.proc = subprocess.Popen(app_command(self.weights, self.port, self.script), cwd=ROOT, env=env,
                                      stdout=self.out, stderr=subprocess.STDOUT)
         t0 = time.perf_counter()
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the app exited with code {self.proc.returncode} before serving "
-                                   f"(command: {' '.join(app_command(self.weights, self.port))})")
+                                   f"(command: {' '.join(app_command(self.weights, self.port, self.script))})")
             try:
                 with urllib.request.urlopen(self.url, timeout=2):
                     break
@@ -200,6 +201,6 @@ class App:
             self.out.close()
 
 
-def app_command(weights: str, port: int) -> list[str]:
-    return [sys.executable, str(ROOT / "app.py"), "--model", str(weights), "--host", "127.0.0.1",
+def app_command(weights: str, port: int, script: str = "app.py") -> list[str]:
+    return [sys.executable, str(ROOT / script), "--model", str(weights), "--host", "127.0.0.1",
             "--port", str(port)]

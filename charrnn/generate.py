@@ -287,11 +287,10 @@ class Job:
         gen = torch.Generator().manual_seed(sampling_seed)
         self.draws = torch.rand(settings.length, generator=gen, dtype=torch.float64).tolist()
         self.stops = STOPS.get(settings.stop_at, "")
-        self.open = [True, True]  # greedy, sampled row still growing
+        self.growing = [True, True]  # greedy, sampled row: False once at its length or its stop rule
         self.end_probs = None  # (V,) the distribution after seed + sampled text, for the candidates
         self.start = None  # (logits (1, V), state per layer (1, H)) after the seed, once read_seed() has read it
-        self.cancelled = False  # set by the caller: the rows leave at the next step
-        self.finished = False  # set once the last char and the candidates after it are in
+        self.finished = False  # set once the last char and the candidates after it are in (Output.finished)
         self.lock = threading.Lock()
 
     @torch.inference_mode()
@@ -322,11 +321,12 @@ class Job:
                 self.out.probs.append(p)
                 n = len(self.out.sampled)
             if char in self.stops or n >= self.settings.length:
-                self.open[kind] = False
+                self.growing[kind] = False
 
-    @property
-    def done(self) -> bool:
-        return self.cancelled or not any(self.open)
+    def stopped_by_rule(self) -> bool:
+        """Whether a row ended at its stop rule (a sentence or paragraph end) before its length."""
+        return any(text and text[-1] in self.stops and len(text) < self.settings.length
+                   for text in (self.out.greedy, self.out.sampled))
 
     def finish(self) -> None:
         with self.lock:
@@ -377,11 +377,9 @@ class Batch:
 
     @torch.inference_mode()
     def step(self) -> list[Job]:
-        """One char for every row; returns the jobs that ended (finished or cancelled), now gone."""
-        cancelled = list(dict.fromkeys(job for job, _ in self.rows if job.cancelled))
-        self._keep([not job.cancelled for job, _ in self.rows])
+        """One char for every row; returns the jobs whose rows all ended (now finished and gone)."""
         if not self.rows:
-            return cancelled
+            return []
         draw = torch.tensor([job.draw(kind) for job, kind in self.rows], device=self.device)  # (B,)
         ids = pick(self.logits, self.temperature, self.top_k, self.top_p, draw, self.filtered)  # (B,)
         p = self.logits.float().softmax(-1).gather(1, ids[:, None])[:, 0]  # (B,) at temperature 1
@@ -395,12 +393,18 @@ class Batch:
         for row, (job, kind) in enumerate(self.rows):
             if kind == SAMPLED:
                 job.end_probs = probs[row]
-            if not any(job.open) and job not in ended:
+            if not any(job.growing) and job not in ended:
                 ended.append(job)
         for job in ended:
             job.finish()
-        self._keep([job.open[kind] for job, kind in self.rows])
-        return cancelled + ended
+        self._keep([job.growing[kind] for job, kind in self.rows])
+        return ended
+
+    @torch.inference_mode()
+    def remove(self, jobs: list[Job]) -> None:
+        """Drop these jobs' rows (their requests were cancelled): the other rows are untouched."""
+        gone = set(jobs)
+        self._keep([job not in gone for job, _ in self.rows])
 
     def _keep(self, keep: list[bool]) -> None:
         """Drop the rows whose flag is False."""

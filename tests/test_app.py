@@ -172,24 +172,30 @@ def test_a_request_body_over_64_kb_is_refused_before_parsing(url, client, chunke
 
 
 def test_the_per_client_limit_answers_with_a_sentence(launch_app, tiny_model, tiny_model_dir, monkeypatch):
-    from charrnn.engine import Engine, Limits
+    from charrnn.engine import Engine
+    from charrnn.scheduler import Limits
 
-    engines = []  # no rows: the first request waits, and is all this client may have
+    engines = []  # no rows: the first request waits, and is all this visitor may have
 
-    def make_engine(model, serving):
-        engines.append(Engine(model, Limits(max_rows=0, per_client=1, per_client_waiting=0)))
+    def make_engine(model):
+        engines.append(Engine(model, Limits(max_rows=0, per_visitor=1, per_visitor_waiting=0)))
         return engines[-1]
 
     monkeypatch.setattr(page, "make_engine", make_engine)
     url = launch_app(tiny_model, str(tiny_model_dir))
     first = connect(url).submit(*args(), api_name="/generate")
     for _ in range(600):
-        if engines[0].waiting:
+        if engines[0].scheduler.waiting:
             break
         time.sleep(0.05)
     with pytest.raises(AppError, match="You already have 1 generation running or waiting: let one finish"):
         connect(url).predict(*args(), api_name="/generate")
     first.cancel()
+    for _ in range(200):  # Gradio closes the stream in its own time; closing it cancels the request
+        if not engines[0].scheduler.waiting:
+            break
+        time.sleep(0.05)
+    assert not engines[0].scheduler.waiting and engines[0].load == 0
 
 
 def test_eight_concurrent_clients_all_get_answers(url):
@@ -237,7 +243,7 @@ def test_main_leaves_host_and_port_to_gradio_unless_given(monkeypatch, tiny_mode
     monkeypatch.setattr(server.torch, "set_num_threads", lambda n: None)
     monkeypatch.setenv("CHARRNN_MODEL", str(tiny_model_dir))
     server.main([])  # Gradio then reads $GRADIO_SERVER_NAME / $GRADIO_SERVER_PORT, as Spaces set them
-    server.main(["--host", "0.0.0.0", "--port", "9000", "--serving", "solo"])
+    server.main(["--host", "0.0.0.0", "--port", "9000"])
     assert [(c["server_name"], c["server_port"]) for c in calls] == [(None, None), ("0.0.0.0", 9000)]
     assert all(c["css"] == page.CSS and c["ssr_mode"] is False for c in calls)
     assert all("middleware" in c["app_kwargs"] for c in calls)
@@ -280,7 +286,7 @@ def test_a_client_that_goes_away_frees_its_rows(launch_app, tiny_model, tiny_mod
         return step(self)
 
     monkeypatch.setattr(Batch, "step", slow_step)
-    monkeypatch.setattr(page, "make_engine", lambda model, serving: engines.append(Engine(model)) or engines[-1])
+    monkeypatch.setattr(page, "make_engine", lambda model: engines.append(Engine(model)) or engines[-1])
     url = launch_app(tiny_model, str(tiny_model_dir))
     job = connect(url).submit(*args(length=1000), api_name="/generate")
     for _ in range(600):
@@ -293,4 +299,4 @@ def test_a_client_that_goes_away_frees_its_rows(launch_app, tiny_model, tiny_mod
         if not engines[0].running:
             break
         time.sleep(0.02)
-    assert engines[0].running == [] and engines[0].batch.rows == [] and not engines[0].active
+    assert engines[0].running == [] and engines[0].batch.rows == [] and engines[0].load == 0

@@ -3,11 +3,15 @@ import asyncio
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
-from charrnn.engine import STREAMS_AT_FULL_RATE, Busy, Engine, Limits, Solo
+from bench.solo import Solo
+from charrnn.app.streaming import STREAMS_AT_FULL_RATE, busy_sentence, paced_updates, spaced
+from charrnn.engine import Engine, Status
 from charrnn.generate import SAMPLED, Batch, Job, Settings, SettingsError, complete
+from charrnn.scheduler import Busy, Limits, Refusal
 from conftest import ROOT, SEED
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -25,6 +29,14 @@ def engine(tiny_model):
     engine.close()
 
 
+def until(condition, timeout: float = 30.0) -> None:
+    """Wait for a condition another thread makes true (the engine's threads)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
 def same_text(out, want):
     assert (out.seed, out.greedy, out.sampled, out.sampling_seed) == (want.seed, want.greedy, want.sampled,
                                                                       want.sampling_seed)
@@ -34,12 +46,12 @@ def same_text(out, want):
 
 def test_a_request_gets_the_same_text_alone_and_among_16_busy_neighbours(engine, tiny_model):
     alone = complete(tiny_model, SEED, MINE)
-    before = [engine.submit(s, settings, client=f"c{i}") for i, (s, settings) in enumerate(NEIGHBOURS[:8])]
-    mine = engine.submit(SEED, MINE, client="me")
-    after = [engine.submit(s, settings, client=f"d{i}") for i, (s, settings) in enumerate(NEIGHBOURS[8:])]
+    before = [engine.submit(s, settings, visitor=f"c{i}") for i, (s, settings) in enumerate(NEIGHBOURS[:8])]
+    mine = engine.submit(SEED, MINE, visitor="me")
+    after = [engine.submit(s, settings, visitor=f"d{i}") for i, (s, settings) in enumerate(NEIGHBOURS[8:])]
     same_text(engine.result(mine, timeout=60), alone)
-    for ticket, (s, settings) in zip(before + after, NEIGHBOURS):
-        same_text(engine.result(ticket, timeout=60), complete(tiny_model, s, settings))
+    for request, (s, settings) in zip(before + after, NEIGHBOURS):
+        same_text(engine.result(request, timeout=60), complete(tiny_model, s, settings))
 
 
 def test_rows_leave_the_batch_on_stop_finish_and_cancel(tiny_model):
@@ -55,9 +67,10 @@ def test_rows_leave_the_batch_on_stop_finish_and_cancel(tiny_model):
     assert len(batch.rows) == 8
     ended = [batch.step() for _ in range(3)][-1]
     assert ended == [short] and short.finished and len(batch.rows) == 6  # finished: both rows gone at once
-    cancelled.cancelled = True
-    assert batch.step() == [cancelled] and len(batch.rows) == 4 and not cancelled.finished
-    while stops.open[SAMPLED]:
+    batch.remove([cancelled])
+    assert batch.step() == [] and len(batch.rows) == 4 and not cancelled.finished
+    assert cancelled not in [job for job, _ in batch.rows]
+    while stops.growing[SAMPLED]:
         batch.step()
     assert [job for job, _ in batch.rows].count(stops) == 1  # its stopped sampled row left, its greedy row goes on
     assert stops.out.sampled[-1] in ".!?" and len(stops.out.greedy) == len(stops.out.sampled)
@@ -76,14 +89,15 @@ def test_a_failing_request_fails_alone(engine, tiny_model, monkeypatch, stage):
         return original(self, *job)
 
     monkeypatch.setattr(cls, name, or_fail)
-    others = [engine.submit(s, settings, client=f"c{i}") for i, (s, settings) in enumerate(NEIGHBOURS[:6])]
-    broken = engine.submit("Sancho", MINE, client="broken")
-    mine = engine.submit(SEED, MINE, client="me")
+    others = [engine.submit(s, settings, visitor=f"c{i}") for i, (s, settings) in enumerate(NEIGHBOURS[:6])]
+    broken = engine.submit("Sancho", MINE, visitor="broken")
+    mine = engine.submit(SEED, MINE, visitor="me")
     with pytest.raises(RuntimeError, match="broken prefill"):
         engine.result(broken, timeout=60)
+    assert broken.status is Status.FAILED
     same_text(engine.result(mine, timeout=60), complete(tiny_model, SEED, MINE))
-    for ticket, (s, settings) in zip(others, NEIGHBOURS):
-        same_text(engine.result(ticket, timeout=60), complete(tiny_model, s, settings))
+    for request, (s, settings) in zip(others, NEIGHBOURS):
+        same_text(engine.result(request, timeout=60), complete(tiny_model, s, settings))
 
 
 def test_running_rows_keep_stepping_while_a_new_seed_is_read(engine, tiny_model, monkeypatch):
@@ -98,73 +112,99 @@ def test_running_rows_keep_stepping_while_a_new_seed_is_read(engine, tiny_model,
         return read_seed(job)
 
     monkeypatch.setattr(Job, "read_seed", slow)
-    running = engine.submit(SEED, MINE, client="running")
-    next(engine.updates(running, interval=0.01))  # its rows are stepping
-    slow_one = engine.submit("Sancho", MINE, client="slow")
+    running = engine.submit(SEED, MINE, visitor="running")
+    until(lambda: running.snapshot().sampled)  # its rows are stepping
+    slow_one = engine.submit("Sancho", MINE, visitor="slow")
     assert reading.wait(10)
     same_text(engine.result(running, timeout=60), complete(tiny_model, SEED, MINE))  # it ran to its end meanwhile
-    assert not slow_one.ended.is_set() and slow_one.snapshot().sampled == ""
+    assert slow_one.status is Status.READING and slow_one.snapshot().sampled == ""
     release.set()
     same_text(engine.result(slow_one, timeout=60), complete(tiny_model, "Sancho", MINE))
 
 
 def test_a_cancelled_request_frees_its_rows_and_its_place(engine):
-    ticket = engine.submit(SEED, Settings(length=10_000), client="me")
-    next(engine.updates(ticket, interval=0.01))  # it is running
-    engine.cancel(ticket)
-    assert ticket.ended.wait(10) and not ticket.snapshot().finished
-    assert len(ticket.snapshot().sampled) < 10_000
-    assert engine.batch.rows == [] and engine.running == [] and not engine.active
+    request = engine.submit(SEED, Settings(length=10_000), visitor="me")
+    until(lambda: request.snapshot().sampled)  # it is running
+    engine.cancel(request)
+    assert request.wait(10) and request.status is Status.CANCELLED and not request.snapshot().finished
+    assert len(request.snapshot().sampled) < 10_000
+    assert engine.batch.rows == [] and engine.running == [] and engine.load == 0
+    assert not engine.scheduler.visitors.running
 
 
-def test_a_reader_that_leaves_cancels_its_request(engine):
-    ticket = engine.submit(SEED, Settings(length=10_000), client="me")
-
-    async def read_one():
-        updates = engine.aupdates(ticket, interval=0.01)
-        out = await updates.__anext__()
-        await updates.aclose()  # what Gradio does when the page closes the stream
-        return out
-
-    assert asyncio.run(read_one()).sampled
-    assert ticket.ended.wait(10) and not ticket.snapshot().finished and engine.running == []
-
-
-def test_async_reader_streams_growing_text_to_the_end(engine, tiny_model):
-    async def read_all():
-        return [out async for out in engine.aupdates(engine.submit(SEED, MINE), interval=0.0)]
-
-    outs = asyncio.run(read_all())
-    assert len(outs) >= 2 and [o.finished for o in outs].count(True) == 1 and outs[-1].finished
-    for before, after in zip(outs, outs[1:]):
-        assert after.sampled.startswith(before.sampled) and after.greedy.startswith(before.greedy)
-    same_text(outs[-1], complete(tiny_model, SEED, MINE))
-
-
-def test_per_client_limit_queues_then_refuses_with_a_clear_message(tiny_model):
-    engine = Engine(tiny_model, Limits(per_client=1, per_client_waiting=1), threads=None)
+def test_per_visitor_limit_queues_then_refuses_saying_which_limit(tiny_model):
+    engine = Engine(tiny_model, Limits(per_visitor=1, per_visitor_waiting=1), threads=None)
     try:
-        first = engine.submit(SEED, Settings(length=2000, sampling_seed=0), client="me")
-        second = engine.submit(SEED, Settings(length=50, sampling_seed=1), client="me")  # waits its turn
-        with pytest.raises(Busy, match="You already have 2 generations running or waiting"):
-            engine.submit(SEED, Settings(length=50), client="me")
-        other = engine.submit(SEED, Settings(length=50, sampling_seed=2), client="you")  # others are not held
-        assert engine.result(other, timeout=60).finished and not first.ended.is_set()
-        assert len(second.snapshot().sampled) == 0  # still waiting behind the same client's first
+        first = engine.submit(SEED, Settings(length=2000, sampling_seed=0), visitor="me")
+        second = engine.submit(SEED, Settings(length=50, sampling_seed=1), visitor="me")  # waits its turn
+        with pytest.raises(Busy) as refused:
+            engine.submit(SEED, Settings(length=50), visitor="me")
+        assert refused.value.refusal is Refusal.VISITOR_FULL and refused.value.held == 2  # the app says it
+        other = engine.submit(SEED, Settings(length=50, sampling_seed=2), visitor="you")  # others are not held
+        assert engine.result(other, timeout=60).finished and not first.status.ended
+        assert len(second.snapshot().sampled) == 0  # still waiting behind the same visitor's first
         engine.cancel(first)
         assert engine.result(second, timeout=60).finished
     finally:
         engine.close()
 
 
+def test_a_request_ends_finished_at_its_length_or_stopped_by_its_rule(engine, tiny_model):
+    rule = next(Settings(length=300, temperature=0.8, sampling_seed=s, stop_at="sentence") for s in range(50)
+                if len(complete(tiny_model, SEED, Settings(length=300, temperature=0.8, sampling_seed=s,
+                                                           stop_at="sentence")).sampled) < 100)
+    stopped, finished = engine.submit(SEED, rule, visitor="a"), engine.submit(SEED, MINE, visitor="b")
+    same_text(engine.result(stopped, timeout=60), complete(tiny_model, SEED, rule))
+    same_text(engine.result(finished, timeout=60), complete(tiny_model, SEED, MINE))
+    assert (stopped.status, finished.status) == (Status.STOPPED, Status.FINISHED)
+
+
+def test_a_request_waits_then_reads_its_seed_then_runs_then_finishes(tiny_model, monkeypatch):
+    seen, read_seed, release = [], Job.read_seed, threading.Event()
+
+    def held(job):  # holds the prefill until the test has looked
+        assert release.wait(60)
+        return read_seed(job)
+
+    monkeypatch.setattr(Job, "read_seed", held)
+    engine = Engine(tiny_model, Limits(max_rows=2), threads=None)
+    try:
+        first = engine.submit(SEED, Settings(length=400, sampling_seed=0), visitor="a")
+        second = engine.submit(SEED, MINE, visitor="b")
+        until(lambda: first.status is Status.READING)
+        seen.append(second.status)  # no rows for it yet
+        release.set()
+        until(lambda: first.status is Status.RUNNING)
+        engine.result(first, timeout=60)
+        seen += [first.status, engine.result(second, timeout=60) and second.status]
+    finally:
+        engine.close()
+    assert seen == [Status.WAITING, Status.FINISHED, Status.FINISHED]
+
+
+def test_closing_interrupts_what_waits_and_what_runs(tiny_model):
+    engine = Engine(tiny_model, Limits(max_rows=2), threads=None)
+    running = engine.submit(SEED, Settings(length=10_000), visitor="a")
+    until(lambda: running.snapshot().sampled)
+    waiting = engine.submit(SEED, Settings(length=20), visitor="b")
+    engine.close()
+    assert (running.status, waiting.status) == (Status.INTERRUPTED, Status.INTERRUPTED)
+    with pytest.raises(Busy) as refused:
+        engine.result(waiting, timeout=10)
+    assert refused.value.refusal is Refusal.CLOSED
+    with pytest.raises(Busy):
+        engine.submit(SEED, MINE)
+
+
 def test_full_batch_and_full_queue(tiny_model):
     engine = Engine(tiny_model, Limits(max_rows=2, max_waiting=1), threads=None)
     try:
-        running = engine.submit(SEED, Settings(length=3000), client="a")
-        next(engine.updates(running, interval=0.01))
-        waiting = engine.submit(SEED, Settings(length=20), client="b")
-        with pytest.raises(Busy, match="The server is busy"):
-            engine.submit(SEED, Settings(length=20), client="c")
+        running = engine.submit(SEED, Settings(length=3000), visitor="a")
+        until(lambda: running.snapshot().sampled)
+        waiting = engine.submit(SEED, Settings(length=20), visitor="b")
+        with pytest.raises(Busy) as refused:
+            engine.submit(SEED, Settings(length=20), visitor="c")
+        assert refused.value.refusal is Refusal.LINE_FULL
         assert len(engine.batch.rows) == 2 and waiting.snapshot().sampled == ""
         engine.cancel(running)
         assert engine.result(waiting, timeout=60).finished
@@ -180,7 +220,7 @@ def test_both_designs_serve_concurrent_submitters_the_same_texts(design, tiny_mo
 
         def one(i):
             s, settings = NEIGHBOURS[i]
-            results[i] = engine.result(engine.submit(s, settings, client=str(i)), timeout=120)
+            results[i] = engine.result(engine.submit(s, settings, visitor=str(i)), timeout=120)
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
         for t in threads:
@@ -193,26 +233,69 @@ def test_both_designs_serve_concurrent_submitters_the_same_texts(design, tiny_mo
         engine.close()
 
 
-def test_streamed_updates_are_spaced_out_when_many_requests_run(tiny_model):
+# ---- the page's stream of a request (charrnn.app.streaming: pacing and sentences are the app's)
+
+def test_a_reader_that_leaves_cancels_its_request(engine):
+    request = engine.submit(SEED, Settings(length=10_000), visitor="me")
+
+    async def read_one():
+        updates = paced_updates(engine, request, interval=0.01)
+        out = await updates.__anext__()
+        await updates.aclose()  # what Gradio does when the page closes the stream
+        return out
+
+    assert asyncio.run(read_one()).sampled
+    assert request.wait(10) and request.status is Status.CANCELLED and not request.snapshot().finished
+    assert engine.running == []
+
+
+def test_async_reader_streams_growing_text_to_the_end(engine, tiny_model):
+    async def read_all():
+        return [out async for out in paced_updates(engine, engine.submit(SEED, MINE), interval=0.0)]
+
+    outs = asyncio.run(read_all())
+    assert len(outs) >= 2 and [o.finished for o in outs].count(True) == 1 and outs[-1].finished
+    for before, after in zip(outs, outs[1:]):
+        assert after.sampled.startswith(before.sampled) and after.greedy.startswith(before.greedy)
+    same_text(outs[-1], complete(tiny_model, SEED, MINE))
+
+
+def test_streamed_updates_are_spaced_out_when_many_requests_run():
+    assert spaced(0.04, 1) == 0.04
+    assert spaced(0.04, 16) == pytest.approx(0.04 * 16 / STREAMS_AT_FULL_RATE)  # 16 requests running
+
+
+def test_the_engine_load_paces_the_stream(tiny_model):
     engine = Engine(tiny_model, Limits(max_rows=0), threads=None)  # nothing runs: the counts stay put
     try:
-        assert engine.spaced(0.04) == 0.04
-        engine.active.update({f"c{i}": 1 for i in range(16)})  # 16 requests running
-        assert engine.spaced(0.04) == pytest.approx(0.04 * 16 / STREAMS_AT_FULL_RATE)
+        assert engine.load == 0
+        engine.scheduler.admitted = 16
+        assert spaced(0.04, engine.load) == pytest.approx(0.04 * 16 / STREAMS_AT_FULL_RATE)
     finally:
-        engine.active.clear()
+        engine.scheduler.admitted = 0
         engine.close()
+
+
+@pytest.mark.parametrize("busy, sentence", [
+    (Busy(Refusal.VISITOR_FULL, 2), "You already have 2 generations running or waiting: let one finish"),
+    (Busy(Refusal.VISITOR_FULL, 1), "You already have 1 generation running or waiting"),
+    (Busy(Refusal.LINE_FULL), "The server is busy with other visitors' texts: try again in a minute."),
+    (Busy(Refusal.CLOSED), "The generator has stopped; reload the page."),
+])
+def test_each_refusal_has_its_sentence(busy, sentence):
+    assert sentence in busy_sentence(busy)
 
 
 EXIT_WHILE_GENERATING = """
 import sys, time
-from charrnn.engine import Engine, Solo
+from bench.solo import Solo
+from charrnn.engine import Engine
 from charrnn.generate import Settings
 from charrnn.hub import load_model
 model = load_model(sys.argv[1])
 engine = (Engine if sys.argv[2] == "engine" else Solo)(model)
 for i in range(4):
-    engine.submit("En un lugar de la Mancha", Settings(length=1000, sampling_seed=i), client=str(i))
+    engine.submit("En un lugar de la Mancha", Settings(length=1000, sampling_seed=i), visitor=str(i))
 time.sleep(0.5)  # the rows are stepping when the program ends
 """
 

@@ -108,4 +108,4 @@ def test_the_library_imports_without_gradio_and_app_py_starts_the_packaged_app()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
     out = subprocess.run([sys.executable, "app.py", "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert out.returncode == 0 and "--serving" in out.stdout, out.stderr
+    assert out.returncode == 0 and "--model" in out.stdout and "--device" in out.stdout, out.stderr

@@ -6,23 +6,21 @@ import gradio as gr
 
 from charrnn import inside as cells
 from charrnn.data import DataError
-from charrnn.engine import Busy, Engine, Limits, Solo
+from charrnn.engine import Engine
 from charrnn.evaluate import Adapt, novel_nats_per_char, read
 from charrnn.generate import Bounds, SettingsError, check_seed_text, check_settings
 from charrnn.hub import first_line
 from charrnn.model import CharRNN
+from charrnn.scheduler import Busy
 from charrnn.serving import client_key
 
 from . import views
+from .streaming import busy_sentence, paced_updates
 
 LENGTH = (50, 1000, 300)  # slider minimum, maximum, default
 TEMPERATURE = (0.1, 2.0, 0.8)
 TOP_P = (0.05, 1.0, 1.0)
 STOP_AT = {"don't stop": None, "end of sentence": "sentence", "end of paragraph": "paragraph"}
-STREAM_INTERVAL = 0.04  # s between streamed updates: smooth to the eye, light on the queue
-# "engine": every request in one batch (charrnn.engine.Engine). "solo": the previous design, each
-# request alone at batch 2, two at a time, kept to measure one against the other (bench/app_load.py).
-SERVING = ("engine", "solo")
 READ_LIMIT = 20_000  # chars per text in the Read and Look inside tabs: ~10 s of adaptive reading here
 
 
@@ -32,15 +30,12 @@ def bounds(vocab_size: int) -> Bounds:
                   sampling_seed=(-1, 2**31 - 1), random_seed=-1, stops=tuple(STOP_AT.items()))
 
 
-def make_engine(model: CharRNN, serving: str = "engine") -> Engine | Solo:
-    if serving not in SERVING:
-        raise ValueError(f"serving must be one of {', '.join(SERVING)}, not {serving!r}")
-    if serving == "solo":  # as before: no per-client limit, 64 requests waiting at most
-        return Solo(model, Limits(max_waiting=64, per_client=10**9, per_client_waiting=10**9))
+def make_engine(model: CharRNN) -> Engine:
+    """The page's one generation engine (bench/solo.py serves the page with another design)."""
     return Engine(model)
 
 
-def generation(engine: Engine | Solo | None, accepted: Bounds, error: str | None, resample: bool):
+def generation(engine: Engine | None, accepted: Bounds, error: str | None, resample: bool):
     """The handler of Generate (greedy, sampled and views) and of Re-sample (sampled and views, with
     a fresh sampling seed). Raw values arrive (preprocess=False); bad ones get a sentence."""
 
@@ -50,17 +45,19 @@ def generation(engine: Engine | Solo | None, accepted: Bounds, error: str | None
         try:
             settings = check_settings(length, temperature, top_k, top_p, None if resample else sampling_seed,
                                       stop_at, accepted)
-            ticket = engine.submit(check_seed_text(seed), settings, client=client_key(request))
-        except (SettingsError, Busy) as e:
+            generating = engine.submit(check_seed_text(seed), settings, visitor=client_key(request))
+        except SettingsError as e:
             raise gr.Error(str(e)) from None
+        except Busy as e:
+            raise gr.Error(busy_sentence(e)) from None
         start = time.perf_counter()
         try:
-            async for out in engine.aupdates(ticket, STREAM_INTERVAL):
+            async for out in paced_updates(engine, generating):
                 shown = (out.seed + out.sampled, views.surprise_spans(out), views.candidates(out),
                          views.info(out, time.perf_counter() - start))
                 yield shown if resample else (out.seed + out.greedy, *shown)
         except Busy as e:
-            raise gr.Error(str(e)) from None
+            raise gr.Error(busy_sentence(e)) from None
         except Exception as e:  # noqa: BLE001 (one request's failure, said in a line; the engine goes on)
             raise gr.Error(f"The generation failed: {first_line(e)}") from None
 

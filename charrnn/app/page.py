@@ -3,8 +3,11 @@ and watch the model continue it, greedy and sampled side by side; read a text; l
 
 Every visitor's generation goes to one charrnn.engine.Engine, which steps all of them as one
 batch; the handlers (handlers.py) check inputs and the views (views.py) shape what is shown."""
+from typing import Callable
+
 import gradio as gr
 
+from charrnn.engine import Engine
 from charrnn.model import CharRNN
 
 from . import handlers, views
@@ -85,9 +88,10 @@ def outputs() -> dict:
 
 
 def build_demo(model: CharRNN | None, source: str = "weights", error: str | None = None,
-               serving: str = "engine") -> gr.Blocks:
-    """The page for `model`; with model=None it shows `error` and every event raises it."""
-    engine = make_engine(model, serving) if model is not None else None
+               engine_maker: Callable[[CharRNN], Engine] | None = None) -> gr.Blocks:
+    """The page for `model`; with model=None it shows `error` and every event raises it.
+    `engine_maker(model)` gives the generation engine (default: make_engine)."""
+    engine = (engine_maker or make_engine)(model) if model is not None else None
     accepted = bounds(len(model.vocab) if model is not None else 1)
     with gr.Blocks(title="charrnn · Don Quijote") as demo:
         gr.Markdown("# charrnn: *Don Quijote*, one character at a time\n"

@@ -4,17 +4,18 @@
 """
 import argparse
 import os
+from typing import Callable
 
 import gradio as gr
 import torch
 from starlette.middleware import Middleware
 
 from charrnn.device import resolve_device
+from charrnn.engine import Engine
 from charrnn.hub import WeightsError, load_model
 from charrnn.model import CharRNN
 from charrnn.serving import BodyLimit
 
-from .handlers import SERVING
 from .page import CSS, build_demo
 
 
@@ -49,17 +50,15 @@ def serve(demo: gr.Blocks, host: str | None = None, port: int | None = None, **l
                 app_kwargs={"middleware": [Middleware(BodyLimit)]}, **launch_args)
 
 
-def main(argv=None) -> None:
+def main(argv=None, engine_maker: Callable[[CharRNN], Engine] | None = None) -> None:
+    """`charrnn app`; engine_maker(model) gives another generation engine (bench/solo.py's)."""
     p = argparse.ArgumentParser(prog="charrnn app", description="The charrnn demo page.")
     p.add_argument("--model", default=os.environ.get("CHARRNN_MODEL", "weights"),
                    help="weights folder or Hub repo id (default: $CHARRNN_MODEL or weights)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available, or $CHARRNN_DEVICE), cpu or cuda")
     p.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME, else 127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT, else 7860")
-    p.add_argument("--serving", choices=SERVING, default=os.environ.get("CHARRNN_SERVING", "engine"),
-                   help="engine: one batch for every request (default: $CHARRNN_SERVING or engine); "
-                        "solo: the old design, each request alone, two at a time, for comparison")
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # one-char steps are small: see charrnn/engine.py for why one thread
     model, error = load(args.model, args.device)
-    serve(build_demo(model, args.model, error, args.serving), args.host, args.port, show_error=True)
+    serve(build_demo(model, args.model, error, engine_maker), args.host, args.port, show_error=True)
