@@ -12,10 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/solo.py` from anywhere
 
-from charrnn.engine import Engine, Request, Status  # noqa: E402  (after the path fix)
-from charrnn.generate import Batch  # noqa: E402
-from charrnn.model import CharRNN  # noqa: E402
-from charrnn.scheduler import ROWS_PER_REQUEST, Limits  # noqa: E402
+from charrnn.engine import Engine, Request, Status  # (after the path fix)
+from charrnn.generate import Batch
+from charrnn.model import CharRNN
+from charrnn.scheduler import ROWS_PER_REQUEST, Limits
 
 CONCURRENT = 2  # requests stepped at once, each alone
 # As the old design was: no per-visitor limit, 64 requests waiting at most.
@@ -66,7 +66,7 @@ class Solo(Engine):
                     break
                 if len(request.job.out.sampled) == 1:
                     request.wake()
-        except Exception as e:  # noqa: BLE001 (this request's failure, not the design's)
+        except Exception as e:  # (this request's failure, not the design's)
             status, error = Status.FAILED, e
         if status is None:
             status = Status.STOPPED if request.job.stopped_by_rule() else Status.FINISHED

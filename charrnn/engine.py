@@ -130,7 +130,8 @@ class Engine:
 
     def _start_workers(self) -> list[threading.Thread]:
         loops = ((self._step_loop, "charrnn-stepper"), (self._read_loop, "charrnn-reader"))
-        workers = [threading.Thread(target=self._work, args=(loop,), name=name, daemon=True) for loop, name in loops]
+        workers = [threading.Thread(target=self._work, args=(loop,), name=name, daemon=True)
+                   for loop, name in loops]
         for worker in workers:
             worker.start()
         return workers
@@ -182,7 +183,7 @@ class Engine:
             error = None
             try:
                 request.job.read_seed()
-            except Exception as e:  # noqa: BLE001 (this request's failure, not the engine's)
+            except Exception as e:  # (this request's failure, not the engine's)
                 error = e
             with self.cond:
                 self.reading = None
@@ -231,7 +232,7 @@ class Engine:
                 return self._end(request, Status.CANCELLED)
         try:
             self.batch.add(request.job)
-        except Exception as e:  # noqa: BLE001 (whatever it is, it is this request's, not the batch's)
+        except Exception as e:  # (whatever it is, it is this request's, not the batch's)
             with self.cond:
                 return self._end(request, Status.FAILED, e)
         with self.cond:
@@ -245,7 +246,7 @@ class Engine:
             return
         try:
             ended = set(self.batch.step())
-        except Exception as e:  # noqa: BLE001 (a broken batch ends its requests, not the engine)
+        except Exception as e:  # (a broken batch ends its requests, not the engine)
             self.batch = Batch(self.model)
             return self._leave(list(self.running), Status.FAILED, e)
         done = [r for r in self.running if r.job in ended]

@@ -116,7 +116,8 @@ def test_running_rows_keep_stepping_while_a_new_seed_is_read(engine, tiny_model,
     until(lambda: running.snapshot().sampled)  # its rows are stepping
     slow_one = engine.submit("Sancho", MINE, visitor="slow")
     assert reading.wait(10)
-    same_text(engine.result(running, timeout=60), complete(tiny_model, SEED, MINE))  # it ran to its end meanwhile
+    # it ran to its end meanwhile
+    same_text(engine.result(running, timeout=60), complete(tiny_model, SEED, MINE))
     assert slow_one.status is Status.READING and slow_one.snapshot().sampled == ""
     release.set()
     same_text(engine.result(slow_one, timeout=60), complete(tiny_model, "Sancho", MINE))
@@ -140,7 +141,7 @@ def test_per_visitor_limit_queues_then_refuses_saying_which_limit(tiny_model):
         with pytest.raises(Busy) as refused:
             engine.submit(SEED, Settings(length=50), visitor="me")
         assert refused.value.refusal is Refusal.VISITOR_FULL and refused.value.held == 2  # the app says it
-        other = engine.submit(SEED, Settings(length=50, sampling_seed=2), visitor="you")  # others are not held
+        other = engine.submit(SEED, Settings(length=50, sampling_seed=2), visitor="you")  # not held back
         assert engine.result(other, timeout=60).finished and not first.status.ended
         assert len(second.snapshot().sampled) == 0  # still waiting behind the same visitor's first
         engine.cancel(first)
