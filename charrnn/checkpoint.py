@@ -24,7 +24,7 @@ class RunState:
     step: int = 0  # optimizer steps taken
     epoch: int = 0
     chunk_index: int = 0  # the next chunk of this epoch's streams to train on
-    elapsed_s: float = 0.0  # training time; evaluations and checkpoints are off the clock
+    elapsed_s: float = 0.0  # the run's time from its first step: training, evaluations and checkpoints (budget.py)
     best_val: float = math.inf
     best_step: int = 0
     evals_without_gain: int = 0

@@ -16,3 +16,14 @@ def resolve_device(name: str | None = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+
+
+def machine_name(device: torch.device | str = "cpu") -> str:
+    """What the device is, in words: the GPU's name, or the CPU's model name ("" when unknown)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        return str(torch.cpu.get_capabilities().get("cpu_name", "")).strip()
+    except (AttributeError, RuntimeError):  # torch.cpu.get_capabilities is recent
+        return ""

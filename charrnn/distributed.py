@@ -73,13 +73,18 @@ def sync_step(elapsed_s: float, loss: float, stop: bool, device: torch.device) -
     return float(t[0]), float(t[1]) / world_size(), bool(t[2] > 0)
 
 
+def broadcast_number(x: float, device: torch.device) -> float:
+    """Rank 0's number (e.g. a time only rank 0 measured), for every rank."""
+    if not dist.is_initialized():
+        return x
+    t = torch.tensor([float(x)], dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return float(t[0])
+
+
 def broadcast_flag(flag: bool, device: torch.device) -> bool:
     """Rank 0's decision (an early stop), for every rank."""
-    if not dist.is_initialized():
-        return flag
-    t = torch.tensor([float(flag)], device=device)
-    dist.broadcast(t, src=0)
-    return bool(t[0] > 0)
+    return broadcast_number(float(flag), device) > 0
 
 
 def gather_rows(state):

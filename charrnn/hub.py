@@ -230,23 +230,31 @@ def save_weights(model: CharRNN, out: Path) -> None:
             os.replace(Path(tmp) / name, out / name)
 
 
-def plot_losses(history: list[dict], path: Path, title: str, corpus=None) -> None:
+def training_curve(history: list[dict]) -> tuple[list[float], list[float]]:
+    """(minutes, train loss) of the metrics rows' training-loss points (rows written before those
+    points existed give one point each: the mean since the evaluation before)."""
+    points = [p for r in history for p in r.get("train_points") or [[r["step"], r["elapsed_s"], r["train_loss"]]]]
+    return [p[1] / 60 for p in points], [p[2] for p in points]
+
+
+def plot_losses(history: list[dict], path: Path, title: str, corpus=None, machine: str = "") -> None:
     """The loss curves; `corpus` (a data.CorpusInfo) decides whether the tutorial's line belongs:
-    only the default corpus is compared with it."""
+    only the default corpus is compared with it. `machine` names the processor on the time axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    minutes = [r["elapsed_s"] / 60 for r in history]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    ax.plot(minutes, [r["train_loss"] for r in history], label="train (mean since last eval)")
+    ax.plot(*training_curve(history), label="train", lw=1)
     bounded = corpus is not None and not corpus.exact
     val_label = "validation (last 20%)" + (f", its first {corpus.eval_chars:,} chars" if bounded else "")
-    ax.plot(minutes, [r["val_loss"] for r in history], label=val_label, marker="o", ms=3)
+    ax.plot([r["elapsed_s"] / 60 for r in history], [r["val_loss"] for r in history], label=val_label, marker="o",
+            ms=3)
     if corpus is None or corpus.default:
         ax.axhline(1.2446, color="gray", ls="--", lw=1, label="PyTorch tutorial best val (1.2446)")
-    ax.set(xlabel="training minutes (2-core CPU)", ylabel="cross-entropy (nats/char)", title=title)
+    ax.set(xlabel="minutes of the run" + (f" ({machine})" if machine else ""), ylabel="cross-entropy (nats/char)",
+           title=title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -51,7 +51,8 @@ HELP = {
                  "when it reads better than the latest weights; 0: off",
     "warmup_frac": "fraction of the run over which the lr warms up linearly",
     "min_lr_frac": "where the cosine decay ends, as a fraction of --lr",
-    "max_minutes": "training-time budget; the lr schedule ends at the budget or --epochs, whichever comes first",
+    "max_minutes": "the whole run's time budget, evaluations and the final score included; training and its lr "
+                   "schedule end early enough for them, or at --epochs if that comes first",
     "device": "auto (cuda if available, else cpu), cpu or cuda",
     "snapshots": "when to keep a half-precision snapshot of the weights in OUT/snapshots/ (the app's Watch it "
                  "learn tab): steps (500), epochs (epoch1), a share of the run (25%%, half), best; or none",
@@ -229,7 +230,7 @@ def write_outputs(result, out: Path, command: str, load_from: str) -> None:
     save_weights(model, out)
     write_best(out, result)  # snapshots/best: these weights' step and loss, for the Watch it learn tab
     title = f"{cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}: best val {result.val_loss:.4f} nats/char"
-    plot_losses(result.history, out / "loss.png", title, result.corpus)
+    plot_losses(result.history, out / "loss.png", title, result.corpus, result.machine)
     result.profile.save(out)
     samples = [(o.seed, o.sampled) for o in (complete(model, seed, Settings(length=300, temperature=0.8,
                                                                           sampling_seed=i))

@@ -28,9 +28,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from . import corpus_profile, data, distributed
+from .budget import Budget, estimate
 from .checkpoint import (CHECKPOINT, CheckpointError, RunState, check_position, load_checkpoint, mark_finished,
                          restore_checkpoint, resumed_config, save_checkpoint)
 from .config import TrainConfig
+from .device import machine_name
 from .evaluate import nats_per_char
 from .hub import first_line
 from .model import CharRNN, detach_state
@@ -47,11 +49,12 @@ class TrainResult:
     val_loss: float  # exact: the evaluated validation chars (corpus.eval_chars) read as one sequence
     best_step: int
     steps: int
-    minutes: float
+    minutes: float  # the whole run: setting up, training, evaluations and the final exact score
     stop_reason: str  # "budget" or "early stop"
     history: list[dict]
     corpus: data.CorpusInfo  # what was read: name, sizes, and how many validation chars were evaluated
     profile: corpus_profile.CorpusProfile | None = None  # the corpus as pages tell it, with the validation score
+    machine: str = ""  # the processor it trained on (CPU model or GPU name), for the loss plot's axis
 
 
 # ---- the parts ---------------------------------------------------------------------------------
@@ -143,11 +146,6 @@ def planned_steps(cfg: TrainConfig, n_train: int, world_size: int = 1) -> int:
     return max(1, int(cfg.epochs * steps_per_epoch(cfg, n_train, world_size)))
 
 
-def run_progress(cfg: TrainConfig, run: RunState, total_steps: int) -> float:
-    """How far along the run is, 0 to 1: by steps or by time, whichever is further."""
-    return max(run.step / total_steps, run.elapsed_s / (cfg.max_minutes * 60))
-
-
 def epoch_offset(cfg: TrainConfig, epoch: int) -> int:
     """A new random offset each epoch moves the chunk boundaries, so the model does not see the same
     windows every time. Seeded by epoch, so a resumed run rebuilds the same ones."""
@@ -180,6 +178,15 @@ def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, los
     optimizer.step()
     if ema is not None:
         ema.update_parameters(model)
+
+
+def train_step(net: torch.nn.Module, model: CharRNN, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor, carried, grad_clip: float | None = None, ema: AveragedModel | None = None):
+    """The training step: the chunk x -> y (B, T) read from the carried state by `net` (the model, or
+    its DDP wrapper), then optimizer_step. Returns the state after the chunk and the loss."""
+    _, state, loss = net(x, carried, targets=y)
+    optimizer_step(model, optimizer, loss, grad_clip, ema)  # clips the all-reduced gradients
+    return state, loss
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -292,16 +299,30 @@ class StopRequest:
             signal.signal(signal.SIGINT, self.previous)
 
 
+CURVE_POINTS = 100  # training-loss points per run for the loss plot, however few evaluations it has
+
+
 @dataclass
 class Window:
-    """Training loss and speed since the last evaluation (what a metrics row reports)."""
+    """Training loss and speed since the last evaluation (what a metrics row reports), and the
+    training-loss points between evaluations: [step, elapsed_s, mean loss since the point before]."""
     loss_sum: float = 0.0
     steps: int = 0
     chars: int = 0
     started: float = field(default_factory=time.perf_counter)
+    points: list[list] = field(default_factory=list)
+    point_sum: float = 0.0
+    point_steps: int = 0
 
     def add(self, loss: float, chars: int) -> None:
         self.loss_sum, self.steps, self.chars = self.loss_sum + loss, self.steps + 1, self.chars + chars
+        self.point_sum, self.point_steps = self.point_sum + loss, self.point_steps + 1
+
+    def mark(self, run: RunState) -> None:
+        """A point of the training curve: the mean loss of the steps since the last one."""
+        if self.point_steps:
+            self.points.append([run.step, round(run.elapsed_s, 1), round(self.point_sum / self.point_steps, 4)])
+            self.point_sum, self.point_steps = 0.0, 0
 
     def mean_loss(self) -> float:
         return self.loss_sum / max(1, self.steps)
@@ -311,31 +332,39 @@ class Window:
 
 
 class ProgressBar:
-    """tqdm over optimizer steps. Its total is the step the run will end at: the epoch limit, or
-    sooner where the time budget runs out first at the pace measured so far."""
+    """tqdm over the whole run, in percent: training by steps or by time (whichever is further, as
+    the lr schedule counts), then the last evaluation and the final score, which the budget keeps
+    room for. Its total never changes (a total in steps, re-estimated from the pace, jumped from
+    3,540 to 37 to 45); the step count is in the postfix."""
 
-    def __init__(self, cfg: TrainConfig, total_steps: int, run: RunState):
-        self.cfg, self.total_steps = cfg, total_steps
-        self.bar = tqdm(total=self.expected_total(run), initial=run.step, unit="step", dynamic_ncols=True,
-                        disable=not distributed.is_main(), mininterval=1.0 if sys.stderr.isatty() else 60.0)
+    def __init__(self, budget: Budget, total_steps: int, run: RunState):
+        self.budget, self.total_steps = budget, total_steps
+        self.bar = tqdm(total=100, unit="%", dynamic_ncols=True, disable=not distributed.is_main(),
+                        bar_format="{l_bar}{bar}| [{elapsed}<{remaining}{postfix}]",
+                        mininterval=1.0 if sys.stderr.isatty() else 60.0)
+        self.bar.update(self.percent(run))
 
-    def expected_total(self, run: RunState) -> int:
-        if run.step == 0:
-            return self.total_steps
-        seconds_left = max(0.0, self.cfg.max_minutes * 60 - run.elapsed_s)
-        return min(self.total_steps, run.step + int(seconds_left / (run.elapsed_s / run.step)))
+    def percent(self, run: RunState) -> float:
+        trained = self.budget.progress(run.elapsed_s, run.step, self.total_steps)
+        return 100 * min(1.0, trained) * self.budget.training_end_s / self.budget.total_s
 
-    def update(self, run: RunState, window: Window) -> None:
-        self.bar.total = max(run.step, self.expected_total(run))
-        postfix = {"loss": f"{window.mean_loss():.3f}"}
+    def update(self, run: RunState, window: Window, note: str | None = None) -> None:
+        postfix = {"step": run.step, "loss": f"{window.mean_loss():.3f}"}
         if run.history:
             postfix.update(val=f"{run.history[-1]['val_loss']:.4f}", best=f"{run.best_val:.4f}")
+        if note:
+            postfix["now"] = note
         self.bar.set_postfix(postfix, refresh=False)
-        self.bar.update(run.step - self.bar.n)
+        self.bar.update(max(0.0, self.percent(run) - self.bar.n))
 
-    def close(self, run: RunState) -> None:
-        self.bar.total = run.step  # the true total, once it is known
-        self.bar.refresh()
+    def note(self, text: str) -> None:
+        self.bar.set_postfix_str(text)
+
+    def done(self) -> None:
+        """The run is over: the bar at 100%."""
+        self.bar.update(self.bar.total - self.bar.n)
+
+    def close(self) -> None:
         self.bar.close()
 
 
@@ -350,7 +379,8 @@ def evaluate_and_save(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer:
     val, kept = nats_per_char(model, val_ids, streams=cfg.eval_streams), model
     row = dict(step=run.step, epoch=round(epochs, 3), elapsed_s=round(run.elapsed_s, 1),
                train_loss=round(window.mean_loss(), 4), val_loss=None, val_chars=len(val_ids),
-               lr=optimizer.param_groups[0]["lr"], chars_per_s=round(speed, 1), world_size=distributed.world_size())
+               lr=optimizer.param_groups[0]["lr"], chars_per_s=round(speed, 1), world_size=distributed.world_size(),
+               train_points=window.points)
     if run.ema is not None:  # both scored: the run keeps whichever reads better, and shows what averaging gave
         val_ema = nats_per_char(run.ema.module, val_ids, streams=cfg.eval_streams)
         row.update(val_loss_latest=round(val, 4), val_loss_ema=round(val_ema, 4))
@@ -393,52 +423,74 @@ def advance(run: RunState, cfg: TrainConfig, n_train: int, clock: float, world_s
     return now
 
 
+def evaluate_now(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.optim.Optimizer, run: RunState,
+                 window: Window, val_ids: torch.Tensor, out: Path, budget: Budget, epochs: float) -> bool:
+    """evaluate_and_save by rank 0 (every rank joins the collective calls), timed: the budget expects
+    the next evaluation to take as long. Returns whether to stop early (rank 0's decision)."""
+    device, started = next(model.parameters()).device, time.perf_counter()
+    window.mark(run)  # the training curve up to here belongs to this row
+    with all_ranks_carried(run):
+        if distributed.is_main():
+            evaluate_and_save(cfg, vocab, model, optimizer, run, window, val_ids, epochs, out)
+    budget.measured_eval(distributed.broadcast_number(time.perf_counter() - started, device))
+    return distributed.broadcast_flag(run.evals_without_gain >= cfg.patience, device)
+
+
 def train_loop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.optim.Optimizer,
-               run: RunState, train_ids: torch.Tensor, val_ids: torch.Tensor, out: Path) -> str:
+               run: RunState, train_ids: torch.Tensor, val_ids: torch.Tensor, out: Path, budget: Budget,
+               bar: ProgressBar) -> str:
     """Step until the budget, an early stop or Ctrl-C; returns why it stopped. Under torchrun every
     rank runs it in lockstep: DDP averages the gradients, rank 0's clock and early-stop decision
     end every rank at the same step, and rank 0 alone evaluates and checkpoints."""
     if run.evals_without_gain >= cfg.patience:  # resumed after an early stop: only the finishing is left
         return "early stop"
     device = next(model.parameters()).device
-    rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main()
+    rank, world = distributed.rank(), distributed.world_size()
     total_steps = planned_steps(cfg, len(train_ids), world)
     epoch_steps = steps_per_epoch(cfg, len(train_ids), world)
-    stop, bar, window = StopRequest(), ProgressBar(cfg, total_steps, run), Window()
-    keeper = Keeper(cfg, out, epoch_steps, run.step, run.epoch, run_progress(cfg, run, total_steps)) if main else None
+
+    def progress() -> float:
+        return budget.progress(run.elapsed_s, run.step, total_steps)
+
+    stop, window, point = StopRequest(), Window(), int(CURVE_POINTS * progress())
+    keeper = Keeper(cfg, out, epoch_steps, run.step, run.epoch, progress()) if distributed.is_main() else None
     model.train()
     net = distributed.wrap(model)  # DDP for the forward/backward; the carried state stays per rank
     clock = time.perf_counter()
     try:
-        while run_progress(cfg, run, total_steps) < 1:
+        while progress() < 1:
             x, y = read_batch(train_ids, cfg, run.epoch, run.chunk_index, device, rank, world)  # (B, T), (B, T)
             if run.chunk_index == 0:
                 run.carried = None  # each epoch reads the streams from their start
-            set_lr(optimizer, lr_at(cfg, run_progress(cfg, run, total_steps)))
-            _, state, loss = net(x, run.carried, targets=y)
-            optimizer_step(model, optimizer, loss, cfg.grad_clip, run.ema)  # clips the all-reduced gradients
+            set_lr(optimizer, lr_at(cfg, progress()))
+            state, loss = train_step(net, model, optimizer, x, y, run.carried, cfg.grad_clip, run.ema)
             run.carried = detach_state(state)  # committed only once the step is complete
             clock = advance(run, cfg, len(train_ids), clock, world)
             run.elapsed_s, mean_loss, stop_now = distributed.sync_step(run.elapsed_s, loss.item(), stop.requested,
                                                                        device)
             window.add(mean_loss, x.numel() * world)
+            if int(CURVE_POINTS * progress()) > point:
+                point = int(CURVE_POINTS * progress())
+                window.mark(run)
             bar.update(run, window)
-            if keeper is not None:  # rank 0 keeps the snapshots --snapshots asks for; their evaluation is off the clock
-                spent = keeper.take_due(model, run, run_progress(cfg, run, total_steps), val_ids)
+            if keeper is not None:  # rank 0 keeps the snapshots --snapshots asks for; off the clock, not the budget
+                spent = keeper.take_due(model, run, progress(), val_ids)
                 clock, window.started = clock + spent, window.started + spent
+                budget.off_clock_s += spent
 
-            finished = run_progress(cfg, run, total_steps) >= 1
-            if run.step % cfg.eval_every == 0 or finished:
-                with all_ranks_carried(run):
-                    if main:
-                        evaluate_and_save(cfg, vocab, model, optimizer, run, window, val_ids, run.step / epoch_steps,
-                                          out)
-                window, clock = Window(), time.perf_counter()  # evaluation time is not training time
-                if distributed.broadcast_flag(run.evals_without_gain >= cfg.patience, device):
-                    return "early stop"
+            due = run.step % cfg.eval_every == 0
+            last = progress() >= 1 or (due and budget.last_eval_now(run.elapsed_s))  # synced: the same on every rank
+            if due or last:
+                bar.update(run, window, "evaluating")
+                early = evaluate_now(cfg, vocab, model, optimizer, run, window, val_ids, out, budget,
+                                     run.step / epoch_steps)
+                window, now = Window(), time.perf_counter()
+                run.elapsed_s, clock = run.elapsed_s + now - clock, now  # evaluations are part of the run
+                if early or last:
+                    return "early stop" if early else "budget"
             if stop_now:
                 with all_ranks_carried(run):
-                    if main:
+                    if distributed.is_main():
                         save_checkpoint(out / CHECKPOINT, cfg, vocab, model, optimizer, run)
                 distributed.barrier()  # torchrun stops all ranks when one exits with an error: save first
                 raise Interrupted(out / CHECKPOINT, run.step)
@@ -446,7 +498,6 @@ def train_loop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.
     except KeyboardInterrupt:  # a second Ctrl-C: the step may be half done, so keep the last checkpoint
         raise Interrupted(out / CHECKPOINT, run.step, saved=False) from None
     finally:
-        bar.close(run)
         stop.restore()
 
 
@@ -463,7 +514,8 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
     settings the user set: of those, a resumed run applies RESUMABLE and reports the others ignored.
     `write_outputs(result)` writes the weights, plot and card (train_cli's) before the run is
     marked finished (end_run). Files in cfg.out that no charrnn run wrote are kept, and the run
-    refused, unless `overwrite`."""
+    refused, unless `overwrite`. --max-minutes covers all of it but write_outputs (budget.py)."""
+    started = time.perf_counter()
     device = device or torch.device("cpu")
     rank, world = distributed.rank(), distributed.world_size()
     log = log if distributed.is_main() else (lambda *args, **kwargs: None)
@@ -493,10 +545,31 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
         + (f", {world} processes x {cfg.batch_size} streams" if world > 1 else ""))
 
     profile = describe_corpus(cfg, corpus, log) if distributed.is_main() else None  # before training: quick
-    stop_reason = train_loop(cfg, vocab, model, optimizer, run, train_ids, val_ids, out)
-    if not distributed.is_main():
-        return None
-    return end_run(cfg, model, run, stop_reason, corpus.info, val_ids, out, log, write_outputs, profile)
+    budget = plan_budget(cfg, model, run, val_ids, device)
+    budget.off_clock_s = time.perf_counter() - started  # part of the run, but not of the lr schedule's clock
+    log(budget.describe())
+    bar = ProgressBar(budget, planned_steps(cfg, len(train_ids), world), run)
+    try:
+        stop_reason = train_loop(cfg, vocab, model, optimizer, run, train_ids, val_ids, out, budget, bar)
+        if not distributed.is_main():
+            return None
+        return end_run(cfg, model, run, stop_reason, corpus.info, val_ids, out, log, write_outputs, profile, budget,
+                       bar)
+    finally:
+        bar.close()
+
+
+def plan_budget(cfg: TrainConfig, model: CharRNN, run: RunState, val_ids: torch.Tensor, device: torch.device
+                ) -> Budget:
+    """The time budget, with the final score and one evaluation timed by rank 0 on a slice of the
+    validation text (every rank gets rank 0's numbers, so that all stop at the same step)."""
+    if distributed.is_main():
+        budget = estimate(model, val_ids, cfg.max_minutes * 60, cfg.eval_streams, 1 + (run.ema is not None))
+    else:
+        budget = Budget(cfg.max_minutes * 60)
+    budget.final_s = distributed.broadcast_number(budget.final_s, device)
+    budget.eval_s = distributed.broadcast_number(budget.eval_s, device)
+    return budget
 
 
 def restore_run(ckpt: dict, cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.optim.Optimizer,
@@ -514,12 +587,13 @@ def restore_run(ckpt: dict, cfg: TrainConfig, vocab: Vocab, model: CharRNN, opti
 
 def end_run(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, corpus: data.CorpusInfo,
             val_ids: torch.Tensor, out: Path, log, write_outputs=None,
-            profile: corpus_profile.CorpusProfile | None = None) -> TrainResult:
+            profile: corpus_profile.CorpusProfile | None = None, budget: Budget | None = None,
+            bar: ProgressBar | None = None) -> TrainResult:
     """The end, in this order: the best weights' exact score, `write_outputs(result)`, and the
     checkpoint marked finished last. A stop or a write error before the mark keeps the checkpoint,
     so --resume does the end again."""
     try:
-        result = finish(cfg, model, run, stop_reason, corpus, val_ids, log, profile)
+        result = finish(cfg, model, run, stop_reason, corpus, val_ids, log, profile, budget, bar)
         if write_outputs is not None:
             write_outputs(result)
         mark_finished(out / CHECKPOINT, cfg, run)
@@ -532,17 +606,25 @@ def end_run(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, c
 
 
 def finish(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, corpus: data.CorpusInfo,
-           val_ids: torch.Tensor, log, profile: corpus_profile.CorpusProfile | None = None) -> TrainResult:
+           val_ids: torch.Tensor, log, profile: corpus_profile.CorpusProfile | None = None,
+           budget: Budget | None = None, bar: ProgressBar | None = None) -> TrainResult:
     """Back to the best weights and their exact score (the checkpoint stays as it is); `profile`
-    (the corpus as pages tell it) gets that score and what it read."""
+    (the corpus as pages tell it) gets that score and what it read. The result's minutes are the
+    whole run's: the budget's time off the clock, the clock, and this final score."""
     if run.best_weights is None:
         raise ValueError("the validation loss was never a finite number: training diverged; try a lower --lr")
+    started = time.perf_counter()
+    if bar is not None:
+        bar.note(f"final score of {len(val_ids):,} validation chars")
     model.load_state_dict(run.best_weights)
     val = nats_per_char(model, val_ids, streams=1)  # the exact score of those chars, as charrnn.evaluate computes it
-    log(f"stopped ({stop_reason}) after {run.step} steps, {run.elapsed_s / 60:.1f} min; "
+    minutes = ((budget.off_clock_s if budget else 0.0) + run.elapsed_s + time.perf_counter() - started) / 60
+    if bar is not None:
+        bar.done()
+    log(f"stopped ({stop_reason}) after {run.step} steps, {minutes:.1f} min in all; "
         f"best val {val:.4f} nats/char ({val / math.log(2):.4f} bits) at step {run.best_step}")
     if profile is not None:
         profile = corpus_profile.with_validation(profile, val, len(val_ids), corpus.val_chars, cfg.val_frac)
     return TrainResult(model=model.cpu(), config=cfg, val_loss=val, best_step=run.best_step, steps=run.step,
-                       minutes=run.elapsed_s / 60, stop_reason=stop_reason, history=run.history, corpus=corpus,
-                       profile=profile)
+                       minutes=minutes, stop_reason=stop_reason, history=run.history, corpus=corpus,
+                       profile=profile, machine=machine_name(next(model.parameters()).device))
