@@ -28,7 +28,7 @@ def still_serving(client) -> bool:
 
 def test_named_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/generate", "/resample", "/score", "/inside"}  # the label-only events are private
+    assert set(endpoints) == {"/generate", "/resample", "/score", "/inside", "/watch", "/write_like"}  # label-only events: private
     assert [p["parameter_name"] for p in endpoints["/generate"]["parameters"]] == list(GOOD)
 
 

@@ -1,6 +1,9 @@
 """What each event of the page does with its raw inputs (preprocess=False): check them, hand the
 work to the engine or the reader, and turn every user mistake into a gr.Error sentence."""
+import asyncio
+import random
 import time
+from dataclasses import replace
 
 import gradio as gr
 
@@ -13,14 +16,17 @@ from charrnn.hub import first_line
 from charrnn.model import CharRNN
 from charrnn.scheduler import Busy
 from charrnn.serving import client_key
+from charrnn.snapshots import Snapshot, find_snapshots
+from charrnn.style import write_like
 
 from . import views
-from .streaming import busy_sentence, paced_updates
+from .streaming import STREAM_INTERVAL, busy_sentence, paced_updates
 
 LENGTH = (50, 1000, 300)  # slider minimum, maximum, default
 TEMPERATURE = (0.1, 2.0, 0.8)
 TOP_P = (0.05, 1.0, 1.0)
 STOP_AT = {"don't stop": None, "end of sentence": "sentence", "end of paragraph": "paragraph"}
+NO_STOP = "don't stop"  # what the Watch and Write tabs ask for: the whole length
 READ_LIMIT = 20_000  # chars per text in the Read and Look inside tabs: ~10 s of adaptive reading here
 
 
@@ -139,3 +145,85 @@ def looker(model: CharRNN | None, error: str | None):
         return views.spans_html(text, styles, "text coloured by a cell"), info, ranking
 
     return look
+
+
+# ---- Watch it learn, Write like this -----------------------------------------------------------
+
+def snapshot_engines(model: CharRNN | None, source: str, engine: Engine | None,
+                     log=print) -> list[tuple[Snapshot, Engine]]:
+    """An engine for each of the model's snapshots, earliest first; the best one (the served
+    weights themselves) is the page's own engine. [] for a model without snapshots."""
+    if model is None:
+        return []
+    device = next(model.parameters()).device
+    return [(s, engine if "best" in s.moments and engine is not None else Engine(s.load(device)))
+            for s in find_snapshots(source, log)]
+
+
+def watcher(shots: list[tuple[Snapshot, Engine]], accepted: Bounds, error: str | None):
+    """The handler of Watch it learn (/watch): every snapshot continues the same seed with the same
+    sampling seed through its engine; their texts side by side, streamed, and as data."""
+
+    async def watch(seed, length, temperature, sampling_seed, request: gr.Request):
+        if not shots:
+            raise gr.Error(f"No model is loaded: {error}" if error else views.NO_SNAPSHOTS)
+        try:
+            settings = check_settings(length, temperature, 0, 1.0, sampling_seed, NO_STOP, accepted)
+            if settings.sampling_seed is None:  # one seed for every snapshot, reported
+                settings = replace(settings, sampling_seed=random.randrange(2**31))
+            generating = submit_all(shots, check_seed_text(seed), settings, client_key(request))
+        except SettingsError as e:
+            raise gr.Error(str(e)) from None
+        except Busy as e:
+            raise gr.Error(busy_sentence(e)) from None
+        snapshots = [s for s, _ in shots]
+        try:
+            while not all(r.status.ended for r in generating):
+                outs = [r.snapshot() for r in generating]
+                yield views.watch_html(snapshots, outs), views.watch_rows(snapshots, outs)
+                await asyncio.sleep(STREAM_INTERVAL)
+            outs = [r.outcome() for r in generating]  # raises a request's error, or Busy
+            yield views.watch_html(snapshots, outs), views.watch_rows(snapshots, outs)
+        except Busy as e:
+            raise gr.Error(busy_sentence(e)) from None
+        except Exception as e:  # noqa: BLE001 (one request's failure, said in a line; the engines go on)
+            raise gr.Error(f"The generation failed: {first_line(e)}") from None
+        finally:  # a page closed early: its rows leave every engine
+            for (_, engine), generated in zip(shots, generating):
+                engine.cancel(generated)
+
+    return watch
+
+
+def submit_all(shots: list[tuple[Snapshot, Engine]], seed: str, settings, visitor: str) -> list:
+    """One request per snapshot's engine; if one is refused, the others are withdrawn."""
+    requests = []
+    try:
+        for _, engine in shots:
+            requests.append(engine.submit(seed, settings, visitor=visitor))
+    except (SettingsError, Busy):
+        for (_, engine), request in zip(shots, requests):
+            engine.cancel(request)
+        raise
+    return requests
+
+
+def writer(model: CharRNN | None, accepted: Bounds, error: str | None):
+    """The handler of Write like this (/write_like): read the passage adapting (on a copy), then
+    continue the seed in its style, greedy and sampled, streamed; how much it adapted, as text and data."""
+
+    def write(passage, seed, length, temperature, sampling_seed):
+        passage = read_input(model, error, passage)
+        try:
+            settings = check_settings(length, temperature, 0, 1.0, sampling_seed, NO_STOP, accepted)
+            seed = check_seed_text(seed)
+        except SettingsError as e:
+            raise gr.Error(str(e)) from None
+        yield "", "", views.adaptation(None), None
+        try:
+            for how, out in write_like(model, passage, seed, settings, interval=STREAM_INTERVAL):
+                yield out.seed + out.greedy, out.seed + out.sampled, views.adaptation(how, out), how.summary()
+        except ValueError:
+            raise gr.Error("The passage needs at least 2 characters the model knows.") from None
+
+    return write

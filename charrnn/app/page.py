@@ -106,6 +106,8 @@ def build_demo(model: CharRNN | None, source: str = "weights", error: str | None
             gr.Markdown(views.about(model, source) if model is not None else f"No model is loaded: {error}")
         read_tab(model, error)
         inside_tab(model, error)
+        watch_tab(handlers.snapshot_engines(model, source, engine), accepted, error)
+        write_tab(model, accepted, error)
 
         inputs = [c[k] for k in ("seed", "length", "temperature", "top_k", "top_p", "sampling_seed", "stop_at")]
         shown = [o["sampled"], o["surprise"], o["candidates"], o["info"]]
@@ -160,4 +162,66 @@ def inside_tab(model: CharRNN | None, error: str | None = None) -> None:
         ranking = gr.Dataframe(headers=["feature", "cell", "which", "correlation"], elem_id="inside-ranking",
                                label="Cells that track features of the text (correlation)")
         go.click(handlers.looker(model, error), [text, cell], [view, info, ranking], api_name="inside",
+                 preprocess=False, concurrency_id="reading")
+
+
+STYLE_EXAMPLES = [  # written for this page (MIT, as the project): a letter, and English, which the model never read
+    "Querida Marta: te escribo desde el tren, que otra vez va con retraso. El piso nuevo está bien, mejor de lo que "
+    "esperaba: es pequeño, pero tiene un balcón que da a una plaza con dos plátanos enormes. Por las mañanas entra "
+    "el sol en la cocina y me tomo el café de pie, mirando a los vecinos que sacan a pasear a los perros.",
+    "The lighthouse on Gull Point had not been lit for eleven years when Thomas Hale arrived to repair it. The "
+    "keeper's cottage stood at the foot of the tower, a low stone building with a green door and a garden full of "
+    "nettles. Inside there was a table, two chairs, an iron stove and a shelf of logbooks that went back to 1871.",
+]
+
+
+def write_settings(prefix: str, seed: str) -> list:
+    """Seed, length, temperature and sampling seed for the Watch and Write tabs, in that order."""
+    with gr.Row():
+        seed = gr.Textbox(label="Seed text", value=seed, lines=2, scale=3, elem_id=f"{prefix}-seed")
+        with gr.Column(scale=2):
+            length = gr.Slider(*LENGTH[:2], value=200, step=1, label="Length (characters)", elem_id=f"{prefix}-length")
+            temperature = gr.Slider(*TEMPERATURE[:2], value=TEMPERATURE[2], step=0.05, label="Temperature (sampled)",
+                                    elem_id=f"{prefix}-temperature")
+            sampling_seed = gr.Number(1, precision=0, minimum=-1, label="Sampling seed (-1 = random)",
+                                      info="The same seeds give the same texts.", elem_id=f"{prefix}-sampling-seed")
+    return [seed, length, temperature, sampling_seed]
+
+
+def watch_tab(shots: list, accepted, error: str | None) -> None:
+    """The "Watch it learn" tab: what each snapshot of the training run writes, side by side. Endpoint /watch."""
+    with gr.Tab("Watch it learn", id="watch"):
+        gr.Markdown("The same seed continued by the model as it was at several moments of its training: "
+                    "first spaces and short words, then words, then names, punctuation and dialogue. "
+                    "Greedy takes the likeliest character, sampled draws one with the sampling seed.\n\n"
+                    + views.snapshots_note([s for s, _ in shots]), elem_id="watch-note")
+        inputs = write_settings("watch", EXAMPLES[0])
+        go = gr.Button("Watch it write", variant="primary", elem_id="watch-go")
+        view = gr.HTML(elem_id="watch-view")
+        with gr.Accordion("As data (the /watch endpoint's answer)", open=False):
+            rows = gr.JSON(elem_id="watch-json")
+        # No concurrency limit: each snapshot's engine batches every request and applies its own limits.
+        go.click(handlers.watcher(shots, accepted, error), inputs, [view, rows], api_name="watch",
+                 preprocess=False, concurrency_limit=None)
+
+
+def write_tab(model: CharRNN | None, accepted, error: str | None) -> None:
+    """The "Write like this" tab: the model reads a passage adapting, on a copy, then continues a seed
+    in its style. Endpoint /write_like."""
+    with gr.Tab("Write like this", id="write"):
+        gr.Markdown("Paste a passage (a letter, a poem, a page of another book): the model reads it learning as it "
+                    "reads (the *Read a text* tab's dynamic evaluation, on a copy: the page's model never changes), "
+                    "then continues your seed in its style. The page says how much it adapted.")
+        passage = gr.Textbox(label=f"Passage (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14,
+                             elem_id="write-passage")
+        gr.Examples(STYLE_EXAMPLES, inputs=passage, label="Passages the model never read")
+        inputs = [passage, *write_settings("write", "Querida")]
+        go = gr.Button("Read it, then write", variant="primary", elem_id="write-go")
+        info = gr.Markdown(elem_id="write-info")
+        with gr.Row(equal_height=True):
+            greedy = gr.Textbox(label="Greedy, adapted", lines=8, interactive=False, elem_id="write-greedy")
+            sampled = gr.Textbox(label="Sampled, adapted", lines=8, interactive=False, elem_id="write-sampled")
+        with gr.Accordion("How it adapted, as data", open=False):
+            how = gr.JSON(elem_id="write-json")
+        go.click(handlers.writer(model, accepted, error), inputs, [greedy, sampled, info, how], api_name="write_like",
                  preprocess=False, concurrency_id="reading")
