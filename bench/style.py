@@ -23,15 +23,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import common  # noqa: E402  (after the path fix, so `python bench/x.py` works)
+import torch
 
-import torch  # noqa: E402
-
-from charrnn.data import find_corpus, read_text, split  # noqa: E402
-from charrnn.evaluate import Adapt, score  # noqa: E402
-from charrnn.generate import Settings, complete  # noqa: E402
-from charrnn.hub import load_model  # noqa: E402
-from charrnn.style import ADAPT, read_passage  # noqa: E402
+from bench import common
+from charrnn.data import find_corpus, read_text, split
+from charrnn.evaluate import Adapt, score
+from charrnn.generate import Settings, complete
+from charrnn.hub import load_model
+from charrnn.style import ADAPT, read_passage
 
 TEXTS = Path(__file__).resolve().parent / "texts"
 OWN_TEXTS = {"carta": "a modern letter (Spanish)", "noticia": "a news report (Spanish)",

@@ -9,7 +9,6 @@ from charrnn.app import views
 from charrnn.generate import Settings, complete
 from charrnn.hub import load_model
 from charrnn.snapshots import find_snapshots
-from test_browser import browser  # noqa: F401  (the Playwright fixture: chromium, or a skip)
 from test_snapshots import trained  # noqa: F401  (a tiny run with snapshots, written as train.py writes it)
 from test_style import PASSAGE
 
@@ -95,7 +94,7 @@ def test_watch_bad_input_gets_a_sentence(client):
         client.predict(SEED, 5, 0.8, 1, api_name="/watch")
 
 
-def test_both_tabs_in_a_browser_with_snapshots(browser, url, run_dir):  # noqa: F811
+def test_both_tabs_in_a_browser_with_snapshots(browser, url, run_dir):
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
     page.goto(url, wait_until="networkidle")
     page.get_by_role("tab", name="Watch it learn").click()
@@ -110,7 +109,7 @@ def test_both_tabs_in_a_browser_with_snapshots(browser, url, run_dir):  # noqa: 
     page.close()
 
 
-def test_both_tabs_in_a_browser_on_the_shipped_weights(browser, launch_app):  # noqa: F811
+def test_both_tabs_in_a_browser_on_the_shipped_weights(browser, launch_app):
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
     page.goto(launch_app(load_model("weights"), "weights"), wait_until="networkidle")
     page.get_by_role("tab", name="Watch it learn").click()

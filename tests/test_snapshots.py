@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from charrnn import hub, snapshots
+from charrnn import hub
 from charrnn.config import snapshot_moments
 from charrnn.generate import Settings, complete
 from charrnn.snapshots import Keeper, find_snapshots
