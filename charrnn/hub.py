@@ -233,7 +233,7 @@ def save_weights(model: CharRNN, out: Path) -> None:
 def training_curve(history: list[dict]) -> tuple[list[float], list[float]]:
     """(minutes, train loss) of the metrics rows' training-loss points (rows written before those
     points existed give one point each: the mean since the evaluation before)."""
-    points = [p for r in history for p in r.get("train_points") or [[r["step"], r["elapsed_s"], r["train_loss"]]]]
+    points = [p for r in history for p in r.get("train_points") or [[r.get("step"), r["elapsed_s"], r["train_loss"]]]]
     return [p[1] / 60 for p in points], [p[2] for p in points]
 
 
