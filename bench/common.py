@@ -45,13 +45,14 @@ def lscpu_line() -> str:
     """The CPU's model name and its vector-instruction flags (SSE/AVX/FMA/AMX/VNNI/F16C), as lscpu
     reports them: what decides how fast torch's CPU kernels run."""
     try:
-        fields = dict(line.split(":", 1) for line in subprocess.run(["lscpu"], capture_output=True, text=True,
-                                                                     check=True).stdout.splitlines() if ":" in line)
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
         return cpu_name() + " (lscpu not available)"
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
     wanted = ("sse4", "avx", "fma", "amx", "vnni", "f16c", "bf16")
     flags = [f for f in fields.get("Flags", "").split() if f.startswith(wanted)]
-    return f"{fields.get('Model name', cpu_name()).strip()}; flags: {' '.join(flags) or 'none of the vector ones'}"
+    name = fields.get("Model name", cpu_name()).strip()
+    return f"{name}; flags: {' '.join(flags) or 'none of the vector ones'}"
 
 
 def machine() -> str:

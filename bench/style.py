@@ -16,7 +16,8 @@ The last three were written for this benchmark by the charrnn project (2026) and
 with it under its MIT licence; they describe no real people or events.
 
     flock /work/cpu.lock python bench/style.py                     # ~1 min on a 2-core CPU
-    python bench/style.py --weights DIR --data FILE --adapt-chars 300 --score-chars 200 --results /tmp/R.md  # smoke
+    python bench/style.py --weights DIR --data FILE --adapt-chars 300 --score-chars 200 \
+        --results /tmp/R.md  # a smoke run
 """
 import argparse
 import sys
@@ -80,11 +81,14 @@ def report(args, lrs: list[float], rows: dict, found: dict) -> str:
         table.append([name, found[name][0], f"{row['unadapted']:.3f}", *[f"{a:.3f}" for a in row["adapted"]],
                       f"{gain:+.3f} ({gain / row['unadapted']:.1%})",
                       f"{how.start:.3f} → {how.end:.3f} ({how.end_unadapted:.3f})"])
-    what = (f"nats/char on the {args.score_chars:,} chars that follow the first {args.adapt_chars:,} of each text, "
+    what = (f"nats/char on the {args.score_chars:,} chars that follow the first {args.adapt_chars:,} of each "
+            f"text, "
             f"read from a fresh state by the unadapted model and by its copy adapted on those first chars "
-            f"(`charrnn.style.read_passage`: Adam on the last LSTM layer and the output layer, 96-char chunks; "
+            f"(`charrnn.style.read_passage`: Adam on the last LSTM layer and the output layer, 96-char "
+            f"chunks; "
             f"the Write tab adapts at lr {ADAPT.lr:g}, the Read tab at {Adapt.lr:g}). *While reading*: the "
-            f"adaptive read of the first part, its first and last quarter (at most 1,000 chars each), and the "
+            f"adaptive read of the first part, its first and last quarter (at most 1,000 chars each), and "
+            f"the "
             f"unadapted model on that last quarter. Weights: `{args.weights}`. The texts' sources: the "
             f"docstring of `bench/style.py`. One torch thread.")
     samples = "\n\n".join(sample_block(name, row["samples"]) for name, row in rows.items())
@@ -110,11 +114,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--weights", default="weights")
     p.add_argument("--data", default=None, help="the corpus (default: the one train.py finds)")
-    p.add_argument("--offset", type=int, default=20_000, help="where in the validation split the novel's text starts")
+    p.add_argument("--offset", type=int, default=20_000,
+                   help="where in the validation split the novel's text starts")
     p.add_argument("--adapt-chars", type=int, default=2000)
     p.add_argument("--score-chars", type=int, default=2000)
     p.add_argument("--lrs", default=f"{ADAPT.lr:g},{Adapt.lr:g}",
-                   help="adaptation learning rates; the first is shown in samples (default: the Write tab's, the Read tab's)")
+                   help="adaptation learning rates; the first is shown in samples "
+                        "(default: the Write tab's, the Read tab's)")
     p.add_argument("--results", default=str(common.RESULTS))
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # as the app runs

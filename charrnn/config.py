@@ -89,7 +89,7 @@ class TrainConfig:
     max_eval_chars: int = 1_000_000  # evaluations read at most this many validation chars (the default corpus has 204k)
     patience: int = 5  # evaluations without improvement before an early stop
     seed: int = 1337
-    snapshots: str = SNAPSHOTS  # moments to keep a snapshot of the weights at (see snapshot_moments), or "none"
+    snapshots: str = SNAPSHOTS  # moments to keep a snapshot of the weights (snapshot_moments), or "none"
     device: str = "auto"
     out: str = "weights"
 
@@ -146,8 +146,8 @@ def snapshot_moments(spec) -> tuple[str, ...]:
         return ()
     for w in words:
         number = w.removeprefix("epoch").removesuffix("%")
-        ok = w in ("half", "best") or (number.isdigit() and int(number) > 0 and (w[-1] != "%" or int(number) <= 100))
-        if not ok or (w.startswith("epoch") and w.endswith("%")):
-            raise ValueError(f"snapshots: {w!r} is not a moment; give steps (500), epochs (epoch1), a share of "
-                             f"the run (25%, half) or best, comma-separated, or none")
+        counted = number.isdigit() and int(number) > 0 and (w[-1] != "%" or int(number) <= 100)
+        if not (w in ("half", "best") or counted) or (w.startswith("epoch") and w.endswith("%")):
+            raise ValueError(f"snapshots: {w!r} is not a moment; give steps (500), epochs (epoch1), a share "
+                             f"of the run (25%, half) or best, comma-separated, or none")
     return tuple(dict.fromkeys(words))

@@ -57,7 +57,8 @@ class Keeper:
     write_best, once the run has chosen its weights). A fresh run first removes the snapshots of
     an earlier run in the same folder; a resumed one keeps them."""
 
-    def __init__(self, cfg: TrainConfig, out: Path, steps_per_epoch: int, step: int, epoch: int, progress: float):
+    def __init__(self, cfg: TrainConfig, out: Path, steps_per_epoch: int, step: int, epoch: int,
+                 progress: float):
         self.moments = [m for m in snapshot_moments(cfg.snapshots) if m != "best"]
         self.folder, self.cfg, self.steps_per_epoch = out / SNAPSHOTS, cfg, steps_per_epoch
         self.last = (step, epoch, progress)
@@ -66,8 +67,9 @@ class Keeper:
 
     def due(self, step: int, epoch: int, progress: float) -> list[str]:
         """The moments crossed since the last call (the run is at this step, epoch and progress)."""
-        crossed = [m for m in self.moments if _value(m, self.last) < _mark(m) <= _value(m, (step, epoch, progress))]
-        self.last = (step, epoch, progress)
+        now = (step, epoch, progress)
+        crossed = [m for m in self.moments if _value(m, self.last) < _mark(m) <= _value(m, now)]
+        self.last = now
         return crossed
 
     def take_due(self, model: CharRNN, run, progress: float, val_ids: torch.Tensor) -> float:
@@ -165,7 +167,8 @@ def _snapshots_folder(source: str | Path, log) -> Path | None:
     from huggingface_hub import snapshot_download  # only for a Hub repo: the rest never needs it
 
     try:
-        root = snapshot_download(str(source), allow_patterns=[f"{SNAPSHOTS}/*/*"], local_files_only=hub_offline())
+        root = snapshot_download(str(source), allow_patterns=[f"{SNAPSHOTS}/*/*"],
+                                 local_files_only=hub_offline())
     except Exception as e:  # offline and not cached, or no such repo: a page without snapshots, said once
         if log:
             log(f"no snapshots of {source}: {e}")

@@ -40,7 +40,8 @@ class Adaptation:
         return self.end_unadapted - self.end
 
     def summary(self) -> dict:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in {**asdict(self), "gain": self.gain}.items()}
+        values = {**asdict(self), "gain": self.gain}
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
 
 
 def read_passage(model: CharRNN, passage: str, adapt: Adapt = ADAPT) -> tuple[CharRNN, Adaptation]:
@@ -62,7 +63,8 @@ def read_passage(model: CharRNN, passage: str, adapt: Adapt = ADAPT) -> tuple[Ch
 
 
 def write_like(model: CharRNN, passage: str, seed_text: str, settings: Settings = Settings(),
-               adapt: Adapt = ADAPT, every: int = 1, interval: float = 0.0) -> Iterator[tuple[Adaptation, Output]]:
+               adapt: Adapt = ADAPT, every: int = 1, interval: float = 0.0
+               ) -> Iterator[tuple[Adaptation, Output]]:
     """Read `passage` adapting (on a copy), then stream the continuation of `seed_text` in its
     style: (how it adapted, the growing greedy and sampled Output), as generate.stream yields them.
     The settings are checked before the passage is read (SettingsError); a passage without 2
