@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from charrnn.data import find_corpus, read_text, split  # noqa: E402
 from charrnn.evaluate import LEARNABLE, Adapt, score  # noqa: E402
 from charrnn.mixing import Mix  # noqa: E402
-from charrnn.hub import load_model  # noqa: E402
+from charrnn import load_model  # noqa: E402
 
 PACKAGES = {"zpaq": "zpaq", "7z": "p7zip-full"}
 

@@ -16,7 +16,7 @@ from bench import common  # noqa: E402  (after the path fix, so `python bench/x.
 import torch  # noqa: E402
 
 from charrnn.generate import Settings, complete, make_step, prepare_seed, read  # noqa: E402
-from charrnn.hub import load_model  # noqa: E402
+from charrnn import load_model  # noqa: E402
 
 # The novel's opening (public domain), longer than the tutorial's 100-char window so every
 # re-encoding step reads a full window.

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from charrnn.data import find_corpus, read_text, split  # noqa: E402
 from charrnn.evaluate import nats_per_char  # noqa: E402
 from charrnn.generate import Settings, complete  # noqa: E402
-from charrnn.hub import load_model  # noqa: E402
+from charrnn import load_model  # noqa: E402
 
 # Seeds end in a space so the first generated word is a whole word.
 SEEDS = ["En un lugar de la Mancha, ", "Dijo don Quijote a su escudero: ", "Sancho Panza respondió que "]

@@ -26,7 +26,7 @@ from gradio_client import Client  # noqa: E402
 
 from charrnn.data import find_corpus, read_text, split  # noqa: E402
 from charrnn.evaluate import _target_logprobs, read  # noqa: E402
-from charrnn.hub import load_model  # noqa: E402
+from charrnn import load_model  # noqa: E402
 
 
 def passage(model, data: str | None, offset: int, chars: int) -> tuple[int, str]:

@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from bench import common
+from charrnn import load_model
 from charrnn.data import find_corpus, read_text, split
 from charrnn.evaluate import Adapt, score
 from charrnn.generate import Settings, complete
-from charrnn.hub import load_model
 from charrnn.style import ADAPT, read_passage
 
 TEXTS = Path(__file__).resolve().parent / "texts"

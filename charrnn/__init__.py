@@ -1,12 +1,11 @@
 """charrnn: a character-level language model of Don Quijote.
 
     from charrnn import CharRNN
-    model = CharRNN.from_pretrained("weights")  # a folder or a Hub repo id; load_model checks more
+    model = CharRNN.from_pretrained("weights")  # a folder or a Hub repo id, every step checked
     print(model.generate("En un lugar de la Mancha", length=300, temperature=0.8))
 """
 from .generate import Output, Settings, complete, stream
-from .hub import load_model
-from .model import CharRNN
+from .pretrained import CharRNN, load_model
 from .text import Vocab, normalize
 
 __all__ = ["CharRNN", "load_model", "Vocab", "normalize", "Settings", "Output", "stream", "complete"]

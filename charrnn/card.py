@@ -71,6 +71,13 @@ def card_kwargs(model, repo_id: str | None = None, corpus: CorpusProfile | None 
         usage=usage(repo_id or "OWNER/NAME", corpus), repo_url=CODE_URL, docs_url=CODE_URL)
 
 
+def render(model, **kwargs):
+    """The card (a huggingface_hub ModelCard) of `model` from CARD_TEMPLATE; kwargs as card_kwargs."""
+    from huggingface_hub import ModelCard
+
+    return ModelCard.from_template(template_str=CARD_TEMPLATE, **card_kwargs(model, **kwargs))
+
+
 def usage(repo_id: str, corpus: CorpusProfile | None = None) -> str:
     """The card's "Use" section for a model loaded from `repo_id` (as the user gave it), with one of
     the corpus's own seeds, scored on the file it was trained on (the default corpus is found by

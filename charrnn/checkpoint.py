@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from .config import REGULARIZERS_OFF, RESUMABLE, TrainConfig, recipe_for_budget
-from .hub import first_line
 from .model import CharRNN, State
 from .text import Vocab
+from .weights import first_line
 
 CHECKPOINT = "checkpoint.pt"
 OLD_NAMES = {"warmup": "warmup_frac", "min_lr": "min_lr_frac",  # checkpoints of earlier versions

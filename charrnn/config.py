@@ -3,6 +3,7 @@ that picks one for a time budget."""
 from dataclasses import dataclass
 
 from .corpus_profile import LANGUAGE_CODE
+from .model import MAX_LAYERS, MAX_WIDTH
 
 # Two presets. Which one learns more depends on the budget (measured in bench/RESULTS.md, "How the
 # default recipes were chosen"): short, one wide GRU layer over 64 streams of 64-char chunks, learns
@@ -115,8 +116,9 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be a positive whole number, not {v!r}")
-        if self.hidden_size > 8192 or self.embed_dim > 8192 or self.num_layers > 16:
-            raise ValueError("sizes this large will not train here: hidden/embed at most 8192, at most 16 layers")
+        if self.hidden_size > MAX_WIDTH or self.embed_dim > MAX_WIDTH or self.num_layers > MAX_LAYERS:
+            raise ValueError(f"sizes this large will not train here: hidden/embed at most {MAX_WIDTH}, "
+                             f"at most {MAX_LAYERS} layers")
         if self.language is not None and not LANGUAGE_CODE.match(self.language):
             raise ValueError(f"language must be an ISO 639 code such as en, es or zh (or 'unknown'), "
                              f"not {self.language!r}")

@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from .data import DataError, find_corpus, read_text, split
     from .device import resolve_device
-    from .hub import WeightsError, load_model
+    from .weights import WeightsError
 
     args = build_parser().parse_args(argv)
     try:
@@ -412,7 +412,7 @@ def main(argv=None) -> int:
                       learn=args.adapt_learn) \
             if args.adapt or args.mix else None
         device = resolve_device(args.device)
-        model = load_model(args.weights, device)
+        model = CharRNN.from_pretrained(args.weights, map_location=device)  # the one loading path
         data = args.data or find_corpus()
         text = model.vocab.normalize(read_text(data))
         unknown = model.vocab.unknown(text)

@@ -1,219 +1,20 @@
-"""Weights on disk and on the Hub: load with clear errors, save atomically, the loss plot,
-the model card, and the push."""
-import contextlib
-import inspect
-import json
+"""Publishing weights: save them atomically, the loss plot, the model card of a run, the card's
+metrics and corpus read back, and the push to the Hub (with its CLI). Loading is
+CharRNN.from_pretrained (charrnn/model.py, over charrnn/weights.py's checks)."""
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
 from . import corpus_profile
-from .card import Metrics, read_metrics, retarget
+from .card import Metrics, read_metrics, render, retarget
 from .corpus_profile import PROFILE_FILE, CorpusProfile
 from .model import CharRNN
+from .pretrained import load_model
+from .weights import PROBE_TIMEOUT_S, WEIGHT_FILES, first_line, hub_offline, hub_reachable, is_repo_id
 
-WEIGHT_FILES = ("config.json", "model.safetensors")
 UPLOAD_FILES = ["config.json", "model.safetensors", "README.md", PROFILE_FILE, "loss.png", "metrics.jsonl"]
 SNAPSHOTS = "snapshots"  # training's snapshots of the weights (charrnn/snapshots.py), a subfolder each
 SNAPSHOT_FILES = ("config.json", "model.safetensors", "snapshot.json")
-
-
-def first_line(e: Exception) -> str:
-    """An exception as one line for the user: libraries' messages can run to many."""
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-class WeightsError(Exception):
-    """Weights that cannot be loaded; the message says which and why."""
-
-
-PROBE_TIMEOUT_S = 3.0  # how long to wait for the Hub before falling back to the local cache
-
-
-def load_model(weights: str | os.PathLike, device: torch.device | str = "cpu",
-               cache_dir: str | None = None, log=None) -> CharRNN:
-    """Load from a folder (config.json + model.safetensors) or a Hub repo id, strictly and
-    checked before anything is allocated: the config must match the safetensors header's
-    shapes, every tensor must be floating point and finite, no tensor missing or extra."""
-    folder = _local_folder(weights, cache_dir, log or _stderr)
-    try:
-        config = _read_config(folder / "config.json")
-        check_shapes(config, _read_header(folder / "model.safetensors"))  # before allocating: fails in microseconds
-        model = CharRNN(**config)
-        model.load_state_dict(_read_tensors(folder / "model.safetensors"), strict=True)
-    except WeightsError as e:
-        raise WeightsError(f"could not load weights from {weights}: {e}") from None
-    return model.to(device).eval()
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-def _local_folder(weights: str | os.PathLike, cache_dir: str | None, log) -> Path:
-    """The folder holding the files: `weights` itself, or the Hub snapshot it names."""
-    path = Path(weights)
-    if path.is_dir():
-        missing = [f for f in WEIGHT_FILES if not (path / f).is_file()]
-        if missing:
-            raise WeightsError(f"{path} is missing {', '.join(missing)}: train with `python train.py --out {path}`")
-        return path
-    if path.exists() or not is_repo_id(str(weights)):
-        raise WeightsError(f"no weights folder at {weights} (and it is not a Hub repo id like OWNER/NAME)")
-    return _download(str(weights), cache_dir, log)
-
-
-def is_repo_id(name: str) -> bool:
-    """OWNER/NAME, as the Hub spells repo ids (not a path like ./x/y or /x/y)."""
-    return name.count("/") == 1 and not name.startswith((".", "/")) and not name.endswith("/")
-
-
-def hub_offline() -> bool:
-    """HF_HUB_OFFLINE as huggingface_hub reads it, looked up now rather than at import."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """One quick request to the Hub, through huggingface_hub's own session (its proxies, its
-    endpoint): the download functions would otherwise retry for ~25 s before giving up."""
-    from huggingface_hub import constants
-    from huggingface_hub.utils import get_session
-
-    try:
-        get_session().head(constants.ENDPOINT, timeout=timeout)
-    except Exception:  # DNS, refused, timeout, TLS: all mean "not now"
-        return False
-    return True
-
-
-def _download(repo_id: str, cache_dir: str | None, log) -> Path:
-    """config.json, model.safetensors (and the card, if any) of a Hub repo, as a local folder.
-    Offline (HF_HUB_OFFLINE, or the Hub unreachable) only the cache is used, and we say so once."""
-    from huggingface_hub import hf_hub_download
-
-    offline = "HF_HUB_OFFLINE is set" if hub_offline() else (
-        None if hub_reachable() else f"the Hub cannot be reached (no answer from it within {PROBE_TIMEOUT_S:g} s)")
-    try:
-        files = [Path(hf_hub_download(repo_id, name, cache_dir=cache_dir, local_files_only=bool(offline)))
-                 for name in WEIGHT_FILES]
-    except Exception as e:
-        if offline:
-            raise WeightsError(f"{offline} and {repo_id} is not in the local Hugging Face cache: connect and "
-                               f"try again, or pass a weights folder") from None
-        raise WeightsError(f"could not download {repo_id} from the Hub: {first_line(e)}") from None
-    if offline:
-        log(f"{offline}: using the cached copy of {repo_id}")
-    for optional in ("README.md", PROFILE_FILE):  # the card's metrics and the corpus's page texts, when there
-        with contextlib.suppress(Exception):
-            hf_hub_download(repo_id, optional, cache_dir=cache_dir, local_files_only=bool(offline))
-    return files[0].parent
-
-
-def _read_config(path: Path) -> dict:
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise WeightsError(f"{path.name} is not valid JSON ({e})") from None
-    if not isinstance(config, dict):
-        raise WeightsError(f"{path.name} must hold a JSON object of CharRNN's settings")
-    known = set(inspect.signature(CharRNN.__init__).parameters) - {"self"}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise WeightsError(f"{path.name} has settings CharRNN does not take: {', '.join(unknown)}")
-    return config
-
-
-def _read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
-    """{tensor name: (shape, dtype)} from the safetensors header alone: no tensor is read."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), "pt") as f:
-            header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own SafetensorError, or OSError
-        raise WeightsError(f"{path.name} is not a readable safetensors file: {first_line(e)}") from None
-    not_float = {k: d for k, (_, d) in header.items() if d not in FLOAT_DTYPES}
-    if not_float:
-        name, dtype = next(iter(sorted(not_float.items())))
-        raise WeightsError(f"{path.name}: tensor {name} is {dtype}, not floating point: these are not trained weights")
-    return header
-
-
-FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
-
-
-def check_shapes(config: dict, header: dict) -> None:
-    """The model config.json describes must have exactly the tensors and shapes of the file.
-    The model is built on the meta device: shapes without a byte of memory."""
-    try:
-        with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in CharRNN(**config).state_dict().items()}
-    except (TypeError, ValueError) as e:
-        raise WeightsError(f"config.json: {first_line(e)}") from None
-    got = {k: shape for k, (shape, _) in header.items()}
-    if got == expected:
-        return
-    fields = _disagreeing_fields(config, got)
-    tensor = _first_difference(expected, got)
-    raise WeightsError(f"model.safetensors does not match config.json: {fields + ' (' + tensor + ')' if fields else tensor}")
-
-
-def _first_difference(expected: dict, got: dict) -> str:
-    for name in expected:
-        if name not in got:
-            return f"the weights lack tensor {name}, which config.json implies"
-        if got[name] != expected[name]:
-            return f"tensor {name} is {list(got[name])} in the weights, config.json implies {list(expected[name])}"
-    name = next(n for n in got if n not in expected)
-    return f"the weights have tensor {name} {list(got[name])}, which config.json does not imply"
-
-
-def _disagreeing_fields(config: dict, got: dict) -> str:
-    """Which config.json fields the weights' shapes contradict, e.g. 'config.json has
-    hidden_size 32, the weights 16'; empty when the shapes do not say."""
-    try:
-        vocab, embed_dim = got["embed.weight"]
-        gates, hidden = got["rnn.weight_hh_l0"]
-        layers = sum(1 for n in got if n.startswith("rnn.weight_hh_l"))
-    except (KeyError, ValueError):
-        return ""
-    cell = {4: "lstm", 3: "gru"}.get(gates // hidden if hidden else 0)
-    implied = {"vocab": vocab, "embed_dim": embed_dim, "hidden_size": hidden, "num_layers": layers, "cell": cell}
-    defaults = {k: p.default for k, p in inspect.signature(CharRNN.__init__).parameters.items()}
-    said = {k: config.get(k, defaults[k]) for k in implied}
-    said["vocab"] = len(said["vocab"])
-    wrong = [k for k in implied if implied[k] is not None and said[k] != implied[k]]
-    shown = {"vocab": lambda v: f"{v} characters"}
-    return "; ".join(f"config.json has {k} {shown.get(k, repr)(said[k])}, the weights "
-                     f"{shown.get(k, repr)(implied[k])}" for k in wrong)
-
-
-def checked_state_dict(path: str | os.PathLike, config: dict | None = None) -> dict[str, torch.Tensor]:
-    """The tensors of a model.safetensors, checked as load_model checks them: floating point,
-    finite and, given the config, exactly the tensors and shapes it implies."""
-    header = _read_header(Path(path))
-    if config is not None:
-        check_shapes(dict(config), header)
-    return _read_tensors(Path(path))
-
-
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(str(path))
-    except Exception as e:
-        raise WeightsError(f"{path.name} could not be read: {first_line(e)}") from None
-    for name, t in state.items():
-        bad = int((~torch.isfinite(t)).sum())
-        if bad:
-            raise WeightsError(f"{path.name}: tensor {name} has {bad:,} NaN or infinite value(s): "
-                               f"the training that wrote it diverged")
-    return state
 
 
 def save_weights(model: CharRNN, out: Path) -> None:
@@ -276,8 +77,8 @@ def model_card(summary: dict, samples: list[tuple[str, str]], command: str, load
               f"- AdamW (lr {cfg.lr}, weight decay {cfg.weight_decay}), {cfg.warmup_frac:.0%} warmup then cosine to "
               f"{cfg.min_lr_frac:.0%}, gradient clipping {cfg.grad_clip}, dropout {cfg.dropout}; the checkpoint with "
               f"the best validation loss kept."]
-    card = model.generate_model_card(repo_id=load_from, corpus=corpus or summary["profile"], facts=facts,
-                                     recipe=recipe, samples=samples, command=command, plot=True)
+    card = render(model, repo_id=load_from, corpus=corpus or summary["profile"], facts=facts, recipe=recipe,
+                  samples=samples, command=command, plot=True)
     return str(card)
 
 

@@ -6,13 +6,16 @@ LSTM Language Models"): dropout on the embedding's output and the RNN's output, 
 and DropConnect on the hidden-to-hidden weights (`weight_drop`: one mask on the recurrent matrices
 per forward pass). None of them changes the weights' shapes or is used in eval mode.
 
-CharRNN is also a PyTorchModelHubMixin, so save_pretrained / from_pretrained / push_to_hub
-write and read config.json (every __init__ argument, the vocabulary included),
-model.safetensors and the model card (charrnn/card.py's template). `generate` is a one-line
-front door to charrnn/generate.py, the code the app and the CLI use.
+CharRNN is also a PyTorchModelHubMixin (its public API): save_pretrained / push_to_hub write
+config.json (every __init__ argument, the vocabulary included) and model.safetensors, and
+`from_pretrained` is the package's one loading path, every step checked (charrnn/weights.py) so
+that bad weights are one line (a WeightsError) before anything is allocated. The class people
+use, with `generate` and the model card, is charrnn.CharRNN (charrnn/pretrained.py), this class
+with those on top.
 """
-import contextlib
-import io
+import inspect
+import os
+import sys
 
 import torch
 import torch.nn as nn
@@ -20,23 +23,19 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch.func import functional_call
 
-from .card import CARD_TEMPLATE, CODE_URL, LICENSE, TAGS, card_kwargs
+from . import weights
 from .text import Vocab
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # GRU: h; LSTM: (h, c), each (L, B, H)
 
 
-class CharRNN(
-    nn.Module,
-    PyTorchModelHubMixin,
-    library_name="charrnn",
-    tags=list(TAGS),  # a copy: the mixin appends its own tags to the list it is given
-    license=LICENSE,
-    pipeline_tag="text-generation",
-    model_card_template=CARD_TEMPLATE,
-    repo_url=CODE_URL,
-    docs_url=CODE_URL,
-):
+MAX_WIDTH = 8192  # embedding and hidden sizes above this will not train or load here
+MAX_LAYERS = 16
+
+
+class CharRNN(nn.Module, PyTorchModelHubMixin, library_name="charrnn", pipeline_tag="text-generation"):
+    optional_files: tuple[str, ...] = ()  # files from_pretrained also fetches from a Hub repo, when it has them
+
     def __init__(self, vocab: str, strip_accents: bool = False, cell: str = "lstm",
                  embed_dim: int = 128, hidden_size: int = 512, num_layers: int = 2,
                  dropout: float = 0.2, locked_dropout: bool = False, embed_dropout: float = 0.0,
@@ -44,9 +43,13 @@ class CharRNN(
         super().__init__()
         if cell not in ("gru", "lstm"):
             raise ValueError(f"cell must be 'gru' or 'lstm', not {cell!r}")
-        if len(vocab) < 2 or min(embed_dim, hidden_size, num_layers) < 1 or not all(
-                0 <= p < 1 for p in (dropout, embed_dropout, weight_drop)):
-            raise ValueError("need a vocabulary of 2+ chars, positive sizes and dropouts in [0, 1)")
+        for name, size, most in [("embed_dim", embed_dim, MAX_WIDTH), ("hidden_size", hidden_size, MAX_WIDTH),
+                                 ("num_layers", num_layers, MAX_LAYERS)]:
+            if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= most:
+                raise ValueError(f"{name} must be a whole number from 1 to {most}, not {size!r}")
+        if not isinstance(vocab, str) or len(vocab) < 2 or not all(
+                isinstance(p, (int, float)) and 0 <= p < 1 for p in (dropout, embed_dropout, weight_drop)):
+            raise ValueError("need a vocabulary of 2+ chars (a string) and dropouts in [0, 1)")
         self.vocab = Vocab(vocab, strip_accents)
         self.cell = cell
         self.embed = nn.Embedding(len(vocab), embed_dim)
@@ -119,57 +122,48 @@ class CharRNN(
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    @torch.no_grad()
-    def generate(self, text: str = "", length: int = 300, temperature: float = 0.8, top_k: int = 0,
-                 top_p: float = 1.0, seed: int | None = None) -> str:
-        """The continuation of `text` (without it), sampled as the app samples: temperature 0 is
-        greedy, top_k 0 and top_p 1 are off, the same `seed` gives the same text. Characters the
-        model does not know are mapped to close ones or dropped. Bad settings raise ValueError."""
-        from .generate import Settings, complete  # generate.py imports this module
-
-        settings = Settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, sampling_seed=seed)
-        return complete(self, text, settings).sampled
-
-    # ------------------------------------------------------------- the Hub mixin, made to use our card
-
-    def generate_model_card(self, *args, **kwargs):
-        """The card from charrnn/card.py's template. save_pretrained and push_to_hub pass their
-        `model_card_kwargs` here: repo_id, corpus, val_nats, facts, recipe, samples, command, plot."""
-        from huggingface_hub import ModelCard
-
-        return ModelCard.from_template(template_str=self._hub_mixin_info.model_card_template,
-                                       **card_kwargs(self, **kwargs))
-
-    def save_pretrained(self, save_directory, *, model_card_kwargs: dict | None = None, **kwargs):
-        """The mixin's save_pretrained; the card's code loads from this folder unless
-        `model_card_kwargs` names a repo_id."""
-        model_card_kwargs = {"repo_id": str(save_directory), **(model_card_kwargs or {})}
-        return super().save_pretrained(save_directory, model_card_kwargs=model_card_kwargs, **kwargs)
-
-    def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict | None = None, **kwargs):
-        """The mixin's push_to_hub; the card's code loads from the repo pushed to."""
-        return super().push_to_hub(repo_id, model_card_kwargs={**(model_card_kwargs or {}), "repo_id": repo_id},
-                                   **kwargs)
+    # ---------------------------------------------------------------- the one loading path
 
     @classmethod
-    def _load_as_safetensor(cls, model: "CharRNN", model_file: str, map_location: str, strict: bool) -> "CharRNN":
-        """The mixin's last step, through load_model's checks: the shapes config.json implies,
-        floating-point and finite values; each failure a WeightsError naming the tensor."""
-        from .hub import WeightsError, checked_state_dict
-
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *, cache_dir: str | None = None,
+                        map_location: torch.device | str = "cpu", log=None) -> "CharRNN":
+        """A weights folder (config.json + model.safetensors) or a Hub repo id, loaded strictly and
+        checked before anything is allocated: the config a JSON object of this class's settings,
+        the safetensors header's shapes those it implies (the model built on the meta device),
+        every tensor floating point and finite. Offline (HF_HUB_OFFLINE, or no answer from the Hub
+        within seconds) a repo id comes from the local cache, and `log` says so. Any failure is
+        one WeightsError line."""
+        name = pretrained_model_name_or_path
+        folder = weights.weights_folder(name, cache_dir, log or _stderr, cls.optional_files)  # says where itself
         try:
-            state = checked_state_dict(model_file, model._hub_mixin_config if strict else None)
-        except WeightsError as e:
-            raise WeightsError(f"could not load weights from {model_file}: {e}") from None
-        model.load_state_dict(state, strict=strict)
+            config = weights.read_config(folder / "config.json", set(_settings(cls)))
+            header = weights.read_header(folder / "model.safetensors")
+            weights.check_shapes(cls.shapes(config), header, {**_settings(cls), **config})
+            model = cls(**config)
+            model.load_state_dict(weights.read_tensors(folder / "model.safetensors"), strict=True)
+        except weights.WeightsError as e:
+            raise weights.WeightsError(f"could not load weights from {name}: {e}") from None
         return model.to(map_location).eval()
 
     @classmethod
-    def _from_pretrained(cls, *, strict: bool = True, **kwargs):
-        """The mixin's loader, strict by default (a missing or extra tensor is an error) and quiet
-        (it prints "Loading weights from local directory"). charrnn.hub.load_model checks more."""
-        with contextlib.redirect_stdout(io.StringIO()):
-            return super()._from_pretrained(strict=strict, **kwargs)
+    def shapes(cls, config: dict) -> dict[str, tuple[int, ...]]:
+        """The tensors and shapes a model of these settings has, without a byte of memory (built on
+        the meta device). Settings it cannot be built with are a WeightsError."""
+        try:
+            with torch.device("meta"):
+                return {k: tuple(v.shape) for k, v in cls(**config).state_dict().items()}
+        except (TypeError, ValueError) as e:
+            raise weights.WeightsError(f"config.json: {weights.first_line(e)}") from None
+
+
+def _settings(cls) -> dict:
+    """The settings __init__ takes, with their defaults (no default: None)."""
+    params = inspect.signature(cls.__init__).parameters
+    return {k: (None if p.default is p.empty else p.default) for k, p in params.items() if k != "self"}
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def detach_state(state: State) -> State:

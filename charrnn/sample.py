@@ -33,7 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     from .device import resolve_device
-    from .hub import WeightsError, load_model
+    from .pretrained import load_model
+    from .weights import WeightsError
 
     args = parse_args(argv)
     torch.set_num_threads(1)  # one char per step is latency-bound: extra threads only add sync overhead

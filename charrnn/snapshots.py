@@ -9,7 +9,7 @@ the weights folder, which is pushed and deployed with it:
 
 snapshot.json holds the moments it was taken for, the step, epoch, training minutes and the
 validation loss then (nats/char, as the run's evaluations read it). A snapshot loads through the
-one loading path (hub.load_model), in fp32 like any weights.
+one loading path (load_model), in fp32 like any weights.
 """
 import copy
 import json
@@ -22,7 +22,9 @@ import torch
 
 from .config import TrainConfig, snapshot_moments
 from .evaluate import nats_per_char
-from .hub import SNAPSHOTS, hub_offline, is_repo_id, load_model, save_weights
+from .hub import SNAPSHOTS, save_weights
+from .pretrained import load_model
+from .weights import hub_offline, is_repo_id
 from .model import CharRNN
 
 INFO = "snapshot.json"

@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 
 from .data import DataError, find_corpus, refuse_utf16
-from .hub import first_line
+from .weights import first_line
 
 BLOCK_BYTES = 8 << 20  # read files 8 MiB at a time
 

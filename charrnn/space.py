@@ -16,7 +16,9 @@ from pathlib import Path
 
 from . import corpus_profile
 from .card import CODE_URL, LICENSE, retarget
-from .hub import PushError, WeightsError, check_can_push, first_line, is_repo_id, load_model, upload_files
+from .hub import PushError, check_can_push, upload_files
+from .pretrained import load_model
+from .weights import WeightsError, first_line, is_repo_id
 
 PACKAGE = Path(__file__).resolve().parent  # the charrnn package as it is installed (or checked out)
 APP = '"""The Space\'s entry: the demo page of the model in weights/ (charrnn/app)."""\n' \

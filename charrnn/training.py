@@ -34,11 +34,12 @@ from .checkpoint import (CHECKPOINT, CheckpointError, RunState, check_position, 
 from .config import TrainConfig
 from .device import machine_name
 from .evaluate import nats_per_char
-from .hub import first_line
-from .model import CharRNN, detach_state
+from .model import detach_state
+from .pretrained import CharRNN
 from .snapshots import Keeper
 from .sources import open_source
 from .text import Vocab
+from .weights import first_line
 
 
 @dataclass

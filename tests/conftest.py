@@ -121,7 +121,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir):
     """The tiny model loaded the way the app and the CLIs load weights."""
-    from charrnn.hub import load_model
+    from charrnn import load_model
 
     return load_model(tiny_model_dir, "cpu")
 

@@ -8,8 +8,8 @@ from huggingface_hub import ModelCard
 from charrnn import corpus_profile as cp
 from charrnn.config import TrainConfig
 from charrnn.data import CORPUS_SHA256
-from charrnn.hub import load_model
-from charrnn.model import CharRNN
+from charrnn import load_model
+from charrnn import CharRNN
 from conftest import ROOT
 
 NOVEL = ["Quijote", "Cervantes", "Spanish", "Mancha", "spanish", "don-quijote"]

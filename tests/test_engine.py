@@ -292,7 +292,7 @@ import sys, time
 from bench.solo import Solo
 from charrnn.engine import Engine
 from charrnn.generate import Settings
-from charrnn.hub import load_model
+from charrnn import load_model
 model = load_model(sys.argv[1])
 engine = (Engine if sys.argv[2] == "engine" else Solo)(model)
 for i in range(4):

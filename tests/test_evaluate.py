@@ -209,7 +209,7 @@ def test_score_refuses_too_short_text(tiny_model):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 def test_cuda_scores_as_the_cpu_does(tiny_model_dir, ids):
-    from charrnn.hub import load_model
+    from charrnn import load_model
 
     cpu, cuda = load_model(tiny_model_dir, "cpu"), load_model(tiny_model_dir, "cuda")
     for adapt in (None, Adapt(lr=3e-3, decay=0.01)):

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn import hub
-from charrnn.hub import PushError, WeightsError, load_model, push, save_weights
+from charrnn import hub, weights
+from charrnn.hub import PushError, push, save_weights
+from charrnn.pretrained import load_model
+from charrnn.weights import WeightsError
 from conftest import profile_of
-from charrnn.model import CharRNN
+from charrnn import CharRNN
 from charrnn.text import Vocab
 
 VOCAB = Vocab.from_text("¿Qué tal, señor? ¡Bien! Dulcinea del Toboso.\n").chars
@@ -226,7 +228,7 @@ def _cache_with(folder: Path, cache: Path, repo_id: str) -> None:
 
 
 def test_offline_repo_id_not_in_cache_fails_at_once_saying_why(tmp_path, monkeypatch):
-    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=0: pytest.fail("probed although offline"))
+    monkeypatch.setattr(weights, "hub_reachable", lambda timeout=0: pytest.fail("probed although offline"))
     with pytest.raises(WeightsError, match="^HF_HUB_OFFLINE is set and someone/quijote is not in the local "
                                            "Hugging Face cache: connect and try again, or pass a weights folder$"):
         load_model("someone/quijote", cache_dir=str(tmp_path))
@@ -236,7 +238,7 @@ def test_unreachable_hub_uses_the_cache_and_says_so_once(model, tmp_path, monkey
     import huggingface_hub
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=0: False)
+    monkeypatch.setattr(weights, "hub_reachable", lambda timeout=0: False)
     calls = []
     real = huggingface_hub.hf_hub_download
 
@@ -244,7 +246,7 @@ def test_unreachable_hub_uses_the_cache_and_says_so_once(model, tmp_path, monkey
         calls.append(kwargs["local_files_only"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", recorded)
+    monkeypatch.setattr(weights, "hf_hub_download", recorded)
     _cache_with(_saved(model, tmp_path / "w"), tmp_path / "cache", "someone/quijote")
     said = []
     loaded = load_model("someone/quijote", cache_dir=str(tmp_path / "cache"), log=said.append)
@@ -259,7 +261,7 @@ def test_hub_reachable_is_false_without_a_network(monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
-    assert hub.hub_reachable(timeout=1) is False
+    assert weights.hub_reachable(timeout=1) is False
 
 
 def test_from_pretrained_makes_the_same_checks(model, tmp_path):
@@ -273,3 +275,46 @@ def test_from_pretrained_makes_the_same_checks(model, tmp_path):
         CharRNN.from_pretrained(folder)
     loaded = CharRNN.from_pretrained(_saved(model, tmp_path / "good"))
     assert torch.equal(loaded.head.weight, model.head.weight) and not loaded.training
+
+
+# ---------------------------------------------------------------- one loading path, one line each
+
+def _nested(folder: Path) -> None:
+    (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+
+
+BAD_WEIGHTS = {
+    "no folder": lambda tmp, model: "weights",  # relative, as `CharRNN.from_pretrained("weights")` in a fresh folder
+    "a folder without weights": lambda tmp, model: (tmp / "weights").mkdir() or "weights",
+    "a repo id, offline, not cached": lambda tmp, model: "someone/absent",
+    "non-finite weights": lambda tmp, model: _rewrite_tensors(_saved(model, tmp / "w"), lambda s: s[
+        "head.weight"].view(-1).__setitem__(0, float("nan"))) or tmp / "w",
+    "hidden_size 1e9": lambda tmp, model: _edit_config(_saved(model, tmp / "w"), hidden_size=1e9) or tmp / "w",
+    "hidden_size 10**9": lambda tmp, model: _edit_config(_saved(model, tmp / "w"), hidden_size=10 ** 9) or tmp / "w",
+    "deeply nested config.json": lambda tmp, model: _nested(_saved(model, tmp / "w")) or tmp / "w",
+}
+
+
+@pytest.mark.parametrize("case", BAD_WEIGHTS)
+def test_from_pretrained_and_load_model_say_the_same_one_line(model, tmp_path, monkeypatch, case):
+    """CharRNN.from_pretrained and charrnn.load_model are one path: the same WeightsError line, at once,
+    and never a request to the Hub that would retry for half a minute."""
+    from charrnn import CharRNN as Public, load_model as public_load
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(weights, "hub_reachable", lambda timeout=0: pytest.fail("asked the Hub although offline"))
+    where = BAD_WEIGHTS[case](tmp_path, model)
+    said = []
+    for load in (Public.from_pretrained, CharRNN.from_pretrained, public_load):
+        with pytest.raises(WeightsError) as error:
+            load(where)
+        said.append(str(error.value))
+    assert len(set(said)) == 1 and "\n" not in said[0], said
+
+
+def test_the_app_starts_with_a_message_on_absurd_sizes(model, tmp_path):
+    from charrnn.app import server
+
+    _edit_config(_saved(model, tmp_path / "w"), hidden_size=1e9)
+    loaded, message = server.load(str(tmp_path / "w"), "cpu")
+    assert loaded is None and "hidden_size must be a whole number from 1 to 8192, not 1000000000.0" in message

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from charrnn import hub
+from charrnn import hub, weights
 from charrnn.config import snapshot_moments
 from charrnn.generate import Settings, complete
 from charrnn.snapshots import Keeper, find_snapshots
@@ -47,7 +47,7 @@ def test_a_run_keeps_a_snapshot_at_each_moment_asked_for(trained):
 def test_a_snapshot_is_half_precision_and_loads_through_load_model(trained):
     result, out = trained
     first = find_snapshots(out)[0]
-    header = hub._read_header(first.weights / "model.safetensors")
+    header = weights.read_header(first.weights / "model.safetensors")
     assert {dtype for _, dtype in header.values()} == {"F16"}
     model = first.load()
     assert next(model.parameters()).dtype == torch.float32 and not model.training

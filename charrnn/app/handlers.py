@@ -12,7 +12,7 @@ from charrnn.data import DataError
 from charrnn.engine import Engine
 from charrnn.evaluate import Adapt, novel_nats_per_char, read
 from charrnn.generate import Bounds, SettingsError, check_seed_text, check_settings
-from charrnn.hub import first_line
+from charrnn.weights import first_line
 from charrnn.model import CharRNN
 from charrnn.scheduler import Busy
 from charrnn.serving import client_key

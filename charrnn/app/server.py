@@ -12,7 +12,8 @@ from starlette.middleware import Middleware
 
 from charrnn.device import resolve_device
 from charrnn.engine import Engine
-from charrnn.hub import WeightsError, load_model
+from charrnn.pretrained import load_model
+from charrnn.weights import WeightsError
 from charrnn.model import CharRNN
 from charrnn.serving import BodyLimit
 
