@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     from charrnn import distributed
     from charrnn.data import DataError
     from charrnn.device import resolve_device
-    from charrnn.hub import PushError, check_can_push, first_line, push
+    from charrnn.hub import PushError, check_can_push, push
+    from charrnn.weights import first_line
     from charrnn.training import Interrupted, train
 
     cfg = to_config(args)
