@@ -242,3 +242,36 @@ def test_a_nul_byte_anywhere_in_the_text_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "Traceback" not in "\n".join(err)
     assert err[-1].startswith("error: t.txt is binary, not text: it has a NUL character at char"), err
+
+
+def test_a_hub_dataset_without_a_network_is_one_line_at_once(tmp_path, capsys, monkeypatch):
+    """As a model's repo id: the Hub is probed once, and without an answer only the cache is read,
+    with no request that huggingface_hub would retry five times over 25 s."""
+    datasets = pytest.importorskip("datasets")
+    import httpx2
+    import huggingface_hub
+    from huggingface_hub import constants
+    from huggingface_hub.utils import _http
+
+    from charrnn import weights
+
+    requests = []
+
+    def answer(request):  # a Hub that answers would be asked: record it
+        requests.append(request)
+        return httpx2.Response(404, json={"error": "not here"})
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # no offline mode set: only the network is gone
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(weights, "hub_reachable", lambda timeout=0: False)
+    huggingface_hub.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(answer)))
+    try:
+        rc = train_cli.main(["--dataset", "someone/cartas", "--out", str(tmp_path / "out")])
+    finally:
+        huggingface_hub.set_client_factory(_http.default_client_factory)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "Traceback" not in "\n".join(err)
+    assert err[-1].startswith("error: the Hub cannot be reached (no answer from it within 3 s) and the dataset "
+                              "someone/cartas could not be read from the local Hugging Face cache"), err
+    assert requests == [] and datasets.config.HF_HUB_OFFLINE is False  # no request; the setting restored
