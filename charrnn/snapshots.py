@@ -23,9 +23,9 @@ import torch
 from .config import TrainConfig, snapshot_moments
 from .evaluate import nats_per_char
 from .hub import SNAPSHOTS, save_weights
+from .model import CharRNN
 from .pretrained import load_model
 from .weights import hub_offline, is_repo_id
-from .model import CharRNN
 
 INFO = "snapshot.json"
 OWN, PARENT = ".", "../.."  # where a snapshot's weights are: its own folder, or the weights folder's (best)

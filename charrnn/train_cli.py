@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     from charrnn.data import DataError
     from charrnn.device import resolve_device
     from charrnn.hub import PushError, check_can_push, push
-    from charrnn.weights import first_line
     from charrnn.training import Interrupted, train
+    from charrnn.weights import first_line
 
     cfg = to_config(args)
     try:

@@ -29,8 +29,17 @@ from tqdm.auto import tqdm
 
 from . import corpus_profile, data, distributed
 from .budget import Budget, estimate
-from .checkpoint import (CHECKPOINT, CheckpointError, RunState, check_position, load_checkpoint, mark_finished,
-                         restore_checkpoint, resumed_config, save_checkpoint)
+from .checkpoint import (
+    CHECKPOINT,
+    CheckpointError,
+    RunState,
+    check_position,
+    load_checkpoint,
+    mark_finished,
+    restore_checkpoint,
+    resumed_config,
+    save_checkpoint,
+)
 from .config import TrainConfig
 from .device import machine_name
 from .evaluate import nats_per_char

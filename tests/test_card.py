@@ -11,12 +11,11 @@ from huggingface_hub import ModelCard
 from charrnn import hub
 from charrnn.card import CODE_URL, read_metrics, retarget
 from charrnn.config import TrainConfig
-from charrnn.data import CorpusInfo
 from charrnn.corpus_profile import with_validation
+from charrnn.data import CorpusInfo
 from charrnn.generate import Settings, complete
 from charrnn.training import describe_corpus
 from conftest import ROOT, profile_of
-
 
 
 def summary_of(model, data=None) -> dict:

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn import train_cli
-from charrnn import data, sources
+from charrnn import data, sources, train_cli
 from charrnn.text import Vocab, normalize
 from charrnn.training import TrainConfig, open_corpus, train
 from conftest import make_text

@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn import hub, weights
+from charrnn import CharRNN, hub, weights
 from charrnn.hub import PushError, push, save_weights
 from charrnn.pretrained import load_model
+from charrnn.text import Vocab
 from charrnn.weights import WeightsError
 from conftest import profile_of
-from charrnn import CharRNN
-from charrnn.text import Vocab
 
 VOCAB = Vocab.from_text("¿Qué tal, señor? ¡Bien! Dulcinea del Toboso.\n").chars
 
@@ -299,7 +298,8 @@ BAD_WEIGHTS = {
 def test_from_pretrained_and_load_model_say_the_same_one_line(model, tmp_path, monkeypatch, case):
     """CharRNN.from_pretrained and charrnn.load_model are one path: the same WeightsError line, at once,
     and never a request to the Hub that would retry for half a minute."""
-    from charrnn import CharRNN as Public, load_model as public_load
+    from charrnn import CharRNN as Public
+    from charrnn import load_model as public_load
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(weights, "hub_reachable", lambda timeout=0: pytest.fail("asked the Hub although offline"))

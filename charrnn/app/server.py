@@ -12,10 +12,10 @@ from starlette.middleware import Middleware
 
 from charrnn.device import resolve_device
 from charrnn.engine import Engine
-from charrnn.pretrained import load_model
-from charrnn.weights import WeightsError
 from charrnn.model import CharRNN
+from charrnn.pretrained import load_model
 from charrnn.serving import BodyLimit
+from charrnn.weights import WeightsError
 
 from .page import CSS, build_demo
 
