@@ -121,7 +121,7 @@ def watch_html(snapshots: list[Snapshot], outs: list[Output | None]) -> str:
     for s, out in zip(snapshots, outs):
         seed = html.escape(out.seed) if out is not None else ""
         texts = "".join(
-            f'<div class="{kind}"><b>{kind}</b><div style="white-space: pre-wrap">'
+            f'<div class="{kind}"><b>{kind}</b><div style="white-space: pre-wrap; overflow-wrap: anywhere">'
             f'<span style="color: #9ca3af">{seed}</span>{html.escape(getattr(out, kind) if out else "")}</div></div>'
             for kind in ("greedy", "sampled"))
         cards.append(f'<div class="snapshot" data-step="{s.step}" style="border: 1px solid #d1d5db; border-radius: 8px; '
