@@ -186,7 +186,7 @@ def watcher(shots: list[tuple[Snapshot, Engine]], accepted: Bounds, error: str |
             yield views.watch_html(snapshots, outs), views.watch_rows(snapshots, outs)
         except Busy as e:
             raise gr.Error(busy_sentence(e)) from None
-        except Exception as e:  # noqa: BLE001 (one request's failure, said in a line; the engines go on)
+        except Exception as e:  # a request's failure, said in a line; the engines go on
             raise gr.Error(f"The generation failed: {first_line(e)}") from None
         finally:  # a page closed early: its rows leave every engine
             for (_, engine), generated in zip(shots, generating):
