@@ -11,7 +11,6 @@ prints one JSON line: {"nats_per_char", "bits_per_char", "chars", "unknown_chars
 """
 import argparse
 import copy
-import functools
 import json
 import math
 import queue
@@ -20,6 +19,7 @@ import sys
 import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -30,7 +30,6 @@ from .mixing import CountMixer, Mix
 from .model import CharRNN, detach_state
 
 WORD = re.compile(r"[^\W\d_]+")  # runs of letters, accented ones included
-REFERENCE_CHARS = 10_000  # the novel's own average is measured on this many validation chars
 PROGRESS_FROM = 100_000  # the CLI shows a progress bar from this many chars (static reads ~8,000 chars/s)
 
 
@@ -104,13 +103,28 @@ class Score:
         return out
 
 
+class _Ticking:
+    """A progress bar that also tells `tick(done, total)` after each piece read (see charrnn.reading)."""
+
+    def __init__(self, bar, total: int, tick: Callable[[int, int], None] | None):
+        self.bar, self.total, self.tick, self.done = bar, total, tick, 0  # (a disabled tqdm counts nothing)
+
+    def update(self, n: int) -> None:
+        self.bar.update(n)
+        self.done += n
+        if self.tick is not None:
+            self.tick(self.done, self.total)
+
+
 def score(model: CharRNN, ids: torch.Tensor, adapt: Adapt | None = None, progress: bool = False,
-          prior: torch.Tensor | None = None, keep_adapted: bool = False) -> Score:
+          prior: torch.Tensor | None = None, keep_adapted: bool = False,
+          tick: Callable[[int, int], None] | None = None) -> Score:
     """Score `ids` (1-D token ids, at least 2) statically, or adaptively with `adapt` settings.
     With `adapt.mix`, the count model starts from the counts of `prior` (1-D token ids, e.g. the
     training split; read as if just before `ids`) and learns `ids` as they are scored. With
     keep_adapted, Score.adapted is the adaptive reader's copy of the model as it ended the text
-    (to write in its style: charrnn/style.py); `model` itself never changes."""
+    (to write in its style: charrnn/style.py); `model` itself never changes.
+    `tick(done, total)` is called after each piece (an exception it raises stops the reading)."""
     if ids.dim() != 1 or len(ids) < 2:
         raise ValueError("need a 1-D sequence of at least 2 token ids to score")
     prior = torch.zeros(0, dtype=torch.long) if prior is None or adapt is None or adapt.mix is None else prior
@@ -118,6 +132,7 @@ def score(model: CharRNN, ids: torch.Tensor, adapt: Adapt | None = None, progres
                desc="adaptive" if adapt else "static", file=sys.stderr)
     adapted = None
     with bar:
+        bar = _Ticking(bar, len(ids) - 1, tick)
         if adapt is None:
             logprobs = _static(model, ids, bar)
         else:
@@ -146,31 +161,18 @@ class Reading:
         return sorted(worst.items(), key=lambda kv: -kv[1])[:n]
 
 
-def read(model: CharRNN, text: str, adapt: Adapt | None = None, keep_adapted: bool = False) -> Reading:
+def read(model: CharRNN, text: str, adapt: Adapt | None = None, keep_adapted: bool = False,
+         tick: Callable[[int, int], None] | None = None) -> Reading:
     """Score a text the way a user pastes it: normalized, unknown chars skipped and counted
-    (keep_adapted: see score)."""
+    (keep_adapted: see score). `tick(done, total)` is called after each piece, as score() does."""
     text = model.vocab.normalize(text)
     unknown = model.vocab.unknown(text)
     ids = torch.tensor(model.vocab.encode(text, errors="drop"), dtype=torch.long)
     if len(ids) < 2:
         raise ValueError("the text needs at least 2 characters the model knows")
-    result = score(model, ids, adapt, keep_adapted=keep_adapted)
+    result = score(model, ids, adapt, keep_adapted=keep_adapted, tick=tick)
     scored = iter([None] + result.logprobs.tolist())
     return Reading(text, [next(scored) if c in model.vocab.stoi else None for c in text], result, unknown)
-
-
-def reference_text(model: CharRNN, chars: int = REFERENCE_CHARS) -> str:
-    """The start of the novel's validation split (the last 20%: text the model did not train on),
-    normalized as the model reads it."""
-    from .data import find_corpus, read_text, split
-
-    return split(model.vocab.normalize(read_text(find_corpus())))[1][:chars]
-
-
-@functools.lru_cache(maxsize=4)
-def novel_nats_per_char(model: CharRNN) -> float:
-    """The model's static score on the novel's own validation text (computed once per model)."""
-    return read(model, reference_text(model)).score.nats_per_char
 
 
 def _target_logprobs(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -185,7 +187,9 @@ def _static(model: CharRNN, ids: torch.Tensor, bar, block: int = 512) -> torch.T
     the same numbers as one layer after the other (the state is carried from block to block)."""
     device = next(model.parameters()).device
     x_all, y_all = ids[:-1].to(device)[None], ids[1:].to(device)[None]  # (1, N-1)
-    blocks = (model.embed(x_all[:, i: i + block]) for i in range(0, x_all.size(1), block))  # (1, t, E) each
+    stop = threading.Event()  # set when the caller stops early: the layers then end at the next block
+    blocks = (model.embed(x_all[:, i: i + block]) for i in range(0, x_all.size(1), block)
+              if not stop.is_set())  # (1, t, E) each
     boxes, errors = [queue.Queue(maxsize=4) for _ in range(model.rnn.num_layers)], []
     threads = [threading.Thread(target=_layer_stage, name=f"charrnn-layer-{k + 1}", daemon=True,
                                 args=(model.rnn_layers(k, k + 1), blocks if k == 0 else boxes[k - 1], box, errors))
@@ -199,7 +203,8 @@ def _static(model: CharRNN, ids: torch.Tensor, bar, block: int = 512) -> torch.T
             i += h.size(1)
             bar.update(h.size(1))
     finally:  # every layer's thread ends before this returns: one still in torch when Python exits aborts it
-        while h is not None:  # stopped early (the head failed): let the top layer finish its text
+        stop.set()
+        while h is not None:  # stopped early (the head or a tick raised): drain the layers
             h = boxes[-1].get()
         for t in threads:
             t.join()

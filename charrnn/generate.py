@@ -11,14 +11,14 @@ import math
 import random
 import threading
 import time
-import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 import torch
 
 from .model import CharRNN
-from .text import DEFAULT_SEED, normalize
+from .text import DEFAULT_SEED
 
 MAX_SEED_CHARS = 2000  # the state forgets far sooner; a longer seed only costs time
 MAX_LENGTH = 10_000
@@ -26,11 +26,7 @@ STOPS = {"sentence": ".!?", "paragraph": "\n"}  # the corpus has one line per pa
 # Below this a temperature would overflow float32 logits (1e-38 gave inf and NaN): such rows are
 # sampled at this temperature instead, which keeps only the likeliest char (and exact ties).
 MIN_TEMPERATURE = 1e-30
-# Look-alikes for chars a vocabulary may lack, tried after case and accent variants.
-LOOKALIKES = {"—": "–-", "―": "–-", "‐": "-", "‑": "-", "−": "-", "–": "-",
-              "…": ["..."], "„": '"“', "‟": '"“', "″": '"', "`": "'‘", "´": "'’", "′": "'’",
-              "“": '"', "”": '"', "‘": "'", "’": "'", "«": '"', "»": '"', '"': "“«", "'": "’",
-              "\t": " ", "\u00a0": " ", "\u2009": " ", "\u202f": " "}
+
 
 
 # ---------------------------------------------------------------------------------------- settings
@@ -129,39 +125,36 @@ class Output:
 
 # ---------------------------------------------------------------------------------------- seed
 
-def _variants(c: str) -> list[str]:
-    """Replacements for a char the vocabulary lacks, best first: its compatibility form ('ﬁ' -> 'fi',
-    'Ａ' -> 'A'), other case, no accent, look-alikes."""
-    bare = "".join(x for x in unicodedata.normalize("NFD", c) if not unicodedata.combining(x))
-    out = [unicodedata.normalize("NFKC", c), c.lower(), c.upper(), bare, bare.lower(), bare.upper()]
-    return [v for v in out if v != c] + list(LOOKALIKES.get(c, ""))
+def mapping_notices(subs: dict[str, str]) -> list[str]:
+    """Sentences for the page about the chars Vocab.map_unknown replaced: case changes (a letter the
+    vocabulary has only in the other case) apart from other close chars."""
+    case = [(c, r) for c, r in subs.items() if r != c and r.lower() == c.lower()]
+    other = [(c, r) for c, r in subs.items() if (c, r) not in case]
+    notices = []
+    if case:
+        shown = ", ".join(f"{c!r} → {r!r}" for c, r in case[:12])
+        notices.append(f"The model's vocabulary lacks these letters in this case, so they were read in the "
+                       f"other case: {shown}.")
+    if other:
+        shown = ", ".join(f"{c!r} → {r!r}" for c, r in other[:12])
+        notices.append(f"Replaced characters the model does not know with close ones: {shown}.")
+    return notices
 
 
 def prepare_seed(model: CharRNN, text: str, max_chars: int = MAX_SEED_CHARS) -> tuple[str, list[str]]:
     """The seed the model will read, and notices for the user: chars the vocabulary lacks are
-    mapped to a close char (á -> a for an accent-free model) or dropped, and always reported;
-    then the result is trimmed to its last `max_chars` (so junk after good text leaves the text)."""
-    stoi, notices = model.vocab.stoi, []
-    text = normalize(text or "")  # NFC only: accents are mapped below, where they can be reported
-    subs, dropped = {}, {}  # char -> replacement ("" = dropped), and how often each was dropped
-    kept = []
-    for c in text:
-        if c in stoi:
-            kept.append(c)
-            continue
-        if c not in subs:
-            subs[c] = next((v for v in _variants(c) if v and all(x in stoi for x in v)), "")
-        if not subs[c]:
-            dropped[c] = dropped.get(c, 0) + 1
-        kept.append(subs[c])
-    mapped = [(c, s) for c, s in subs.items() if s]
-    if mapped:
-        shown = ", ".join(f"{c!r} → {s!r}" for c, s in mapped[:12])
-        notices.append(f"Replaced characters the model does not know with close ones: {shown}.")
+    mapped to a close char (Vocab.map_unknown: á -> a for an accent-free model) or dropped, and
+    always reported; then the result is trimmed to its last `max_chars` (so junk after good text
+    leaves the text)."""
+    stoi = model.vocab.stoi
+    text, subs = model.vocab.map_unknown(text or "")
+    notices = mapping_notices(subs)
+    dropped = Counter(c for c in text if c not in stoi)
     if dropped:
-        shown = " ".join(repr(c) for c, _ in sorted(dropped.items(), key=lambda kv: -kv[1])[:12])
+        shown = " ".join(repr(c) for c, _ in dropped.most_common(12))
         more = f" and {len(dropped) - 12} more" if len(dropped) > 12 else ""
         notices.append(f"Dropped {sum(dropped.values())} character(s) the model does not know: {shown}{more}.")
+    kept = [c for c in text if c in stoi]
     text = "".join(kept)
     if len(text) > max_chars:
         notices.append(f"The seed is {len(text):,} characters long; only its last {max_chars:,} were used.")

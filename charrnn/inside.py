@@ -5,16 +5,17 @@ Cells are numbered across layers. An LSTM has 2 x layers x hidden numbers: first
 (layer 1's units, then layer 2's, ...), then the hidden states h in the same order. A GRU has only
 h: layers x hidden numbers.
 """
-import functools
 import re
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
 
-from .evaluate import reference_text
 from .model import CharRNN
 
 TOP = 5  # cells listed per feature
+TICK_EVERY = 512  # chars between progress ticks (see charrnn.reading)
 LETTER = re.compile(r"[^\W\d_]")
 DASHES = "–-"  # the novel opens most turns with a hyphen, some with an en dash
 
@@ -63,9 +64,11 @@ def cell_name(model: CharRNN, n: int) -> str:
     return f"layer {layer + 1} {kind} {unit}"
 
 
-def _cell_states(layer: nn.LSTM, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+def _cell_states(layer: nn.LSTM, x: torch.Tensor, h: torch.Tensor,
+                 tick: Callable[[int], None]) -> torch.Tensor:
     """An LSTM layer's cell state c at every step, from its input x and output h. # (T, H)
-    The gates are computed for all steps at once; only c_t = f_t c_(t-1) + i_t g_t is a loop."""
+    The gates are computed for all steps at once; only c_t = f_t c_(t-1) + i_t g_t is a loop,
+    which calls tick(steps done) every TICK_EVERY steps."""
     h_prev = torch.cat([torch.zeros_like(h[:1]), h[:-1]])  # (T, H)
     gates = x @ layer.weight_ih_l0.T + layer.bias_ih_l0 + h_prev @ layer.weight_hh_l0.T + layer.bias_hh_l0
     i, f, g, _ = gates.chunk(4, dim=1)  # PyTorch's gate order: input, forget, cell, output
@@ -74,22 +77,29 @@ def _cell_states(layer: nn.LSTM, x: torch.Tensor, h: torch.Tensor) -> torch.Tens
     for t in range(len(h)):
         c = torch.addcmul(ig[t], f[t], c)
         out.append(c)
+        if (t + 1) % TICK_EVERY == 0:
+            tick(t + 1)
     return torch.stack(out)
 
 
 @torch.no_grad()
-def activations(model: CharRNN, ids: torch.Tensor) -> torch.Tensor:
+def activations(model: CharRNN, ids: torch.Tensor,
+                tick: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Every cell's value after each char of `ids` (1-D), from a zero state, numbered as
-    cell_name() says. # (T, num_cells) on the CPU"""
+    cell_name() says. # (T, num_cells) on the CPU. tick(done, total) is told the progress (in
+    char-steps over all layers); an exception it raises stops the work."""
     device = next(model.parameters()).device
     x = model.embed(ids.to(device)[None])[0]  # (T, E); no dropout: read as the model reads in eval mode
+    layers, T = model.rnn.num_layers, len(ids)
     hs, cs = [], []
-    for k in range(model.rnn.num_layers):
+    for k in range(layers):
+        told = (lambda done, k=k: tick(k * T + done, layers * T)) if tick else (lambda done: None)
         layer = model.rnn_layers(k, k + 1)
         h = layer(x[None])[0][0]  # (T, H)
         if model.cell == "lstm":
-            cs.append(_cell_states(layer, x, h))
+            cs.append(_cell_states(layer, x, h, told))
         hs.append(h)
+        told(T)
         x = h
     return torch.cat(cs + hs, dim=1).float().cpu()
 
@@ -104,11 +114,8 @@ def correlations(acts: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
     return standardized(feats).T @ standardized(acts)
 
 
-def rank_cells(model: CharRNN, text: str, top: int = TOP) -> list[dict]:
-    """For each feature, the `top` cells whose activation correlates most (in absolute value) with it
-    over `text`: [{"feature", "cell", "name", "correlation"}]."""
-    text = "".join(c for c in model.vocab.normalize(text) if c in model.vocab.stoi)
-    acts = activations(model, torch.tensor(model.vocab.encode(text)))
+def _ranked(model: CharRNN, acts: torch.Tensor, text: str, top: int) -> list[dict]:
+    """The `top` cells per feature of `text` (its chars all known), from their activations (T, C)."""
     feats = features(text)
     rows = []
     for name, r in zip(feats, correlations(acts, torch.stack(list(feats.values()), dim=1))):
@@ -118,31 +125,50 @@ def rank_cells(model: CharRNN, text: str, top: int = TOP) -> list[dict]:
     return rows
 
 
-@functools.lru_cache(maxsize=4)
-def novel_ranking(model: CharRNN) -> list[dict]:
-    """rank_cells on the reference text, computed once per model (a few seconds)."""
-    return rank_cells(model, reference_text(model))
+def _known(model: CharRNN, text: str) -> tuple[str, list[bool], torch.Tensor]:
+    """`text` normalized, which of its chars the model knows, and their ids (1-D, int64).
+    ValueError if it knows none."""
+    text = model.vocab.normalize(text)
+    known = [c in model.vocab.stoi for c in text]
+    if not any(known):
+        raise ValueError("the text has no character the model knows")
+    return text, known, torch.tensor(model.vocab.encode(text, errors="drop"), dtype=torch.long)
+
+
+def _scaled(values: torch.Tensor, known: list[bool]) -> list[float | None]:
+    """One cell's values (T,) scaled to -1..1 by their largest magnitude, None at unknown chars."""
+    scaled = iter((values / values.abs().max().clamp_min(1e-6)).tolist())
+    return [next(scaled) if k else None for k in known]
+
+
+def rank_cells(model: CharRNN, text: str, top: int = TOP) -> list[dict]:
+    """For each feature, the `top` cells whose activation correlates most (in absolute value) with it
+    over `text`: [{"feature", "cell", "name", "correlation"}]. ValueError if no char is known."""
+    text, known, ids = _known(model, text)
+    return _ranked(model, activations(model, ids), "".join(c for c, k in zip(text, known) if k), top)
 
 
 def cell_trace(model: CharRNN, text: str, cell: int) -> tuple[str, list[float | None]]:
     """`text` as the model reads it (normalized) and one cell's value after each of its chars,
     scaled to -1..1 by its largest magnitude on this text; None for chars the model does not know
     (they are skipped). ValueError if the text has no char the model knows."""
-    text = model.vocab.normalize(text)
-    known = [c in model.vocab.stoi for c in text]
-    if not any(known):
-        raise ValueError("the text has no character the model knows")
-    acts = activations(model, torch.tensor(model.vocab.encode(text, errors="drop")))[:, cell]  # (T,)
-    values = iter((acts / acts.abs().max().clamp_min(1e-6)).tolist())
-    return text, [next(values) if k else None for k in known]
+    text, known, ids = _known(model, text)
+    return text, _scaled(activations(model, ids)[:, cell], known)
 
 
-def ranking(model: CharRNN, text: str) -> tuple[list[dict], str]:
-    """The cells ranked on the novel's validation text (cached), or on `text` where no copy of the
-    novel can be found; and which of the two it is."""
-    from .data import DataError
+@dataclass
+class Look:
+    """A text seen through one cell: what the Look inside tab shows."""
+    text: str  # normalized, as the model reads it
+    values: list[float | None]  # the cell after each char, scaled to -1..1; None where the char is unknown
+    ranking: list[dict]  # the cells that best track the features of this text (rank_cells' rows)
 
-    try:
-        return novel_ranking(model), "the novel's validation text"
-    except DataError:
-        return rank_cells(model, text), "this text"
+
+def look(model: CharRNN, text: str, cell: int, tick: Callable[[int, int], None] | None = None,
+         top: int = TOP) -> Look:
+    """cell_trace and rank_cells on the same text from one pass of the network; it needs nothing
+    but the text. ValueError if the text has no char the model knows."""
+    text, known, ids = _known(model, text)
+    acts = activations(model, ids, tick)  # (T, C)
+    read = "".join(c for c, k in zip(text, known) if k)
+    return Look(text, _scaled(acts[:, cell], known), _ranked(model, acts, read, top))

@@ -8,6 +8,12 @@ from collections import Counter
 
 DEFAULT_SEED = "\n"  # what generation starts from when the user gives no seed
 
+# Look-alikes for chars a vocabulary may lack, tried after case and accent variants.
+LOOKALIKES = {"—": "–-", "―": "–-", "‐": "-", "‑": "-", "−": "-", "–": "-",
+              "…": ["..."], "„": '"“', "‟": '"“', "″": '"', "`": "'‘", "´": "'’", "′": "'’",
+              "“": '"', "”": '"', "‘": "'", "’": "'", "«": '"', "»": '"', '"': "“«", "'": "’",
+              "\t": " ", "\u00a0": " ", "\u2009": " ", "\u202f": " "}
+
 
 def normalize(text: str, strip_accents: bool = False) -> str:
     """NFC-compose `text`; with strip_accents, drop combining marks (á -> a, ñ -> n, ü -> u)."""
@@ -49,6 +55,14 @@ def normalize_stream(pieces, strip_accents: bool = False):
         yield normalize(held, strip_accents)
 
 
+def variants(c: str) -> list[str]:
+    """Replacements for a char a vocabulary lacks, best first: its compatibility form ('ﬁ' -> 'fi',
+    'Ａ' -> 'A'), other case, no accent, look-alikes."""
+    bare = "".join(x for x in unicodedata.normalize("NFD", c) if not unicodedata.combining(x))
+    out = [unicodedata.normalize("NFKC", c), c.lower(), c.upper(), bare, bare.lower(), bare.upper()]
+    return [v for v in out if v != c] + list(LOOKALIKES.get(c, ""))
+
+
 class UnknownCharsError(ValueError):
     """Raised by Vocab.encode when text holds characters the vocabulary lacks."""
 
@@ -78,6 +92,19 @@ class Vocab:
 
     def normalize(self, text: str) -> str:
         return normalize(text, self.strip_accents)
+
+    def map_unknown(self, text: str) -> tuple[str, dict[str, str]]:
+        """`text` NFC-normalized, each char the vocabulary lacks replaced by its closest known form
+        (variants(): 'Ñ' -> 'ñ', 'á' -> 'a' for an accent-free vocabulary, '—' -> '–'); a char with
+        none is kept as it is. Also returns the replacements made, {char: replacement}. The one
+        rule for generation seeds and for texts to read, so both treat a char the same way."""
+        subs: dict[str, str] = {}
+        out = []
+        for c in normalize(text):  # NFC only: accents are mapped here, where the caller can report them
+            if c not in self.stoi and c not in subs:
+                subs[c] = next((v for v in variants(c) if v and all(x in self.stoi for x in v)), c)
+            out.append(subs.get(c, c) if c not in self.stoi else c)
+        return "".join(out), {c: r for c, r in subs.items() if r != c}
 
     def unknown(self, text: str) -> Counter:
         """Characters of the normalized text that have no id, with their counts."""

@@ -69,17 +69,17 @@ def tiny_config(tmp_path, **kw):
     return TrainConfig(**{**defaults, **kw})
 
 
-def train_tiny(cell: str = "lstm", steps: int = 120, seed: int = 0):
-    """A 2-layer, 32-unit model trained for about a second on TINY_TEXT: random 64-char windows,
-    through training.py's own parts."""
+def train_tiny(cell: str = "lstm", steps: int = 120, seed: int = 0, text: str = TINY_TEXT):
+    """A 2-layer, 32-unit model trained for about a second on `text` (TINY_TEXT by default):
+    random 64-char windows, through training.py's own parts."""
     from charrnn.text import Vocab
     from charrnn.training import TrainConfig, build_model, optimizer_step
 
     torch.manual_seed(seed)
-    vocab = Vocab.from_text(TINY_TEXT)
+    vocab = Vocab.from_text(text)
     cfg = TrainConfig(cell=cell, embed_dim=16, hidden_size=32, num_layers=2, dropout=0.1)
     model = build_model(cfg, vocab)
-    ids = torch.tensor(vocab.encode(TINY_TEXT))
+    ids = torch.tensor(vocab.encode(text))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     window_starts = torch.arange(0, len(ids) - 65, 16)
     for _ in range(steps):
@@ -154,8 +154,10 @@ def launch_app():
         demos.append(demo)
         return f"http://127.0.0.1:{port}/"
 
+    launch.demos = demos  # the launched pages, last one last, for tests that look inside them
     yield launch
     for demo in demos:
+        demo.readers.close()  # cancel any reading still going
         demo.close()
     torch.set_num_threads(threads)
 

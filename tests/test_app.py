@@ -300,3 +300,25 @@ def test_a_client_that_goes_away_frees_its_rows(launch_app, tiny_model, tiny_mod
             break
         time.sleep(0.02)
     assert engines[0].running == [] and engines[0].batch.rows == [] and engines[0].load == 0
+
+
+def test_user_mistakes_print_no_traceback_in_the_server_log(client, capfd):
+    capfd.readouterr()
+    for call in (lambda: client.predict(*args(temperature=99), api_name="/generate"),
+                 lambda: client.predict("", False, api_name="/score"),
+                 lambda: client.predict("Hola", 10**6, api_name="/inside")):
+        with pytest.raises(AppError):
+            call()
+    log = capfd.readouterr()
+    assert "Traceback" not in log.err + log.out
+
+
+def test_the_log_says_which_model_device_serving_mode_and_threads_at_start(monkeypatch, tiny_model_dir, capsys):
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: None)
+    monkeypatch.setattr(server.torch, "set_num_threads", lambda n: None)
+    server.main(["--model", str(tiny_model_dir), "--device", "cpu"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"charrnn app: model {tiny_model_dir} (LSTM 2x32, ")
+    assert "device cpu, serving engine" in line and "torch thread(s)" in line
+    server.main(["--model", str(tiny_model_dir / "missing")])
+    assert "charrnn app: no model loaded from" in capsys.readouterr().out

@@ -389,3 +389,32 @@ def test_cli_mix_primes_the_counts_and_records_the_settings(tiny_model_dir, tmp_
                                            "lr": Mix.lr, "prior_chars": train_chars}
     assert runs["unprimed"]["adapt"]["mix"]["prior_chars"] == 0 and runs["adapt"]["adaptive"] is True
     assert runs["mix"]["nats_per_char"] < runs["unprimed"]["nats_per_char"] < runs["adapt"]["nats_per_char"]
+
+
+@pytest.mark.parametrize("adapt", [None, Adapt()], ids=["static", "adaptive"])
+def test_a_tick_follows_the_reading_piece_by_piece(tiny_model, adapt, one_thread):
+    ids = torch.tensor(tiny_model.vocab.encode(TINY_TEXT * 8), dtype=torch.long)  # 4,000+ chars: several pieces
+    ticks = []
+    score(tiny_model, ids, adapt, tick=lambda done, total: ticks.append((done, total)))
+    assert len(ticks) > 3 and ticks[-1] == (len(ids) - 1, len(ids) - 1)
+    assert [d for d, _ in ticks] == sorted(d for d, _ in ticks)
+
+
+def test_a_tick_that_raises_stops_the_static_read_early_and_its_threads_end(tiny_model, monkeypatch, one_thread):
+    blocks = []
+    stage = evaluate._layer_stage
+
+    def counting(layer, source, outbox, errors):  # count what the first layer reads
+        if not isinstance(source, __import__("queue").Queue):
+            source = (blocks.append(1) or x for x in source)
+        stage(layer, source, outbox, errors)
+
+    monkeypatch.setattr(evaluate, "_layer_stage", counting)
+
+    def stop(done, total):
+        raise KeyboardInterrupt  # the caller has gone
+
+    ids = torch.tensor(tiny_model.vocab.encode(TINY_TEXT * 60), dtype=torch.long)  # ~70 blocks of 512
+    with pytest.raises(KeyboardInterrupt):
+        score(tiny_model, ids, tick=stop)
+    assert not layer_threads() and len(blocks) < 30  # the layers stopped soon, not at the end of the text

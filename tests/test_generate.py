@@ -243,3 +243,10 @@ def test_unknown_chars_are_dropped_before_the_seed_is_trimmed(tiny_model):
     seed, notices = prepare_seed(tiny_model, "🙂" * 3000 + "a" * 2100, max_chars=2000)
     assert seed == "a" * 2000 and any("2,100 characters long" in n for n in notices)
 
+
+def test_case_variants_are_said_apart_from_other_replacements(tiny_model):
+    seed, notices = prepare_seed(tiny_model, "Ñandú — dijo")
+    assert seed.startswith("ñandú –")
+    assert any(n.startswith("The model's vocabulary lacks these letters in this case") and "'Ñ' → 'ñ'" in n
+               and "'—'" not in n for n in notices)
+    assert any(n.startswith("Replaced characters") and "'—' → '–'" in n and "'Ñ'" not in n for n in notices)

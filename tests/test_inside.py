@@ -60,7 +60,7 @@ def test_correlations_find_the_cell_that_tracks_a_feature():
     assert r[5].item() == 0 and r[[0, 1, 3]].abs().max() < 0.2
 
 
-def test_ranking_lists_the_best_correlated_cells_per_feature_and_is_cached(tiny_model, one_thread):
+def test_ranking_lists_the_best_correlated_cells_per_feature(tiny_model, one_thread):
     text = TINY_TEXT * 3
     rows = inside.rank_cells(tiny_model, text, top=3)
     acts = inside.activations(tiny_model, torch.tensor(tiny_model.vocab.encode(text))).double()  # (T, C)
@@ -73,8 +73,28 @@ def test_ranking_lists_the_best_correlated_cells_per_feature_and_is_cached(tiny_
         assert [row["correlation"] for row in mine] == pytest.approx(r[want].tolist(), abs=1e-3)
         assert all(row["name"] == inside.cell_name(tiny_model, row["cell"]) for row in mine)
     assert len(rows) == 3 * len(inside.FEATURES)
-    ranked = inside.novel_ranking(tiny_model)  # on the novel's validation text
-    assert inside.novel_ranking(tiny_model) is ranked
+
+
+def test_look_is_the_trace_and_the_ranking_from_one_pass_with_progress(tiny_model, one_thread):
+    text = "En un lugar € de la Mancha, dijo Sancho: ¿qué gigantes?\n" * 40  # 2,320 chars
+    ticks = []
+    seen = inside.look(tiny_model, text, 7, tick=lambda done, total: ticks.append((done, total)))
+    assert (seen.text, seen.values) == inside.cell_trace(tiny_model, text, 7)
+    assert seen.ranking == inside.rank_cells(tiny_model, text)
+    known = sum(c in tiny_model.vocab.stoi for c in text)
+    total = known * tiny_model.rnn.num_layers
+    assert ticks[-1] == (total, total) and len(ticks) > 4  # pieces, not one tick at the end
+    assert [d for d, _ in ticks] == sorted(d for d, _ in ticks)
+
+
+def test_a_tick_that_raises_stops_the_look(tiny_model, one_thread):
+    def stop(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        inside.look(tiny_model, "En un lugar de la Mancha " * 100, 3, tick=stop)
+    with pytest.raises(ValueError, match="no character the model knows"):
+        inside.rank_cells(tiny_model, "€€€")  # never a raw torch error about index dtypes
 
 
 def test_cell_trace_scales_one_cell_to_the_text_and_skips_unknown_chars(tiny_model, one_thread):

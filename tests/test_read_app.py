@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from charrnn.app import handlers
@@ -29,7 +30,7 @@ def test_score_static_agrees_with_the_cli(client, tiny_model_dir, tmp_path, caps
     assert evaluate.main(["--weights", str(tiny_model_dir), "--data", str(tmp_path / "t.txt"), "--device", "cpu"]) == 0
     assert summary == json.loads(capsys.readouterr().out)
     assert summary["adaptive"] is False and summary["unknown_chars"] == 0
-    assert f"{summary['nats_per_char']:.3f} nats/char" in totals and "novel's own" in totals
+    assert f"{summary['nats_per_char']:.3f} nats/char" in totals and "model card" not in totals  # the card has no score
     assert shown(view) == text and "white-space: pre-wrap" in view  # every char shown, line breaks kept
     assert words["headers"] == ["word", "bits"] and len(words["data"]) == 10
     bits = [row[1] for row in words["data"]]
@@ -71,26 +72,23 @@ def test_inside_colours_the_text_by_one_cell(client, tiny_model):
     text = "dijo que\n–Así es, señor."
     view, info, ranking = client.predict(text, 40, api_name="/inside")
     assert f"Cell **40** = {inside.cell_name(tiny_model, 40)}" in info
-    assert shown(view) == text and "rgba(" in view
+    assert shown(view) == tiny_model.vocab.map_unknown(text)[0] and "rgba(" in view  # 'A' read as 'a', as a seed's
+    assert "'A' → 'a'" in info
     assert ranking["headers"] == ["feature", "cell", "which", "correlation"]
     assert {row[0] for row in ranking["data"]} == set(inside.FEATURES.values())
 
 
-def test_without_a_copy_of_the_novel_both_tabs_still_answer(client, monkeypatch):
-    from charrnn.data import DataError
+def test_no_request_needs_the_novel(client, monkeypatch):
+    """Neither tab reads, finds or downloads the corpus at request time (issue 21 item 3)."""
+    def never(*args, **kwargs):
+        raise AssertionError("a request looked for the corpus")
 
-    def offline():
-        raise DataError("could not download the corpus")
-
-    monkeypatch.setattr("charrnn.data.find_corpus", offline)
-    inside.novel_ranking.cache_clear()
-    evaluate.novel_nats_per_char.cache_clear()
+    for name in ("find_corpus", "download", "read_text"):
+        monkeypatch.setattr(f"charrnn.data.{name}", never)
     _, totals, summary, _ = client.predict(TINY_TEXT, False, api_name="/score")
-    assert "nats/char" in totals and "novel's own" not in totals
+    assert "nats/char" in totals and summary["chars"] > 100
     _, info, ranking = client.predict(TINY_TEXT, 3, api_name="/inside")
     assert "ranks cells on this text" in info and len(ranking["data"]) == inside.TOP * len(inside.FEATURES)
-    inside.novel_ranking.cache_clear()
-    evaluate.novel_nats_per_char.cache_clear()
 
 
 @pytest.mark.parametrize("text,cell,message", [
@@ -134,3 +132,78 @@ def test_both_tabs_in_a_browser(browser, url):
     page.locator("#inside-go").click()
     page.get_by_text("The cell must be a whole number").first.wait_for(timeout=20_000)  # the error toast
     page.close()
+
+
+# ---------------------------------------------------------------- issue 21 items 3, 13, 14
+
+CJK = ("道可道，非常道。名可名，非常名。無名天地之始；有名萬物之母。故常無欲，以觀其妙；常有欲，以觀其徼。"
+       "此兩者，同出而異名，同謂之玄。玄之又玄，眾妙之門。\n") * 12
+
+
+@pytest.fixture
+def spanish_corpus_only(tmp_path, monkeypatch):
+    """The default corpus is a Spanish text (as the novel would be, were it found or downloaded)."""
+    corpus = tmp_path / "novel.txt"
+    corpus.write_text(TINY_TEXT * 20, encoding="utf-8")
+    monkeypatch.setattr("charrnn.data.find_corpus", lambda *a, **k: corpus)
+
+
+def test_a_model_of_another_script_reads_its_own_text(launch_app, tmp_path, spanish_corpus_only):
+    from conftest import train_tiny
+
+    model = train_tiny(steps=60, text=CJK)
+    url = launch_app(model, str(tmp_path))
+    client = Client(url, analytics_enabled=False, verbose=False)
+    view, totals, summary, _ = client.predict(CJK[:200], True, api_name="/score")
+    assert summary["unknown_chars"] == 0 and summary["chars"] == 200 and "nats/char" in totals
+    assert shown(view) == CJK[:200]
+    view, info, ranking = client.predict(CJK[:300], 5, api_name="/inside")
+    assert shown(view) == CJK[:300] and len(ranking["data"]) == inside.TOP * len(inside.FEATURES)
+    with pytest.raises(AppError, match="no character the model knows"):
+        client.predict("En un lugar", 5, api_name="/inside")
+
+
+def test_the_reference_is_the_models_own_card_score(launch_app, tiny_model, tmp_path):
+    from conftest import profile_of
+
+    card = tiny_model.generate_model_card(corpus=profile_of(tiny_model, "tiny.txt", 1.23456, 600))
+    (tmp_path / "README.md").write_text(str(card), encoding="utf-8")
+    url = launch_app(tiny_model, str(tmp_path))
+    _, totals, _, _ = Client(url, analytics_enabled=False, verbose=False).predict(TINY_TEXT, False, api_name="/score")
+    assert "the model's validation score from its model card: 1.235 nats/char on `tiny.txt`" in totals
+
+
+def test_the_first_known_char_is_shown_plain_and_only_unknown_chars_are_struck(client):
+    view = client.predict("€€En un lugar de la Mancha", False, api_name="/score")[0]
+    struck = re.findall(r'line-through">([^<]*)</span>', view)
+    assert struck == ["€€"]  # the first known char, 'E', has no prediction: plain, not struck out
+    assert re.search(r'line-through">€€</span>E', view)
+
+
+def test_one_surprise_scale_for_both_tabs():
+    import math
+
+    from charrnn.app import views
+    from charrnn.generate import Output
+
+    for p in (0.9, 0.4, 0.3, 0.1, 0.05, 0.02, 0.001):
+        spans = views.surprise_spans(Output(seed="a", sampled="b", probs=[p]))
+        label = spans[-1][1]
+        style = views.surprise_style(math.log(p))
+        assert style == (f"background-color: {views.COLORS[label]}" if label else ""), p
+
+
+def test_both_tabs_show_the_same_legend(url):
+    import urllib.request
+
+    from charrnn.app import views
+
+    config = urllib.request.urlopen(url + "config", timeout=30).read().decode()
+    scale = views.legend_html()
+    assert config.count(json.dumps(scale.split(": ", 1)[1][:200])[1:-1]) == 2  # the scale's items, in both tabs
+
+
+def test_the_read_tab_maps_unknown_chars_as_the_generator_does(client):
+    _, totals, summary, _ = client.predict("—Hola, dijo Sancho.", False, api_name="/score")
+    assert summary["unknown_chars"] == 0  # '—' was read as '–', as a seed's would be
+    assert "'—' → '–'" in totals

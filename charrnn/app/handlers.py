@@ -3,21 +3,22 @@ work to the engine or the reader, and turn every user mistake into a gr.Error se
 import asyncio
 import random
 import time
+from contextlib import aclosing
 from dataclasses import replace
 
 import gradio as gr
 
 from charrnn import inside as cells
-from charrnn.data import DataError
 from charrnn.engine import Engine
-from charrnn.evaluate import Adapt, novel_nats_per_char, read
-from charrnn.generate import Bounds, SettingsError, check_seed_text, check_settings
-from charrnn.weights import first_line
+from charrnn.evaluate import Adapt, read
+from charrnn.generate import Bounds, SettingsError, check_seed_text, check_settings, mapping_notices
 from charrnn.model import CharRNN
+from charrnn.reading import Cancelled, Readers
 from charrnn.scheduler import Busy
 from charrnn.serving import client_key
 from charrnn.snapshots import Snapshot, find_snapshots
 from charrnn.style import write_like
+from charrnn.weights import first_line
 
 from . import views
 from .streaming import STREAM_INTERVAL, busy_sentence, paced_updates
@@ -36,6 +37,11 @@ def bounds(vocab_size: int) -> Bounds:
                   sampling_seed=(-1, 2**31 - 1), random_seed=-1, stops=tuple(STOP_AT.items()))
 
 
+def refusal(message: str) -> gr.Error:
+    """A user's mistake or a limit, said in a sentence; not a server fault, so no traceback in the log."""
+    return gr.Error(message, print_exception=False)
+
+
 def make_engine(model: CharRNN) -> Engine:
     """The page's one generation engine (bench/solo.py serves the page with another design)."""
     return Engine(model)
@@ -47,15 +53,15 @@ def generation(engine: Engine | None, accepted: Bounds, error: str | None, resam
 
     async def run(seed, length, temperature, top_k, top_p, sampling_seed, stop_at, request: gr.Request):
         if engine is None:
-            raise gr.Error(f"No model is loaded: {error}")
+            raise refusal(f"No model is loaded: {error}")
         try:
             settings = check_settings(length, temperature, top_k, top_p, None if resample else sampling_seed,
                                       stop_at, accepted)
             generating = engine.submit(check_seed_text(seed), settings, visitor=client_key(request))
         except SettingsError as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(str(e)) from None
         except Busy as e:
-            raise gr.Error(busy_sentence(e)) from None
+            raise refusal(busy_sentence(e)) from None
         start = time.perf_counter()
         try:
             async for out in paced_updates(engine, generating):
@@ -63,7 +69,7 @@ def generation(engine: Engine | None, accepted: Bounds, error: str | None, resam
                          views.info(out, time.perf_counter() - start))
                 yield shown if resample else (out.seed + out.greedy, *shown)
         except Busy as e:
-            raise gr.Error(busy_sentence(e)) from None
+            raise refusal(busy_sentence(e)) from None
         except Exception as e:  # noqa: BLE001 (one request's failure, said in a line; the engine goes on)
             raise gr.Error(f"The generation failed: {first_line(e)}") from None
 
@@ -80,69 +86,105 @@ def sampled_label(temperature):
 
 
 def read_input(model: CharRNN | None, error: str | None, text) -> str:
-    """The text of a Read / Look inside request, or a gr.Error that says what is wrong with it."""
+    """The text of a Read / Look inside request, or a refusal that says what is wrong with it."""
     if model is None:
-        raise gr.Error(f"No model is loaded: {error}")
+        raise refusal(f"No model is loaded: {error}")
     if not isinstance(text, str):
-        raise gr.Error("The text must be a string.")
+        raise refusal("The text must be a string.")
     if not text.strip():
-        raise gr.Error("Paste a text to read first (or pick a passage of the novel).")
+        raise refusal("Paste a text to read first (or pick one of the passages).")
     if len(text) > READ_LIMIT:
-        raise gr.Error(f"The text is {len(text):,} characters long; the limit is {READ_LIMIT:,}. Paste a shorter passage.")
+        raise refusal(f"The text is {len(text):,} characters long; the limit is {READ_LIMIT:,}. "
+                      "Paste a shorter passage.")
     return text
 
 
-def scorer(model: CharRNN | None, error: str | None):
-    """The handler of Read (/score): the text coloured by surprise, totals, JSON and surprising words."""
+async def served(readers: Readers, request: gr.Request, work, progress, what: str):
+    """Run `work(tick)` as this visitor's reading: refused at once past a limit, then progress
+    while it waits and runs. Yields None until the result, which it yields last. The caller
+    yields gr.skip() for each None: that is when Gradio notices a caller who has gone, and then
+    closing this generator cancels the reading (charrnn.reading)."""
+    try:
+        job = readers.submit(client_key(request), work)
+    except Busy as e:
+        raise refusal(busy_sentence(e, "reading", "reader")) from None
+    async with aclosing(readers.watch(job)) as updates:
+        async for job in updates:
+            if job.state == "waiting":
+                progress(0, desc=f"Waiting: {readers.ahead(job)} reading(s) ahead of yours")
+            elif job.total:
+                progress((job.done, job.total), desc=what, unit="chars")
+            if not job.ended.is_set():
+                yield None
+    if isinstance(job.error, Cancelled):
+        raise refusal("The reading was stopped.")
+    if isinstance(job.error, ValueError):  # the text itself: e.g. fewer known chars than needed
+        raise refusal(f"{str(job.error)[:1].upper()}{str(job.error)[1:]}.")
+    if job.error is not None:
+        raise gr.Error(f"The reading failed: {first_line(job.error)}") from None
+    yield job.result
 
-    def score(text, adapt):
+
+def scorer(model: CharRNN | None, error: str | None, readers: Readers, reference: str | None):
+    """The handler of Read (/score): the text coloured by surprise, totals, JSON and surprising words.
+    `reference`: the model's own validation score to compare with (views.card_reference), or None."""
+
+    async def score(text, adapt, request: gr.Request, progress=gr.Progress()):
         text = read_input(model, error, text)
         if not isinstance(adapt, bool):
-            raise gr.Error("'Adapt as it reads' must be true or false.")
-        try:
-            reading = read(model, text, Adapt() if adapt else None)
-        except ValueError:
-            raise gr.Error("The text needs at least 2 characters the model knows.") from None
-        first = next(i for i, lp in enumerate(reading.logprobs) if lp is not None)
-        styles = ["" if i == first else views.surprise_style(lp) for i, lp in enumerate(reading.logprobs)]
+            raise refusal("'Adapt as it reads' must be true or false.")
+        settings = Adapt() if adapt else None
+
+        def work(tick):  # in the reading's thread: nothing heavy happens before admission
+            mapped, subs = model.vocab.map_unknown(text)  # as a seed is mapped: '—' -> '–'
+            return read(model, mapped, settings, tick=tick), subs
+
+        async with aclosing(served(readers, request, work, progress, "Reading")) as results:
+            async for done in results:
+                if done is None:
+                    yield gr.skip()
+        reading, subs = done
+        styles = views.reading_styles(reading.text, reading.logprobs, set(model.vocab.stoi))
         summary = reading.score.summary(sum(reading.unknown.values()))
-        try:
-            novel = f"; the novel's own validation text: {novel_nats_per_char(model):.3f} nats/char (static)"
-        except DataError:  # no copy of the novel here and no network: say nothing rather than guess
-            novel = ""
-        lines = [f"**{summary['nats_per_char']:.3f} nats/char** ({summary['bits_per_char']:.3f} bits/char) over "
-                 f"{summary['chars']:,} characters, {'adapting as it read' if adapt else 'static weights'}{novel}."]
-        if reading.unknown:
-            shown = ", ".join(f"`{c!r}` ×{n}" for c, n in reading.unknown.most_common(8))
-            n = summary["unknown_chars"]
-            lines.append(f"⚠️ {n} character{'s' * (n != 1)} the model does not know {'were' if n != 1 else 'was'} "
-                         f"skipped (struck through): {shown}.")
+        totals = views.read_totals(summary, adapt, reference, mapping_notices(subs), reading.unknown)
         words = [[w, round(bits, 1)] for w, bits in reading.surprising_words()]
-        return views.spans_html(reading.text, styles, "text coloured by surprise"), "\n\n".join(lines), summary, words
+        yield views.spans_html(reading.text, styles, "text coloured by surprise"), totals, summary, words
 
     return score
 
 
-def looker(model: CharRNN | None, error: str | None):
-    """The handler of Show (/inside): the text coloured by one cell, and the ranked cells."""
+def whole_cell(model: CharRNN, cell) -> int:
+    """The cell number of an /inside request, or a refusal."""
+    last = cells.num_cells(model) - 1
+    whole = ((isinstance(cell, int) and not isinstance(cell, bool))
+             or (isinstance(cell, float) and cell.is_integer()))
+    if not whole or not 0 <= cell <= last:
+        raise refusal(f"The cell must be a whole number from 0 to {last:,}.")
+    return int(cell)
 
-    def look(text, cell):
+
+def looker(model: CharRNN | None, error: str | None, readers: Readers):
+    """The handler of Show (/inside): the text coloured by one cell, and the cells ranked on it."""
+
+    async def look(text, cell, request: gr.Request, progress=gr.Progress()):
         text = read_input(model, error, text)
-        last = cells.num_cells(model) - 1
-        whole = (isinstance(cell, int) and not isinstance(cell, bool)) or (isinstance(cell, float) and cell.is_integer())
-        if not whole or not 0 <= cell <= last:
-            raise gr.Error(f"The cell must be a whole number from 0 to {last:,}.")
-        cell = int(cell)
-        try:
-            text, values = cells.cell_trace(model, text, cell)
-        except ValueError:
-            raise gr.Error("The text has no character the model knows.") from None
-        styles = [views.surprise_style(None) if v is None else views.activation_style(v) for v in values]
-        ranked, on = cells.ranking(model, text)
-        ranking = [[r["feature"], r["cell"], r["name"], r["correlation"]] for r in ranked]
-        info = (f"Cell **{cell}** = {cells.cell_name(model, cell)}: blue where it is negative, red where positive "
-                f"(scaled to its largest value on this text). The table ranks cells on {on}.")
-        return views.spans_html(text, styles, "text coloured by a cell"), info, ranking
+        cell = whole_cell(model, cell)
+
+        def work(tick):  # in the reading's thread
+            mapped, subs = model.vocab.map_unknown(text)  # as a seed is mapped: '—' -> '–'
+            return cells.look(model, mapped, cell, tick), subs
+
+        async with aclosing(served(readers, request, work, progress, "Reading the cells")) as results:
+            async for done in results:
+                if done is None:
+                    yield gr.skip()
+        seen, subs = done
+        styles = [views.surprise_style(None) if v is None else views.activation_style(v) for v in seen.values]
+        ranking = [[r["feature"], r["cell"], r["name"], r["correlation"]] for r in seen.ranking]
+        info = (f"Cell **{cell}** = {cells.cell_name(model, cell)}: blue where it is negative, red where "
+                "positive (scaled to its largest value on this text). The table ranks cells on this text.")
+        info = "\n\n".join([info] + [f"⚠️ {n}" for n in mapping_notices(subs)])
+        yield views.spans_html(seen.text, styles, "text coloured by a cell"), info, ranking
 
     return look
 
@@ -166,16 +208,16 @@ def watcher(shots: list[tuple[Snapshot, Engine]], accepted: Bounds, error: str |
 
     async def watch(seed, length, temperature, sampling_seed, request: gr.Request):
         if not shots:
-            raise gr.Error(f"No model is loaded: {error}" if error else views.NO_SNAPSHOTS)
+            raise refusal(f"No model is loaded: {error}" if error else views.NO_SNAPSHOTS)
         try:
             settings = check_settings(length, temperature, 0, 1.0, sampling_seed, NO_STOP, accepted)
             if settings.sampling_seed is None:  # one seed for every snapshot, reported
                 settings = replace(settings, sampling_seed=random.randrange(2**31))
             generating = submit_all(shots, check_seed_text(seed), settings, client_key(request))
         except SettingsError as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(str(e)) from None
         except Busy as e:
-            raise gr.Error(busy_sentence(e)) from None
+            raise refusal(busy_sentence(e)) from None
         snapshots = [s for s, _ in shots]
         try:
             while not all(r.status.ended for r in generating):
@@ -185,8 +227,8 @@ def watcher(shots: list[tuple[Snapshot, Engine]], accepted: Bounds, error: str |
             outs = [r.outcome() for r in generating]  # raises a request's error, or Busy
             yield views.watch_html(snapshots, outs), views.watch_rows(snapshots, outs)
         except Busy as e:
-            raise gr.Error(busy_sentence(e)) from None
-        except Exception as e:  # a request's failure, said in a line; the engines go on
+            raise refusal(busy_sentence(e)) from None
+        except Exception as e:  # noqa: BLE001 (one request's failure, said in a line; the engines go on)
             raise gr.Error(f"The generation failed: {first_line(e)}") from None
         finally:  # a page closed early: its rows leave every engine
             for (_, engine), generated in zip(shots, generating):
@@ -218,12 +260,12 @@ def writer(model: CharRNN | None, accepted: Bounds, error: str | None):
             settings = check_settings(length, temperature, 0, 1.0, sampling_seed, NO_STOP, accepted)
             seed = check_seed_text(seed)
         except SettingsError as e:
-            raise gr.Error(str(e)) from None
+            raise refusal(str(e)) from None
         yield "", "", views.adaptation(None), None
         try:
             for how, out in write_like(model, passage, seed, settings, interval=STREAM_INTERVAL):
                 yield out.seed + out.greedy, out.seed + out.sampled, views.adaptation(how, out), how.summary()
         except ValueError:
-            raise gr.Error("The passage needs at least 2 characters the model knows.") from None
+            raise refusal("The passage needs at least 2 characters the model knows.") from None
 
     return write

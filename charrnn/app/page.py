@@ -8,7 +8,9 @@ from typing import Callable
 import gradio as gr
 
 from charrnn.engine import Engine
+from charrnn.hub import card_metrics
 from charrnn.model import CharRNN
+from charrnn.reading import Readers
 
 from . import handlers, views
 from .handlers import LENGTH, READ_LIMIT, STOP_AT, TEMPERATURE, TOP_P, bounds, make_engine
@@ -27,6 +29,7 @@ PASSAGES = [  # from the novel's last part (its validation text: the model never
     "En un lugar de la Mancha, de cuyo nombre no quiero acordarme, no ha mucho tiempo que vivía un hidalgo "
     "de los de lanza en astillero, adarga antigua, rocín flaco y galgo corredor.",
 ]
+MIN_COLUMN = 320  # px: narrower screens (a 390 px phone) stack side-by-side outputs
 # The coloured view reads as running text: no pill per span, gaps only where the text has them,
 # and a line break where the text has one (Gradio marks it with an empty .line-break span).
 CSS = """
@@ -70,18 +73,21 @@ def controls(vocab_size: int) -> dict:
 def outputs() -> dict:
     """The two texts, the info line, the coloured view and the next-char candidates."""
     o = {}
+    # min_width: on a phone-sized screen the two boxes (and the two views) stack instead of
+    # squeezing into narrow columns; Gradio wraps a row's children that cannot get their minimum.
     with gr.Row(equal_height=True):
         o["greedy"] = gr.Textbox(label="Greedy (most likely char each step)", lines=10, max_lines=20,
-                                 interactive=False, elem_id="greedy")
+                                 interactive=False, elem_id="greedy", min_width=MIN_COLUMN)
         o["sampled"] = gr.Textbox(label=f"Sampled (temperature {TEMPERATURE[2]:g})", lines=10, max_lines=20,
-                                  interactive=False, elem_id="sampled")
+                                  interactive=False, elem_id="sampled", min_width=MIN_COLUMN)
     o["info"] = gr.Markdown(elem_id="info")
     with gr.Row():
-        with gr.Column(scale=3):
-            o["surprise"] = gr.HighlightedText(label="Sampled text, coloured by how surprising each character "
-                                                     "was to the model", color_map=views.COLORS, show_legend=True,
-                                               elem_id="surprise")
-        with gr.Column(scale=2):
+        with gr.Column(scale=3, min_width=MIN_COLUMN):
+            gr.HTML(views.legend_html((views.SEED_LABEL,)), elem_id="surprise-legend")
+            o["surprise"] = gr.HighlightedText(
+                label="Sampled text, coloured by how surprising each character was to the model",
+                color_map=views.COLORS, show_legend=False, elem_id="surprise")
+        with gr.Column(scale=2, min_width=MIN_COLUMN):
             o["candidates"] = gr.Label(num_top_classes=10, label="Likeliest next characters after the sampled text",
                                        elem_id="candidates")
     return o
@@ -92,6 +98,7 @@ def build_demo(model: CharRNN | None, source: str = "weights", error: str | None
     """The page for `model`; with model=None it shows `error` and every event raises it.
     `engine_maker(model)` gives the generation engine (default: make_engine)."""
     engine = (engine_maker or make_engine)(model) if model is not None else None
+    readers = Readers()  # the Read and Look inside tabs' work: per-visitor limits, turns (charrnn.reading)
     accepted = bounds(len(model.vocab) if model is not None else 1)
     with gr.Blocks(title="charrnn · Don Quijote") as demo:
         gr.Markdown("# charrnn: *Don Quijote*, one character at a time\n"
@@ -104,8 +111,8 @@ def build_demo(model: CharRNN | None, source: str = "weights", error: str | None
         o = outputs()
         with gr.Accordion("About", open=False):
             gr.Markdown(views.about(model, source) if model is not None else f"No model is loaded: {error}")
-        read_tab(model, error)
-        inside_tab(model, error)
+        read_tab(model, error, readers, views.card_reference(card_metrics(source)) if model is not None else None)
+        inside_tab(model, error, readers)
         watch_tab(handlers.snapshot_engines(model, source, engine), accepted, error)
         write_tab(model, accepted, error)
 
@@ -121,37 +128,40 @@ def build_demo(model: CharRNN | None, source: str = "weights", error: str | None
                 handlers.generation(engine, accepted, error, resample), inputs,
                 shown if resample else [o["greedy"], *shown], api_name=name, preprocess=False,
                 concurrency_limit=None)
-    demo.engine = engine  # for tests and benchmarks that look at the batch
+    demo.engine, demo.readers = engine, readers  # for tests and benchmarks that look inside
     return demo.queue(max_size=256)
 
 
-def read_tab(model: CharRNN | None, error: str | None = None) -> None:
+def read_tab(model: CharRNN | None, error: str | None, readers: Readers, reference: str | None) -> None:
     """The "Read a text" tab: every char coloured by how surprising it was to the model. Endpoint /score."""
     with gr.Tab("Read a text", id="read"):
-        gr.Markdown("Paste a text and see how surprising each character was to the model: "
-                    "white under 1 bit, then pale yellow, yellow, orange and red from 10 bits up. "
-                    "With *adapt*, the model learns from the text as it reads it (dynamic evaluation).")
+        gr.Markdown("Paste a text and see how surprising each character was to the model, on the same scale "
+                    "as the generated text. With *adapt*, the model learns from the text as it reads it "
+                    "(dynamic evaluation).")
         text = gr.Textbox(label=f"Text (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14, elem_id="read-text")
         gr.Examples(PASSAGES, inputs=text, label="Passages of the novel")
         with gr.Row():
             adapt = gr.Checkbox(False, label="Adapt as it reads", elem_id="read-adapt")
             go = gr.Button("Read", variant="primary", elem_id="read-go")
         totals = gr.Markdown(elem_id="read-totals")
+        gr.HTML(views.legend_html((views.UNKNOWN_LABEL,)), elem_id="read-legend")
         view = gr.HTML(elem_id="read-view")
         with gr.Row():
             words = gr.Dataframe(headers=["word", "bits"], label="Most surprising words", elem_id="read-words")
-            result = gr.JSON(label="Totals (as `python -m charrnn.evaluate` prints them)", elem_id="read-json")
-        go.click(handlers.scorer(model, error), [text, adapt], [view, totals, result, words], api_name="score",
-                 preprocess=False, concurrency_id="reading")
+            result = gr.JSON(label="Totals (as python -m charrnn.evaluate prints them)", elem_id="read-json")
+        # No Gradio concurrency limit: a reading starts at once and charrnn.reading decides when it
+        # computes, so readings never wait in (or fill) the queue that generation uses.
+        go.click(handlers.scorer(model, error, readers, reference), [text, adapt], [view, totals, result, words],
+                 api_name="score", preprocess=False, concurrency_limit=None)
 
 
-def inside_tab(model: CharRNN | None, error: str | None = None) -> None:
+def inside_tab(model: CharRNN | None, error: str | None, readers: Readers) -> None:
     """The "Look inside" tab: the text coloured by one cell's activation, and the cells that track
-    features of the novel. Endpoint /inside."""
+    features of the text. Endpoint /inside."""
     with gr.Tab("Look inside", id="inside"):
         gr.Markdown("Pick a cell of the network and see its value at every character. Cells are numbered "
                     "across layers: for an LSTM, the cell states *c* of each layer first, then the hidden states *h*. "
-                    "The table ranks the cells that best follow features of the novel's own text.")
+                    "The table ranks the cells that best follow features of the text.")
         text = gr.Textbox(label=f"Text (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14,
                           value=PASSAGES[0], elem_id="inside-text")
         with gr.Row():
@@ -161,21 +171,17 @@ def inside_tab(model: CharRNN | None, error: str | None = None) -> None:
         view = gr.HTML(elem_id="inside-view")
         ranking = gr.Dataframe(headers=["feature", "cell", "which", "correlation"], elem_id="inside-ranking",
                                label="Cells that track features of the text (correlation)")
-        go.click(handlers.looker(model, error), [text, cell], [view, info, ranking], api_name="inside",
-                 preprocess=False, concurrency_id="reading")
+        go.click(handlers.looker(model, error, readers), [text, cell], [view, info, ranking],
+                 api_name="inside", preprocess=False, concurrency_limit=None)
 
 
-# Written for this page (MIT, as the project; bench/texts/ has them in full): a letter, and English,
-# a language the model never read.
-STYLE_EXAMPLES = [
-    "Querida Marta: te escribo desde el tren, que otra vez va con retraso. El piso nuevo está bien, mejor "
-    "de lo que esperaba: es pequeño, pero tiene un balcón que da a una plaza con dos plátanos enormes. Por "
-    "las mañanas entra el sol en la cocina y me tomo el café de pie, mirando a los vecinos que sacan a "
-    "pasear a los perros.",
-    "The lighthouse on Gull Point had not been lit for eleven years when Thomas Hale arrived to repair it. "
-    "The keeper's cottage stood at the foot of the tower, a low stone building with a green door and a "
-    "garden full of nettles. Inside there was a table, two chairs, an iron stove and a shelf of logbooks "
-    "that went back to 1871.",
+STYLE_EXAMPLES = [  # written for this page (MIT, as the project): a letter, and English, which the model never read
+    "Querida Marta: te escribo desde el tren, que otra vez va con retraso. El piso nuevo está bien, mejor de lo que "
+    "esperaba: es pequeño, pero tiene un balcón que da a una plaza con dos plátanos enormes. Por las mañanas entra "
+    "el sol en la cocina y me tomo el café de pie, mirando a los vecinos que sacan a pasear a los perros.",
+    "The lighthouse on Gull Point had not been lit for eleven years when Thomas Hale arrived to repair it. The "
+    "keeper's cottage stood at the foot of the tower, a low stone building with a green door and a garden full of "
+    "nettles. Inside there was a table, two chairs, an iron stove and a shelf of logbooks that went back to 1871.",
 ]
 
 
@@ -184,19 +190,16 @@ def write_settings(prefix: str, seed: str) -> list:
     with gr.Row():
         seed = gr.Textbox(label="Seed text", value=seed, lines=2, scale=3, elem_id=f"{prefix}-seed")
         with gr.Column(scale=2):
-            length = gr.Slider(*LENGTH[:2], value=200, step=1, label="Length (characters)",
-                               elem_id=f"{prefix}-length")
-            temperature = gr.Slider(*TEMPERATURE[:2], value=TEMPERATURE[2], step=0.05,
-                                    label="Temperature (sampled)", elem_id=f"{prefix}-temperature")
+            length = gr.Slider(*LENGTH[:2], value=200, step=1, label="Length (characters)", elem_id=f"{prefix}-length")
+            temperature = gr.Slider(*TEMPERATURE[:2], value=TEMPERATURE[2], step=0.05, label="Temperature (sampled)",
+                                    elem_id=f"{prefix}-temperature")
             sampling_seed = gr.Number(1, precision=0, minimum=-1, label="Sampling seed (-1 = random)",
-                                      info="The same seeds give the same texts.",
-                                      elem_id=f"{prefix}-sampling-seed")
+                                      info="The same seeds give the same texts.", elem_id=f"{prefix}-sampling-seed")
     return [seed, length, temperature, sampling_seed]
 
 
 def watch_tab(shots: list, accepted, error: str | None) -> None:
-    """The "Watch it learn" tab: what each snapshot of the training run writes, side by side.
-    Endpoint /watch."""
+    """The "Watch it learn" tab: what each snapshot of the training run writes, side by side. Endpoint /watch."""
     with gr.Tab("Watch it learn", id="watch"):
         gr.Markdown("The same seed continued by the model as it was at several moments of its training: "
                     "first spaces and short words, then words, then names, punctuation and dialogue. "
@@ -216,10 +219,9 @@ def write_tab(model: CharRNN | None, accepted, error: str | None) -> None:
     """The "Write like this" tab: the model reads a passage adapting, on a copy, then continues a seed
     in its style. Endpoint /write_like."""
     with gr.Tab("Write like this", id="write"):
-        gr.Markdown("Paste a passage (a letter, a poem, a page of another book): the model reads it learning "
-                    "as it reads (the *Read a text* tab's dynamic evaluation, on a copy: the page's model "
-                    "never changes), then continues your seed in its style. The page says how much it "
-                    "adapted.")
+        gr.Markdown("Paste a passage (a letter, a poem, a page of another book): the model reads it learning as it "
+                    "reads (the *Read a text* tab's dynamic evaluation, on a copy: the page's model never changes), "
+                    "then continues your seed in its style. The page says how much it adapted.")
         passage = gr.Textbox(label=f"Passage (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14,
                              elem_id="write-passage")
         gr.Examples(STYLE_EXAMPLES, inputs=passage, label="Passages the model never read")
@@ -228,9 +230,8 @@ def write_tab(model: CharRNN | None, accepted, error: str | None) -> None:
         info = gr.Markdown(elem_id="write-info")
         with gr.Row(equal_height=True):
             greedy = gr.Textbox(label="Greedy, adapted", lines=8, interactive=False, elem_id="write-greedy")
-            sampled = gr.Textbox(label="Sampled, adapted", lines=8, interactive=False,
-                                 elem_id="write-sampled")
+            sampled = gr.Textbox(label="Sampled, adapted", lines=8, interactive=False, elem_id="write-sampled")
         with gr.Accordion("How it adapted, as data", open=False):
             how = gr.JSON(elem_id="write-json")
-        go.click(handlers.writer(model, accepted, error), inputs, [greedy, sampled, info, how],
-                 api_name="write_like", preprocess=False, concurrency_id="reading")
+        go.click(handlers.writer(model, accepted, error), inputs, [greedy, sampled, info, how], api_name="write_like",
+                 preprocess=False, concurrency_id="reading")

@@ -12,11 +12,13 @@ from starlette.middleware import Middleware
 
 from charrnn.device import resolve_device
 from charrnn.engine import Engine
+from charrnn.generate import MAX_SEED_CHARS
 from charrnn.model import CharRNN
 from charrnn.pretrained import load_model
-from charrnn.serving import BodyLimit
+from charrnn.serving import BodyLimit, Limit, json_bytes
 from charrnn.weights import WeightsError
 
+from .handlers import READ_LIMIT
 from .page import CSS, build_demo
 
 
@@ -39,16 +41,38 @@ def sentence(e: Exception) -> str:
     return str(e).strip().rstrip(".") + "."
 
 
+def body_limits() -> dict[str, Limit]:
+    """Each endpoint's request-size limit, from the chars it accepts with every char escaped
+    (charrnn.serving); the queue's own join names no endpoint before it is parsed, so it gets the
+    largest. Other paths keep serving.DEFAULT_LIMIT (64 KB), which holds any 2,000-char seed."""
+    reading = Limit(json_bytes(READ_LIMIT), f"a text to read has up to {READ_LIMIT:,} characters")
+    seed = f"the model reads only the last {MAX_SEED_CHARS:,} characters of a seed"
+    joined = Limit(reading.max_bytes, f"{reading.what}, and {seed}")
+    return {"/score": reading, "/inside": reading, "/queue/join": joined}
+
+
 def serve(demo: gr.Blocks, host: str | None = None, port: int | None = None, **launch_args) -> None:
     """Launch the page; without host or port, Gradio reads $GRADIO_SERVER_NAME / $GRADIO_SERVER_PORT
-    (Spaces set them). Request bodies over 64 KB are refused before they are parsed. Gradio imports
-    matplotlib.pyplot on the first event it runs (~0.5 s): import it now, so the first click is fast."""
+    (Spaces set them). Request bodies over their endpoint's limit are refused before they are
+    parsed. Gradio imports matplotlib.pyplot on the first event it runs (~0.5 s): import it now,
+    so the first click is fast."""
     try:
         import matplotlib.pyplot  # noqa: F401  (optional; imported here only to warm Gradio's first event)
     except ImportError:
         pass
     demo.launch(server_name=host, server_port=port, ssr_mode=False, css=CSS,
-                app_kwargs={"middleware": [Middleware(BodyLimit)]}, **launch_args)
+                app_kwargs={"middleware": [Middleware(BodyLimit, limits=body_limits())]}, **launch_args)
+
+
+def describe(model: CharRNN | None, source: str, error: str | None, serving: str) -> str:
+    """The start-up line for the log: which model, device, serving mode and torch threads."""
+    if model is None:
+        return f"charrnn app: no model loaded from {source}: {error}"
+    rnn = model.rnn
+    return (f"charrnn app: model {source} ({model.cell.upper()} {rnn.num_layers}x{rnn.hidden_size}, "
+            f"{len(model.vocab)} chars), device {next(model.parameters()).device}, serving {serving}, "
+            f"{torch.get_num_threads()} torch thread(s), "
+            f"FORWARDED_ALLOW_IPS={os.environ.get('FORWARDED_ALLOW_IPS', '127.0.0.1')}")
 
 
 def main(argv=None, engine_maker: Callable[[CharRNN], Engine] | None = None) -> None:
@@ -62,4 +86,6 @@ def main(argv=None, engine_maker: Callable[[CharRNN], Engine] | None = None) -> 
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # one-char steps are small: see charrnn/engine.py for why one thread
     model, error = load(args.model, args.device)
+    print(describe(model, args.model, error, "engine" if engine_maker is None else "another engine (bench)"),
+          flush=True)
     serve(build_demo(model, args.model, error, engine_maker), args.host, args.port, show_error=True)

@@ -13,14 +13,15 @@ STREAM_INTERVAL = 0.04  # s between a request's streamed updates: smooth to the 
 STREAMS_AT_FULL_RATE = 2
 
 
-def busy_sentence(busy: Busy) -> str:
-    """What the page says when a request is turned away, or cut short by the engine closing."""
+def busy_sentence(busy: Busy, noun: str = "generation", worker: str = "generator") -> str:
+    """What the page says when a request (a `noun`: generation, reading) is turned away, or cut
+    short by its `worker` closing."""
     if busy.refusal is Refusal.VISITOR_FULL:
-        return (f"You already have {busy.held} generation{'s' * (busy.held != 1)} running or waiting: "
+        return (f"You already have {busy.held} {noun}{'s' * (busy.held != 1)} running or waiting: "
                 "let one finish, then try again.")
     if busy.refusal is Refusal.LINE_FULL:
         return "The server is busy with other visitors' texts: try again in a minute."
-    return "The generator has stopped; reload the page."
+    return f"The {worker} has stopped; reload the page."
 
 
 def spaced(interval: float, running: int) -> float:

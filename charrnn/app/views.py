@@ -10,19 +10,40 @@ from charrnn.model import CharRNN
 from charrnn.snapshots import Snapshot
 from charrnn.style import Adaptation
 
-# How surprising each sampled char was: the model's probability of it, at temperature 1.
-SURPRISE = [(0.5, None), (0.2, "plausible (20–50%)"), (0.05, "surprising (5–20%)"), (0.0, "very surprising (<5%)")]
-COLORS = {"your seed": "#e5e7eb", "plausible (20–50%)": "#fde68a", "surprising (5–20%)": "#fdba74",
-          "very surprising (<5%)": "#f87171"}
+# One scale of surprise for both tabs: the probability the model gave a char (at temperature 1),
+# in bits (-log2 p). A char is coloured from this many bits up; under 1 bit (p over 50%) it is not.
+SURPRISE = [(6.0, "very surprising (under 1.6%)", "#f87171"), (3.0, "surprising (1.6–12.5%)", "#fdba74"),
+            (1.0, "plausible (12.5–50%)", "#fde68a")]
+SEED_LABEL, UNKNOWN_LABEL = "your seed", "not in the model's vocabulary: skipped"
+COLORS = {SEED_LABEL: "#e5e7eb", **{label: colour for _, label, colour in SURPRISE}}
+UNKNOWN_STYLE = "color: #9ca3af; text-decoration: line-through"
 SHOWN_CHARS = {" ": "␣ (space)", "\n": "⏎ (new line)"}
-SURPRISE_BITS = [(10, "#ef4444"), (6, "#f97316"), (3, "#fcd34d"), (1, "#fef3c7")]  # bits: colour from this many up
+
+
+def surprise_label(logprob: float) -> str | None:
+    """The scale's label for a char the model gave log-probability `logprob` (natural log), or None."""
+    bits = -logprob / math.log(2)
+    return next((label for floor, label, _ in SURPRISE if bits >= floor), None)
+
+
+def legend_html(extra: tuple[str, ...] = ()) -> str:
+    """The one legend of the surprise scale, with `extra` entries (SEED_LABEL, UNKNOWN_LABEL) after it."""
+    def item(label: str, style: str) -> str:
+        css = f"{style + '; ' if style else ''}padding: 0 0.35em; margin-right: 0.6em"
+        return f'<span style="{css}">{html.escape(label)}</span>'
+    items = [item("expected (over 50%)", "")]
+    items += [item(label, f"background-color: {colour}") for _, label, colour in reversed(SURPRISE)]
+    items += [item(label, UNKNOWN_STYLE if label == UNKNOWN_LABEL else f"background-color: {COLORS[label]}")
+              for label in extra]
+    return (f'<div class="surprise-legend" style="font-size: 0.9em">How surprising each character was to the '
+            f'model: {"".join(items)}</div>')
 
 
 def surprise_spans(out: Output) -> list[tuple[str, str | None]]:
-    """The seed, then the sampled text in runs of chars with the same surprise category."""
-    spans = [(out.seed, "your seed")]
+    """The seed, then the sampled text in runs of chars with the same surprise label."""
+    spans = [(out.seed, SEED_LABEL)]
     for char, p in zip(out.sampled, out.probs):
-        label = next(name for floor, name in SURPRISE if p >= floor)
+        label = surprise_label(math.log(p) if p > 0 else -math.inf)
         if spans[-1][1] == label:
             spans[-1] = (spans[-1][0] + char, label)
         else:
@@ -77,11 +98,45 @@ def spans_html(chars: str, styles: list[str], title: str) -> str:
             f'{"".join(out)}</div>')
 
 
-def surprise_style(lp) -> str:
+def surprise_style(lp: float | None) -> str:
+    """The style of a read char: the scale's colour for its log-probability; for None (a char the
+    vocabulary lacks, skipped) struck through; "" below the scale."""
     if lp is None:
-        return "color: #9ca3af; text-decoration: line-through"
-    bits = -lp / math.log(2)
-    return next((f"background-color: {c}" for floor, c in SURPRISE_BITS if bits >= floor), "")
+        return UNKNOWN_STYLE
+    label = surprise_label(lp)
+    return f"background-color: {COLORS[label]}" if label else ""
+
+
+def reading_styles(text: str, logprobs: list[float | None], known: set[str]) -> list[str]:
+    """A style per char of a Reading: unknown chars struck through; the first known char, which
+    has no prediction, plain; the others by the surprise scale."""
+    first = next((i for i, c in enumerate(text) if c in known), None)
+    return ["" if i == first else surprise_style(lp) if c in known else UNKNOWN_STYLE
+            for i, (c, lp) in enumerate(zip(text, logprobs))]
+
+
+def read_totals(summary: dict, adapt: bool, reference: str | None, notices: list[str], unknown) -> str:
+    """The Read tab's Markdown: totals, the model's own validation score when its card has one,
+    what was replaced, and what was skipped."""
+    line = (f"**{summary['nats_per_char']:.3f} nats/char** ({summary['bits_per_char']:.3f} bits/char) over "
+            f"{summary['chars']:,} characters, {'adapting as it read' if adapt else 'static weights'}")
+    lines = [line + (f"; {reference}" if reference else "") + "."]
+    lines += [f"⚠️ {n}" for n in notices]
+    if unknown:
+        shown = ", ".join(f"`{c!r}` ×{n}" for c, n in unknown.most_common(8))
+        n = sum(unknown.values())
+        lines.append(f"⚠️ {n} character{'s' * (n != 1)} the model does not know {'were' if n != 1 else 'was'} "
+                     f"skipped (struck through): {shown}.")
+    return "\n\n".join(lines)
+
+
+def card_reference(metrics) -> str | None:
+    """The model's own validation score from its model card (charrnn.hub.card_metrics), named as
+    such, to compare a reading with; None without one."""
+    if metrics is None:
+        return None
+    return (f"the model's validation score from its model card: {metrics.nats_per_char:.3f} nats/char "
+            f"on `{metrics.dataset}`, {metrics.split}")
 
 
 def activation_style(v: float) -> str:
@@ -103,15 +158,15 @@ def snapshots_note(snapshots: list[Snapshot]) -> str:
     if not snapshots:
         return NO_SNAPSHOTS
     steps = ", ".join(f"{s.step:,}" for s in snapshots)
-    return (f"{len(snapshots)} snapshots of this model as it trained, after {steps} steps: each writes from "
-            "the same seed with the same sampling seed, so what changes is only what it had learned.")
+    return (f"{len(snapshots)} snapshots of this model as it trained, after {steps} steps: each writes from the same "
+            "seed with the same sampling seed, so what changes is only what it had learned.")
 
 
 def watch_rows(snapshots: list[Snapshot], outs: list[Output | None]) -> list[dict]:
     """Each snapshot's facts and texts so far, as the /watch endpoint returns them."""
-    return [{"step": s.step, "epoch": s.epoch, "minutes": s.minutes, "val_loss": s.val_loss,
-             "moments": list(s.moments), "greedy": "" if out is None else out.greedy,
-             "sampled": "" if out is None else out.sampled} for s, out in zip(snapshots, outs)]
+    return [{"step": s.step, "epoch": s.epoch, "minutes": s.minutes, "val_loss": s.val_loss, "moments": list(s.moments),
+             "greedy": "" if out is None else out.greedy, "sampled": "" if out is None else out.sampled}
+            for s, out in zip(snapshots, outs)]
 
 
 def watch_html(snapshots: list[Snapshot], outs: list[Output | None]) -> str:
@@ -121,27 +176,25 @@ def watch_html(snapshots: list[Snapshot], outs: list[Output | None]) -> str:
     for s, out in zip(snapshots, outs):
         seed = html.escape(out.seed) if out is not None else ""
         texts = "".join(
-            f'<div class="{kind}"><b>{kind}</b><div style="white-space: pre-wrap; overflow-wrap: anywhere">'
-            f'<span style="color: #9ca3af">{seed}</span>{html.escape(getattr(out, kind) if out else "")}'
-            '</div></div>' for kind in ("greedy", "sampled"))
-        cards.append(f'<div class="snapshot" data-step="{s.step}" style="border: 1px solid #d1d5db; '
-                     f'border-radius: 8px; padding: 8px"><div class="label"><b>{html.escape(s.label())}</b>'
-                     f'</div>{texts}</div>')
-    grid = "display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 10px"
-    return f'<div style="{grid}">{"".join(cards)}</div>'
+            f'<div class="{kind}"><b>{kind}</b><div style="white-space: pre-wrap">'
+            f'<span style="color: #9ca3af">{seed}</span>{html.escape(getattr(out, kind) if out else "")}</div></div>'
+            for kind in ("greedy", "sampled"))
+        cards.append(f'<div class="snapshot" data-step="{s.step}" style="border: 1px solid #d1d5db; border-radius: 8px; '
+                     f'padding: 8px"><div class="label"><b>{html.escape(s.label())}</b></div>{texts}</div>')
+    return ('<div style="display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 10px">'
+            f'{"".join(cards)}</div>')
 
 
 def adaptation(how: Adaptation | None, out: Output | None = None) -> str:
     """How much the model adapted to the pasted passage, and the generation's state."""
     if how is None:
         return "Reading the passage, adapting as it reads…"
-    lines = [f"Reading the passage ({how.chars:,} characters), the model went from **{how.start:.3f} "
-             f"nats/char** on its first {how.window:,} characters to **{how.end:.3f}** on its last "
-             f"{how.window:,}; the unadapted model reads those last ones at {how.end_unadapted:.3f}, so it "
-             f"adapted by **{how.gain:+.3f} nats/char**."]
+    lines = [f"Reading the passage ({how.chars:,} characters), the model went from **{how.start:.3f} nats/char** "
+             f"on its first {how.window:,} characters to **{how.end:.3f}** on its last {how.window:,}; the "
+             f"unadapted model reads those last ones at {how.end_unadapted:.3f}, so it adapted by "
+             f"**{how.gain:+.3f} nats/char**."]
     if how.unknown_chars:
-        lines.append(f"⚠️ {how.unknown_chars:,} character(s) of the passage the model does not know were "
-                     "skipped.")
+        lines.append(f"⚠️ {how.unknown_chars:,} character(s) of the passage the model does not know were skipped.")
     if out is not None:
         lines += [f"⚠️ {n}" for n in out.notices]
         lines.append(f"Written by the adapted copy · sampling seed **{out.sampling_seed}**" if out.finished
