@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .corpus_profile import CorpusProfile
 
-CODE_URL = "https://pypi.org/project/charrnn-quijote/"  # the package: code, README, the `charrnn` command
+# The package is on no package index: it is installed from a checkout of its repository.
+INSTALL = "pip install .   # in a checkout of the charrnn repository (the package charrnn-quijote)"
 LICENSE = "mit"
 TAGS = ["char-rnn", "text-generation"]
 TUTORIAL_NATS = 1.2446  # the PyTorch char-RNN tutorial's best validation loss, accent-stripped
@@ -68,7 +69,7 @@ def card_kwargs(model, repo_id: str | None = None, corpus: CorpusProfile | None 
         nats=f"{val.nats_per_char:.4f}" if val else None, bits=f"{val.bits_per_char:.4f}" if val else None,
         facts=facts or [], recipe=recipe or [], command=command, plot=plot,
         samples=[(repr(seed), seed + text) for seed, text in samples or []],
-        usage=usage(repo_id or "OWNER/NAME", corpus), repo_url=CODE_URL, docs_url=CODE_URL)
+        usage=usage(repo_id or "OWNER/NAME", corpus))
 
 
 def render(model, **kwargs):
@@ -91,7 +92,7 @@ def usage(repo_id: str, corpus: CorpusProfile | None = None) -> str:
     weights = shlex.quote(repo_id)
     return f"""## Use
 ```bash
-pip install charrnn-quijote
+{INSTALL}
 ```
 ```python
 from charrnn import CharRNN
@@ -176,6 +177,6 @@ It learns spelling, punctuation and the rhythm of its text{% if chars %} from {{
 it does not know facts or keep a plot.
 
 ## Code
-[charrnn-quijote]({{ repo_url }}) (docs: [README]({{ docs_url }})): the model, training, generation,
-scoring, the `charrnn` command and the Gradio demo. License: MIT.
+The `charrnn-quijote` package (its README documents it), installed from a checkout of the charrnn
+repository: the model, training, generation, scoring, the `charrnn` command and the Gradio demo. License: MIT.
 """

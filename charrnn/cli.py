@@ -25,6 +25,22 @@ HELP = {"train": "train a model and write its weights folder (train.py)",
         "app": "serve the demo page (Gradio) for a weights folder or Hub repo"}
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's default in its help, except None or "" (its help says what happens without it) and
+    switches that are off (unless given)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, "") or (action.nargs == 0 and action.default is False):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def prog(module: str) -> str:
+    """The program name a subcommand's help shows: `charrnn sample` when run as that (main below
+    sets argv[0]), else `python -m charrnn.sample`."""
+    return sys.argv[0] if sys.argv[0].startswith("charrnn ") else f"python -m {module}"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="charrnn", usage="charrnn COMMAND [ARGS...]", description="A character-level language model of Don Quijote.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,

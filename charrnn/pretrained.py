@@ -11,13 +11,13 @@ import torch
 from huggingface_hub import ModelCard
 
 from . import model
-from .card import CARD_TEMPLATE, CODE_URL, LICENSE, TAGS, render
+from .card import CARD_TEMPLATE, LICENSE, TAGS, render
 from .corpus_profile import PROFILE_FILE
 from .generate import Settings, complete
 
 
-class CharRNN(model.CharRNN, tags=list(TAGS), license=LICENSE, model_card_template=CARD_TEMPLATE,
-              repo_url=CODE_URL, docs_url=CODE_URL):  # tags: a copy, the mixin appends its own to it
+class CharRNN(model.CharRNN, tags=list(TAGS), license=LICENSE,  # tags: a copy, the mixin appends its own
+              model_card_template=CARD_TEMPLATE):
     """A character-level language model; `CharRNN.from_pretrained(folder or OWNER/NAME)` loads one."""
 
     optional_files = ("README.md", PROFILE_FILE)  # the card's metrics and the corpus's page texts, when there

@@ -11,11 +11,13 @@ import sys
 
 import torch
 
+from .cli import DefaultsHelpFormatter, prog
 from .generate import MAX_LENGTH, STOPS, check_settings, stream
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m charrnn.sample", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=prog("charrnn.sample"), description=__doc__.split("\n")[0],
+                                formatter_class=DefaultsHelpFormatter)
     p.add_argument("--weights", default="weights", help="folder with config.json + model.safetensors, or a Hub repo id")
     p.add_argument("--seed-text", default="", help="beginning of the text (empty: start from a new line)")
     p.add_argument("--length", type=int, default=300, help=f"new chars, 1 to {MAX_LENGTH}")

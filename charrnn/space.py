@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import corpus_profile
-from .card import CODE_URL, LICENSE, retarget
+from .card import LICENSE, retarget
 from .hub import PushError, check_can_push, upload_files
 from .pretrained import load_model
 from .weights import WeightsError, first_line, is_repo_id
@@ -71,7 +71,7 @@ def space_readme(weights: Path, model: str | None = None) -> str:
 
     corpus = corpus_profile.load(weights) or corpus_profile.unrecorded()
     body = (f"# charrnn: {corpus.title}\n\nA character-level language model trained on {corpus.description}: "
-            f"this Space is its demo page, made with [charrnn-quijote]({CODE_URL}).\n")
+            f"this Space is its demo page, made with the charrnn-quijote package (its code is in this Space).\n")
     card_path = weights / "README.md"
     if card_path.is_file():
         card = ModelCard.load(card_path)

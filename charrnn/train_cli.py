@@ -24,11 +24,12 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from charrnn.cli import DefaultsHelpFormatter
 from charrnn.config import RECIPES, RESUMABLE, SHORT_MAX_MINUTES, TrainConfig, recipe_for_budget
 
 HELP = {
-    "data": "UTF-8 text file or folder of .txt files (default: el_quijote.txt from the cache, ../shared/data, "
-            "or downloaded and hash-checked)",
+    "data": "UTF-8 text file or folder of .txt files; without it el_quijote.txt, from the cache, ../shared/data, "
+            "or downloaded and hash-checked",
     "dataset": "a Hugging Face dataset instead of --data: a folder written by save_to_disk, or a Hub dataset id "
                "(its train split)",
     "dataset_config": "with --dataset: the dataset's configuration name",
@@ -62,7 +63,7 @@ RECIPE_FIELDS = tuple(dict.fromkeys(k for settings in RECIPES.values() for k in 
 CARD_SAMPLES = 3  # samples on the card, each from one of the corpus's own seeds
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(DefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults in every flag's help; the recipes table below kept as written."""
 
 

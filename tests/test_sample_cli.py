@@ -90,3 +90,14 @@ def test_runs_as_a_module(tiny_model_dir):
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(SEED) and len(done.stdout) == len(SEED) + 30 + 1
+
+
+def test_help_as_charrnn_sample_shows_that_command_and_the_defaults(capsys, monkeypatch):
+    from charrnn import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["sample", "--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: charrnn sample ") and "python -m" not in out
+    assert "(default: 300)" in out and "(default: 0.8)" in out and "(default: weights)" in out
+    assert "(default: None)" not in out and "(default: False)" not in out

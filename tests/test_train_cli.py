@@ -599,3 +599,46 @@ def test_a_run_writes_over_an_earlier_runs_files(tmp_path, capsys):
     for _ in range(2):  # the second run replaces the first one's outputs without being told
         rc, _, err = call_main(capsys, "--data", text, "--out", tmp_path / "w", *TINY, "--epochs", "0.3")
         assert rc == 0, err
+
+
+@pytest.mark.parametrize("absent", [("matplotlib",), ("tqdm", "matplotlib")])
+def test_missing_training_extras_are_named_before_any_training(tmp_path, capsys, monkeypatch, absent):
+    import importlib.util
+
+    from charrnn import train_cli, training
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in absent else find_spec(name, *a))
+    monkeypatch.setattr(training, "train", lambda *a, **kw: pytest.fail("trained without the [train] extra"))
+    rc, _, err = call_main(capsys, "--out", tmp_path / "w", *TINY)
+    assert_one_line_error(rc, err, 'pip install "charrnn-quijote[train]"')
+    assert f"training needs {' and '.join(absent)}, which are not installed" in err
+    assert not (tmp_path / "w").exists()
+
+
+def test_the_extras_training_checks_are_in_the_train_extra():
+    import tomllib
+
+    from charrnn.train_cli import TRAIN_NEEDS
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    assert set(TRAIN_NEEDS) <= {r.split(">")[0].split("<")[0].split("=")[0] for r in extra["train"]}
+
+
+def test_help_says_each_default_once():
+    from charrnn.train_cli import build_parser
+
+    text = " ".join(build_parser("long").format_help().split())
+    assert "(default: None)" not in text
+    data_help = text.split("--data DATA ")[1].split(" --dataset")[0]
+    assert "el_quijote.txt" in data_help and "default" not in data_help
+
+
+def test_the_apps_labels_are_plain_text():
+    """Gradio shows a label as written: Markdown's backticks would show literally."""
+    import ast
+
+    for path in (ROOT / "charrnn" / "app").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.keyword) and node.arg == "label" and isinstance(node.value, ast.Constant):
+                assert "`" not in str(node.value.value), f"{path.name}: {node.value.value}"

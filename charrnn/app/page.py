@@ -148,7 +148,7 @@ def read_tab(model: CharRNN | None, error: str | None, readers: Readers, referen
         view = gr.HTML(elem_id="read-view")
         with gr.Row():
             words = gr.Dataframe(headers=["word", "bits"], label="Most surprising words", elem_id="read-words")
-            result = gr.JSON(label="Totals (as python -m charrnn.evaluate prints them)", elem_id="read-json")
+            result = gr.JSON(label="Totals (as charrnn evaluate prints them)", elem_id="read-json")
         # No Gradio concurrency limit: a reading starts at once and charrnn.reading decides when it
         # computes, so readings never wait in (or fill) the queue that generation uses.
         go.click(handlers.scorer(model, error, readers, reference), [text, adapt], [view, totals, result, words],
