@@ -178,5 +178,6 @@ it does not know facts or keep a plot.
 
 ## Code
 The `charrnn-quijote` package (its README documents it), installed from a checkout of the charrnn
-repository: the model, training, generation, scoring, the `charrnn` command and the Gradio demo. License: MIT.
+repository: the model, training, generation, scoring, the `charrnn` command and the Gradio demo.
+License: MIT.
 """
