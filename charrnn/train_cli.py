@@ -18,6 +18,7 @@ checkpoint, metrics, weights and card, and pushes:
     torchrun --standalone --nproc_per_node 2 train.py --out runs/ddp --resume  # continue (any number of processes)
 """
 import argparse
+import importlib.util
 import os
 import shlex
 import sys
@@ -154,9 +155,21 @@ def given_settings(argv: list[str]) -> set[str]:
     return {f.name for f in fields(TrainConfig) if flag_given(argv, "--" + f.name.replace("_", "-"))}
 
 
+TRAIN_NEEDS = ("tqdm", "matplotlib")  # of the [train] extra (pyproject.toml): the progress bar and loss.png
+
+
+def missing_extras() -> list[str]:
+    """The modules training needs that are not installed: found now, not when the plot is drawn."""
+    return [name for name in TRAIN_NEEDS if importlib.util.find_spec(name) is None]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    missing = missing_extras()
+    if missing:  # before any work: a run would otherwise train fully and die writing its plot
+        return fail(f"training needs {' and '.join(missing)}, which are not installed: "
+                    f'pip install "charrnn-quijote[train]"')
     # Imports after argument parsing: --help should not wait for torch.
     from charrnn import distributed
     from charrnn.data import DataError
