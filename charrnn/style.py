@@ -8,7 +8,7 @@ chars read adapting, and the unadapted model's over those same last chars (read 
 carried from the start of the passage, as the adaptive reader reads them).
 """
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .evaluate import Adapt, read
 from .generate import Output, Settings, stream
@@ -44,11 +44,16 @@ class Adaptation:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
 
 
-def read_passage(model: CharRNN, passage: str, adapt: Adapt = ADAPT) -> tuple[CharRNN, Adaptation]:
-    """The model adapted to `passage` (a copy) and how it read it. ValueError when the passage has
-    fewer than 2 chars the model knows."""
-    adaptive = read(model, passage, adapt, keep_adapted=True)
-    static = read(model, passage)
+def read_passage(model: CharRNN, passage: str, adapt: Adapt = ADAPT,
+                 tick: Callable[[int, int], None] | None = None) -> tuple[CharRNN, Adaptation]:
+    """The model adapted to `passage` (a copy) and how it read it; chars the model lacks are mapped
+    to close ones as the Read tab maps them ('—' -> '–'), or skipped. `tick(done, total)` follows
+    both readings, as charrnn.reading wants it. ValueError when the passage has fewer than 2 chars
+    the model knows."""
+    passage, _ = model.vocab.map_unknown(passage)
+    first, second = _one_after_the_other(tick)
+    adaptive = read(model, passage, adapt, keep_adapted=True, tick=first)
+    static = read(model, passage, tick=second)
     got, base = adaptive.score.logprobs, static.score.logprobs  # (N-1,) each, the same chars
     n = len(got)
     window = max(1, min(WINDOW, n // 4))
@@ -60,6 +65,14 @@ def read_passage(model: CharRNN, passage: str, adapt: Adapt = ADAPT) -> tuple[Ch
                             end=mean(got[-window:]), end_unadapted=mean(base[-window:]), passage=mean(got),
                             passage_unadapted=mean(base), unknown_chars=sum(adaptive.unknown.values()))
     return adaptive.score.adapted, adaptation
+
+
+def _one_after_the_other(tick):
+    """Two ticks for two readings of the same text, one after the other, counted as one: the first
+    reports the first half of the work, the second the rest."""
+    if tick is None:
+        return None, None
+    return (lambda done, total: tick(done, 2 * total)), (lambda done, total: tick(total + done, 2 * total))
 
 
 def write_like(model: CharRNN, passage: str, seed_text: str, settings: Settings = Settings(),

@@ -11,6 +11,7 @@ from charrnn.hub import load_model
 from charrnn.snapshots import find_snapshots
 from test_snapshots import trained  # noqa: F401  (a tiny run with snapshots, written as train.py writes it)
 from test_style import PASSAGE
+from test_visitors import LONG, app, call, result, slow_reading, wait_for  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow  # servers and browsers
 
@@ -132,3 +133,16 @@ def write_like_in(page) -> None:
     for side in ("greedy", "sampled"):
         text = page.locator(f"#write-{side} textarea").input_value()
         assert text.startswith("Querida") and len(text) == len("Querida") + 200
+
+
+def test_write_like_is_one_of_the_visitor_s_readings(app):  # noqa: F811 (test_visitors' app, slowed readings)
+    url, readers = app()
+    for _ in range(3):  # one reading running and two waiting: this visitor's limit
+        assert call(url, "score", [LONG, True], "7.7.7.7")[0] == 200
+    wait_for(lambda: len(readers.jobs()) == 3, "the three readings")
+    status, event = call(url, "write_like", [PASSAGE, "Querida", 50, 0.8, 1], "7.7.7.7")
+    refused = result(url, "write_like", event)
+    assert "event: error" in refused and "You already have 3 readings running or waiting" in refused
+    how = Client(url, analytics_enabled=False, verbose=False, headers={"X-Forwarded-For": "8.8.8.8"}).predict(
+        PASSAGE, "Querida", 50, 0.8, 1, api_name="/write_like")[3]
+    assert how["chars"] > 0  # another visitor's is read meanwhile

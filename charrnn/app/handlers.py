@@ -5,19 +5,20 @@ import random
 import time
 from contextlib import aclosing
 from dataclasses import replace
+from typing import Iterator
 
 import gradio as gr
 
 from charrnn import inside as cells
 from charrnn.engine import Engine
 from charrnn.evaluate import Adapt, read
-from charrnn.generate import Bounds, SettingsError, check_seed_text, check_settings, mapping_notices
+from charrnn.generate import Bounds, SettingsError, check_seed_text, check_settings, mapping_notices, stream
 from charrnn.model import CharRNN
 from charrnn.reading import Cancelled, Readers
 from charrnn.scheduler import Busy
 from charrnn.serving import client_key
 from charrnn.snapshots import Snapshot, find_snapshots
-from charrnn.style import write_like
+from charrnn.style import read_passage
 from charrnn.weights import first_line
 
 from . import views
@@ -228,7 +229,7 @@ def watcher(shots: list[tuple[Snapshot, Engine]], accepted: Bounds, error: str |
             yield views.watch_html(snapshots, outs), views.watch_rows(snapshots, outs)
         except Busy as e:
             raise refusal(busy_sentence(e)) from None
-        except Exception as e:  # noqa: BLE001 (one request's failure, said in a line; the engines go on)
+        except Exception as e:  # a request's failure, said in a line; the engines go on
             raise gr.Error(f"The generation failed: {first_line(e)}") from None
         finally:  # a page closed early: its rows leave every engine
             for (_, engine), generated in zip(shots, generating):
@@ -250,11 +251,13 @@ def submit_all(shots: list[tuple[Snapshot, Engine]], seed: str, settings, visito
     return requests
 
 
-def writer(model: CharRNN | None, accepted: Bounds, error: str | None):
-    """The handler of Write like this (/write_like): read the passage adapting (on a copy), then
-    continue the seed in its style, greedy and sampled, streamed; how much it adapted, as text and data."""
+def writer(model: CharRNN | None, accepted: Bounds, error: str | None, readers: Readers):
+    """The handler of Write like this (/write_like): read the passage adapting (on a copy) as this
+    visitor's reading (charrnn.reading: its limits and turns), then continue the seed in its style,
+    greedy and sampled, streamed; how much it adapted, as text and data."""
 
-    def write(passage, seed, length, temperature, sampling_seed):
+    async def write(passage, seed, length, temperature, sampling_seed, request: gr.Request,
+                    progress=gr.Progress()):
         passage = read_input(model, error, passage)
         try:
             settings = check_settings(length, temperature, 0, 1.0, sampling_seed, NO_STOP, accepted)
@@ -262,10 +265,20 @@ def writer(model: CharRNN | None, accepted: Bounds, error: str | None):
         except SettingsError as e:
             raise refusal(str(e)) from None
         yield "", "", views.adaptation(None), None
-        try:
-            for how, out in write_like(model, passage, seed, settings, interval=STREAM_INTERVAL):
-                yield out.seed + out.greedy, out.seed + out.sampled, views.adaptation(how, out), how.summary()
-        except ValueError:
-            raise refusal("The passage needs at least 2 characters the model knows.") from None
+        reading = served(readers, request, lambda tick: read_passage(model, passage, tick=tick), progress,
+                         "Reading the passage")
+        async with aclosing(reading) as results:
+            async for done in results:
+                if done is None:
+                    yield gr.skip()
+        adapted, how = done
+        async for out in in_a_thread(stream(adapted, seed, settings, interval=STREAM_INTERVAL)):
+            yield out.seed + out.greedy, out.seed + out.sampled, views.adaptation(how, out), how.summary()
 
     return write
+
+
+async def in_a_thread(updates: Iterator):
+    """A generator's items, each computed in a worker thread, so the event loop stays free."""
+    while (item := await asyncio.to_thread(next, updates, None)) is not None:
+        yield item

@@ -114,7 +114,7 @@ def build_demo(model: CharRNN | None, source: str = "weights", error: str | None
         read_tab(model, error, readers, views.card_reference(card_metrics(source)) if model is not None else None)
         inside_tab(model, error, readers)
         watch_tab(handlers.snapshot_engines(model, source, engine), accepted, error)
-        write_tab(model, accepted, error)
+        write_tab(model, accepted, error, readers)
 
         inputs = [c[k] for k in ("seed", "length", "temperature", "top_k", "top_p", "sampling_seed", "stop_at")]
         shown = [o["sampled"], o["surprise"], o["candidates"], o["info"]]
@@ -175,13 +175,17 @@ def inside_tab(model: CharRNN | None, error: str | None, readers: Readers) -> No
                  api_name="inside", preprocess=False, concurrency_limit=None)
 
 
-STYLE_EXAMPLES = [  # written for this page (MIT, as the project): a letter, and English, which the model never read
-    "Querida Marta: te escribo desde el tren, que otra vez va con retraso. El piso nuevo está bien, mejor de lo que "
-    "esperaba: es pequeño, pero tiene un balcón que da a una plaza con dos plátanos enormes. Por las mañanas entra "
-    "el sol en la cocina y me tomo el café de pie, mirando a los vecinos que sacan a pasear a los perros.",
-    "The lighthouse on Gull Point had not been lit for eleven years when Thomas Hale arrived to repair it. The "
-    "keeper's cottage stood at the foot of the tower, a low stone building with a green door and a garden full of "
-    "nettles. Inside there was a table, two chairs, an iron stove and a shelf of logbooks that went back to 1871.",
+# Written for this page (MIT, as the project; bench/texts/ has them in full): a letter, and English,
+# a language the model never read.
+STYLE_EXAMPLES = [
+    "Querida Marta: te escribo desde el tren, que otra vez va con retraso. El piso nuevo está bien, mejor "
+    "de lo que esperaba: es pequeño, pero tiene un balcón que da a una plaza con dos plátanos enormes. Por "
+    "las mañanas entra el sol en la cocina y me tomo el café de pie, mirando a los vecinos que sacan a "
+    "pasear a los perros.",
+    "The lighthouse on Gull Point had not been lit for eleven years when Thomas Hale arrived to repair it. "
+    "The keeper's cottage stood at the foot of the tower, a low stone building with a green door and a "
+    "garden full of nettles. Inside there was a table, two chairs, an iron stove and a shelf of logbooks "
+    "that went back to 1871.",
 ]
 
 
@@ -190,16 +194,19 @@ def write_settings(prefix: str, seed: str) -> list:
     with gr.Row():
         seed = gr.Textbox(label="Seed text", value=seed, lines=2, scale=3, elem_id=f"{prefix}-seed")
         with gr.Column(scale=2):
-            length = gr.Slider(*LENGTH[:2], value=200, step=1, label="Length (characters)", elem_id=f"{prefix}-length")
-            temperature = gr.Slider(*TEMPERATURE[:2], value=TEMPERATURE[2], step=0.05, label="Temperature (sampled)",
-                                    elem_id=f"{prefix}-temperature")
+            length = gr.Slider(*LENGTH[:2], value=200, step=1, label="Length (characters)",
+                               elem_id=f"{prefix}-length")
+            temperature = gr.Slider(*TEMPERATURE[:2], value=TEMPERATURE[2], step=0.05,
+                                    label="Temperature (sampled)", elem_id=f"{prefix}-temperature")
             sampling_seed = gr.Number(1, precision=0, minimum=-1, label="Sampling seed (-1 = random)",
-                                      info="The same seeds give the same texts.", elem_id=f"{prefix}-sampling-seed")
+                                      info="The same seeds give the same texts.",
+                                      elem_id=f"{prefix}-sampling-seed")
     return [seed, length, temperature, sampling_seed]
 
 
 def watch_tab(shots: list, accepted, error: str | None) -> None:
-    """The "Watch it learn" tab: what each snapshot of the training run writes, side by side. Endpoint /watch."""
+    """The "Watch it learn" tab: what each snapshot of the training run writes, side by side.
+    Endpoint /watch."""
     with gr.Tab("Watch it learn", id="watch"):
         gr.Markdown("The same seed continued by the model as it was at several moments of its training: "
                     "first spaces and short words, then words, then names, punctuation and dialogue. "
@@ -215,13 +222,14 @@ def watch_tab(shots: list, accepted, error: str | None) -> None:
                  preprocess=False, concurrency_limit=None)
 
 
-def write_tab(model: CharRNN | None, accepted, error: str | None) -> None:
+def write_tab(model: CharRNN | None, accepted, error: str | None, readers: Readers) -> None:
     """The "Write like this" tab: the model reads a passage adapting, on a copy, then continues a seed
     in its style. Endpoint /write_like."""
     with gr.Tab("Write like this", id="write"):
-        gr.Markdown("Paste a passage (a letter, a poem, a page of another book): the model reads it learning as it "
-                    "reads (the *Read a text* tab's dynamic evaluation, on a copy: the page's model never changes), "
-                    "then continues your seed in its style. The page says how much it adapted.")
+        gr.Markdown("Paste a passage (a letter, a poem, a page of another book): the model reads it learning "
+                    "as it reads (the *Read a text* tab's dynamic evaluation, on a copy: the page's model "
+                    "never changes), then continues your seed in its style. The page says how much it "
+                    "adapted.")
         passage = gr.Textbox(label=f"Passage (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14,
                              elem_id="write-passage")
         gr.Examples(STYLE_EXAMPLES, inputs=passage, label="Passages the model never read")
@@ -230,8 +238,10 @@ def write_tab(model: CharRNN | None, accepted, error: str | None) -> None:
         info = gr.Markdown(elem_id="write-info")
         with gr.Row(equal_height=True):
             greedy = gr.Textbox(label="Greedy, adapted", lines=8, interactive=False, elem_id="write-greedy")
-            sampled = gr.Textbox(label="Sampled, adapted", lines=8, interactive=False, elem_id="write-sampled")
+            sampled = gr.Textbox(label="Sampled, adapted", lines=8, interactive=False,
+                                 elem_id="write-sampled")
         with gr.Accordion("How it adapted, as data", open=False):
             how = gr.JSON(elem_id="write-json")
-        go.click(handlers.writer(model, accepted, error), inputs, [greedy, sampled, info, how], api_name="write_like",
-                 preprocess=False, concurrency_id="reading")
+        # As the Read tab: charrnn.reading limits and schedules the reading, not Gradio's queue.
+        go.click(handlers.writer(model, accepted, error, readers), inputs, [greedy, sampled, info, how],
+                 api_name="write_like", preprocess=False, concurrency_limit=None)

@@ -158,15 +158,15 @@ def snapshots_note(snapshots: list[Snapshot]) -> str:
     if not snapshots:
         return NO_SNAPSHOTS
     steps = ", ".join(f"{s.step:,}" for s in snapshots)
-    return (f"{len(snapshots)} snapshots of this model as it trained, after {steps} steps: each writes from the same "
-            "seed with the same sampling seed, so what changes is only what it had learned.")
+    return (f"{len(snapshots)} snapshots of this model as it trained, after {steps} steps: each writes from "
+            "the same seed with the same sampling seed, so what changes is only what it had learned.")
 
 
 def watch_rows(snapshots: list[Snapshot], outs: list[Output | None]) -> list[dict]:
     """Each snapshot's facts and texts so far, as the /watch endpoint returns them."""
-    return [{"step": s.step, "epoch": s.epoch, "minutes": s.minutes, "val_loss": s.val_loss, "moments": list(s.moments),
-             "greedy": "" if out is None else out.greedy, "sampled": "" if out is None else out.sampled}
-            for s, out in zip(snapshots, outs)]
+    return [{"step": s.step, "epoch": s.epoch, "minutes": s.minutes, "val_loss": s.val_loss,
+             "moments": list(s.moments), "greedy": "" if out is None else out.greedy,
+             "sampled": "" if out is None else out.sampled} for s, out in zip(snapshots, outs)]
 
 
 def watch_html(snapshots: list[Snapshot], outs: list[Output | None]) -> str:
@@ -176,25 +176,27 @@ def watch_html(snapshots: list[Snapshot], outs: list[Output | None]) -> str:
     for s, out in zip(snapshots, outs):
         seed = html.escape(out.seed) if out is not None else ""
         texts = "".join(
-            f'<div class="{kind}"><b>{kind}</b><div style="white-space: pre-wrap">'
-            f'<span style="color: #9ca3af">{seed}</span>{html.escape(getattr(out, kind) if out else "")}</div></div>'
-            for kind in ("greedy", "sampled"))
-        cards.append(f'<div class="snapshot" data-step="{s.step}" style="border: 1px solid #d1d5db; border-radius: 8px; '
-                     f'padding: 8px"><div class="label"><b>{html.escape(s.label())}</b></div>{texts}</div>')
-    return ('<div style="display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 10px">'
-            f'{"".join(cards)}</div>')
+            f'<div class="{kind}"><b>{kind}</b><div style="white-space: pre-wrap; overflow-wrap: anywhere">'
+            f'<span style="color: #9ca3af">{seed}</span>{html.escape(getattr(out, kind) if out else "")}'
+            '</div></div>' for kind in ("greedy", "sampled"))
+        cards.append(f'<div class="snapshot" data-step="{s.step}" style="border: 1px solid #d1d5db; '
+                     f'border-radius: 8px; padding: 8px"><div class="label"><b>{html.escape(s.label())}</b>'
+                     f'</div>{texts}</div>')
+    grid = "display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 10px"
+    return f'<div style="{grid}">{"".join(cards)}</div>'
 
 
 def adaptation(how: Adaptation | None, out: Output | None = None) -> str:
     """How much the model adapted to the pasted passage, and the generation's state."""
     if how is None:
         return "Reading the passage, adapting as it reads…"
-    lines = [f"Reading the passage ({how.chars:,} characters), the model went from **{how.start:.3f} nats/char** "
-             f"on its first {how.window:,} characters to **{how.end:.3f}** on its last {how.window:,}; the "
-             f"unadapted model reads those last ones at {how.end_unadapted:.3f}, so it adapted by "
-             f"**{how.gain:+.3f} nats/char**."]
+    lines = [f"Reading the passage ({how.chars:,} characters), the model went from **{how.start:.3f} "
+             f"nats/char** on its first {how.window:,} characters to **{how.end:.3f}** on its last "
+             f"{how.window:,}; the unadapted model reads those last ones at {how.end_unadapted:.3f}, so it "
+             f"adapted by **{how.gain:+.3f} nats/char**."]
     if how.unknown_chars:
-        lines.append(f"⚠️ {how.unknown_chars:,} character(s) of the passage the model does not know were skipped.")
+        lines.append(f"⚠️ {how.unknown_chars:,} character(s) of the passage the model does not know were "
+                     "skipped.")
     if out is not None:
         lines += [f"⚠️ {n}" for n in out.notices]
         lines.append(f"Written by the adapted copy · sampling seed **{out.sampling_seed}**" if out.finished
