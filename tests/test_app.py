@@ -1,4 +1,5 @@
 """The app (charrnn/app, started by app.py) served on a free local port and called through gradio_client, as an API user would."""
+import html
 import json
 import re
 import time
@@ -36,9 +37,9 @@ def test_generate_returns_greedy_and_sampled_side_by_side(client, tiny_model):
     greedy, sampled, surprise, candidates, info = client.predict(*args(), api_name="/generate")
     want = complete(tiny_model, SEED, Settings(length=60, temperature=0.8, sampling_seed=5))
     assert greedy == SEED + want.greedy and sampled == SEED + want.sampled
-    assert "".join(span["token"] for span in surprise) == sampled
-    assert surprise[0] == {"token": SEED, "class_or_confidence": "your seed"}
-    assert {span["class_or_confidence"] for span in surprise[1:]} <= {None, *views.COLORS}
+    assert html.unescape(re.sub(r"<[^>]+>", "", surprise)) == sampled  # every char, coloured by views' scale
+    assert surprise.count(f"background-color: {views.COLORS[views.SEED_LABEL]}") == 1  # the seed, one run
+    assert set(re.findall(r"background-color: (#[0-9a-f]{6})", surprise)) <= set(views.COLORS.values())
     confidences = [c["confidence"] for c in candidates["confidences"]]
     assert len(confidences) == 10 and confidences == sorted(confidences, reverse=True)
     assert candidates["label"] == views.SHOWN_CHARS.get(want.candidates[0][0], want.candidates[0][0])

@@ -186,11 +186,15 @@ def test_one_surprise_scale_for_both_tabs():
     from charrnn.app import views
     from charrnn.generate import Output
 
-    for p in (0.9, 0.4, 0.3, 0.1, 0.05, 0.02, 0.001):
-        spans = views.surprise_spans(Output(seed="a", sampled="b", probs=[p]))
-        label = spans[-1][1]
-        style = views.surprise_style(math.log(p))
-        assert style == (f"background-color: {views.COLORS[label]}" if label else ""), p
+    for p in (0.9, 0.4, 0.3, 0.1, 0.05, 0.02, 0.001):  # one sampled char of probability p, and a read one
+        generated = views.surprise_html(Output(seed="a", sampled="b", probs=[p]))
+        read = views.spans_html("ab", views.reading_styles("ab", [None, math.log(p)], {"a", "b"}), "")
+
+        def style_of_b(html: str) -> str:
+            found = re.search(r'<span style="([^"]*)">b</span>', html)
+            return found.group(1) if found else ""
+        assert style_of_b(generated) == style_of_b(read), p
+        assert style_of_b(generated) == ("" if p > 0.5 else f"background-color: {views.COLORS[views.surprise_label(math.log(p))]}")
 
 
 def test_both_tabs_show_the_same_legend(url):

@@ -66,7 +66,7 @@ def generation(engine: Engine | None, accepted: Bounds, error: str | None, resam
         start = time.perf_counter()
         try:
             async for out in paced_updates(engine, generating):
-                shown = (out.seed + out.sampled, views.surprise_spans(out), views.candidates(out),
+                shown = (out.seed + out.sampled, views.surprise_html(out), views.candidates(out),
                          views.info(out, time.perf_counter() - start))
                 yield shown if resample else (out.seed + out.greedy, *shown)
         except Busy as e:

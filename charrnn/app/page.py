@@ -30,16 +30,7 @@ PASSAGES = [  # from the novel's last part (its validation text: the model never
     "de los de lanza en astillero, adarga antigua, rocín flaco y galgo corredor.",
 ]
 MIN_COLUMN = 320  # px: narrower screens (a 390 px phone) stack side-by-side outputs
-# The coloured view reads as running text: no pill per span, gaps only where the text has them,
-# and a line break where the text has one (Gradio marks it with an empty .line-break span).
-CSS = """
-#surprise .textfield { display: block !important; font-size: 0; line-height: 1.6; }
-#surprise .token-container, #surprise .token { display: inline !important; margin: 0 !important; padding: 0 !important;
-  border-radius: 0 !important; font-size: 0; }
-#surprise .text { font-size: var(--text-md); background-color: inherit; white-space: pre-wrap;
-  margin: 0 !important; padding: 0 !important; }
-#surprise .line-break { display: block; }
-"""
+CSS = ""  # (the coloured views are plain HTML from views.spans_html: nothing to restyle)
 
 
 def controls(vocab_size: int) -> dict:
@@ -84,9 +75,8 @@ def outputs() -> dict:
     with gr.Row():
         with gr.Column(scale=3, min_width=MIN_COLUMN):
             gr.HTML(views.legend_html((views.SEED_LABEL,)), elem_id="surprise-legend")
-            o["surprise"] = gr.HighlightedText(
-                label="Sampled text, coloured by how surprising each character was to the model",
-                color_map=views.COLORS, show_legend=False, elem_id="surprise")
+            o["surprise"] = gr.HTML(label="Sampled text, coloured by how surprising each character was",
+                                    elem_id="surprise")
         with gr.Column(scale=2, min_width=MIN_COLUMN):
             o["candidates"] = gr.Label(num_top_classes=10, label="Likeliest next characters after the sampled text",
                                        elem_id="candidates")

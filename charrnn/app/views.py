@@ -39,16 +39,13 @@ def legend_html(extra: tuple[str, ...] = ()) -> str:
             f'model: {"".join(items)}</div>')
 
 
-def surprise_spans(out: Output) -> list[tuple[str, str | None]]:
-    """The seed, then the sampled text in runs of chars with the same surprise label."""
-    spans = [(out.seed, SEED_LABEL)]
-    for char, p in zip(out.sampled, out.probs):
-        label = surprise_label(math.log(p) if p > 0 else -math.inf)
-        if spans[-1][1] == label:
-            spans[-1] = (spans[-1][0] + char, label)
-        else:
-            spans.append((char, label))
-    return spans
+def surprise_html(out: Output) -> str:
+    """The seed, then the sampled text, each sampled char coloured by the surprise scale: the same
+    renderer as the Read tab's, so both tabs show surprise alike (and words never break across
+    lines, as Gradio's HighlightedText broke them)."""
+    styles = [f"background-color: {COLORS[SEED_LABEL]}"] * len(out.seed)
+    styles += [surprise_style(math.log(p) if p > 0 else -math.inf) for p in out.probs[:len(out.sampled)]]
+    return spans_html(out.seed + out.sampled, styles, "sampled text coloured by surprise")
 
 
 def candidates(out: Output) -> dict[str, float]:
