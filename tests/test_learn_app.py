@@ -1,17 +1,21 @@
 """The "Watch it learn" and "Write like this" tabs: their endpoints through gradio_client on a
 loopback port, and both tabs in a real browser, on a tiny model trained here with snapshots and
 on the shipped weights (which have none)."""
+import json
+import os
+from pathlib import Path
+
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from charrnn.app import views
+from charrnn.app import handlers, views
 from charrnn.generate import Settings, complete
 from charrnn.hub import load_model
 from charrnn.snapshots import find_snapshots
 from test_snapshots import trained  # noqa: F401  (a tiny run with snapshots, written as train.py writes it)
 from test_style import PASSAGE
-from test_visitors import LONG, app, call, result, slow_reading, wait_for  # noqa: F401 (fixtures)
+from test_visitors import LONG, app, call, request, result, slow_reading, wait_for  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow  # servers and browsers
 
@@ -95,7 +99,14 @@ def test_watch_bad_input_gets_a_sentence(client):
         client.predict(SEED, 5, 0.8, 1, api_name="/watch")
 
 
-def test_both_tabs_in_a_browser_with_snapshots(browser, url, run_dir):
+def screenshot(page, tmp_path, name: str) -> None:
+    """The page as it is now, under pytest's tmp dir or $CHARRNN_SCREENSHOT_DIR, to look at by eye."""
+    shots = Path(os.environ.get("CHARRNN_SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
+def test_both_tabs_in_a_browser_with_snapshots(browser, url, run_dir, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
     page.goto(url, wait_until="networkidle")
     page.get_by_role("tab", name="Watch it learn").click()
@@ -106,7 +117,11 @@ def test_both_tabs_in_a_browser_with_snapshots(browser, url, run_dir):
     page.wait_for_function("document.querySelectorAll('#watch-view .snapshot').length > 0", timeout=30_000)
     assert cards.count() == len(find_snapshots(run_dir))
     assert "step 5 " in cards.first.inner_text() and "best" in cards.last.inner_text()
+    page.wait_for_function(f"[...document.querySelectorAll('#watch-view .snapshot .sampled > div')].every("
+                           f"d => d.innerText.length >= {len(SEED) + 200})", timeout=30_000)  # all written
+    screenshot(page, tmp_path, "watch")
     write_like_in(page)
+    screenshot(page, tmp_path, "write")
     page.close()
 
 
@@ -146,3 +161,13 @@ def test_write_like_is_one_of_the_visitor_s_readings(app):  # noqa: F811 (test_v
     how = Client(url, analytics_enabled=False, verbose=False, headers={"X-Forwarded-For": "8.8.8.8"}).predict(
         PASSAGE, "Querida", 50, 0.8, 1, api_name="/write_like")[3]
     assert how["chars"] > 0  # another visitor's is read meanwhile
+
+
+def test_a_whole_passage_and_a_seed_fit_in_a_write_like_request(app):  # noqa: F811
+    url, _ = app()
+    passage = "Ω" * handlers.READ_LIMIT  # every char escaped in the ASCII JSON clients send: ~120 KB
+    body = json.dumps({"data": [passage, "Querida" * 280, 50, 0.8, 1]}).encode()
+    assert len(body) > 64 * 1024  # over the generation's limit
+    status, text = request(url, "POST", "/gradio_api/call/write_like", body)
+    assert status == 200, text  # the app answers it: with its own sentence, as no char is known
+    assert "at least 2 characters the model knows" in result(url, "write_like", json.loads(text)["event_id"])

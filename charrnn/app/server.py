@@ -47,8 +47,9 @@ def body_limits() -> dict[str, Limit]:
     largest. Other paths keep serving.DEFAULT_LIMIT (64 KB), which holds any 2,000-char seed."""
     reading = Limit(json_bytes(READ_LIMIT), f"a text to read has up to {READ_LIMIT:,} characters")
     seed = f"the model reads only the last {MAX_SEED_CHARS:,} characters of a seed"
-    joined = Limit(reading.max_bytes, f"{reading.what}, and {seed}")
-    return {"/score": reading, "/inside": reading, "/queue/join": joined}
+    passage_and_seed = Limit(json_bytes(READ_LIMIT + MAX_SEED_CHARS), f"{reading.what}, and {seed}")
+    return {"/score": reading, "/inside": reading, "/write_like": passage_and_seed,
+            "/queue/join": passage_and_seed}
 
 
 def serve(demo: gr.Blocks, host: str | None = None, port: int | None = None, **launch_args) -> None:
