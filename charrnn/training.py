@@ -43,6 +43,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .device import machine_name
 from .evaluate import nats_per_char
+from .hub import SNAPSHOTS
 from .model import detach_state
 from .pretrained import CharRNN
 from .snapshots import Keeper
@@ -232,7 +233,8 @@ def check_out_dir(out: Path, overwrite: bool = False) -> None:
         raise ValueError(f"--out {out} cannot be written: {e.strerror or first_line(e)}") from None
 
 
-OUTPUT_FILES = ("config.json", "model.safetensors", "README.md", "loss.png", METRICS, CHECKPOINT)
+OUTPUT_FILES = ("config.json", "model.safetensors", "README.md", corpus_profile.PROFILE_FILE, "loss.png", METRICS,
+                CHECKPOINT, SNAPSHOTS)
 
 
 def foreign_outputs(out: Path) -> list[str]:

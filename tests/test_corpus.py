@@ -82,7 +82,8 @@ def test_dataset_saved_to_disk_is_read_through_datasets(tmp_path):
         sources.open_source(dataset=str(tmp_path / "ds"))
     with pytest.raises(data.DataError, match="holds .*not text"):
         sources.open_source(dataset=str(tmp_path / "ds"), text_column="id")
-    with pytest.raises(data.DataError, match="could not load the dataset no-such/dataset-here"):
+    with pytest.raises(data.DataError, match="^HF_HUB_OFFLINE is set and the dataset no-such/dataset-here could "
+                                             "not be read from the local Hugging Face cache"):
         sources.open_source(dataset="no-such/dataset-here")  # offline (HF_HUB_OFFLINE=1): one line, no traceback
 
 

@@ -577,7 +577,8 @@ def test_out_expands_the_home_folder(tmp_path, capsys, monkeypatch):
     {"README.md": "---\ntitle: my project\nsdk: gradio\n---\n# My project\n"},  # as the repository's own
     {"README.md": "# notes\n"},
     {"config.json": "{}", "loss.png": "x"},
-], ids=["a Space's README", "a plain README", "other files"])
+    {"corpus.json": "{}"},
+], ids=["a Space's README", "a plain README", "other files", "a corpus.json"])
 def test_a_run_never_overwrites_files_no_run_wrote_unless_told(tmp_path, capsys, files):
     text = make_text(tmp_path / "text.txt", n_chars=5000)
     out = tmp_path / "project"
