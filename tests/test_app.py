@@ -242,12 +242,15 @@ def test_main_leaves_host_and_port_to_gradio_unless_given(monkeypatch, tiny_mode
     calls = []
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: calls.append(kw))
     monkeypatch.setattr(server.torch, "set_num_threads", lambda n: None)
+    switches = []  # the app's process hands the GIL back sooner (for the engine's stepper)
+    monkeypatch.setattr(server.sys, "setswitchinterval", switches.append)
     monkeypatch.setenv("CHARRNN_MODEL", str(tiny_model_dir))
     server.main([])  # Gradio then reads $GRADIO_SERVER_NAME / $GRADIO_SERVER_PORT, as Spaces set them
     server.main(["--host", "0.0.0.0", "--port", "9000"])
     assert [(c["server_name"], c["server_port"]) for c in calls] == [(None, None), ("0.0.0.0", 9000)]
     assert all(c["css"] == page.CSS and c["ssr_mode"] is False for c in calls)
     assert all("middleware" in c["app_kwargs"] for c in calls)
+    assert switches == [server.GIL_SWITCH_S] * 2 and server.GIL_SWITCH_S < 0.005  # Python's default: 5 ms
 
 
 @pytest.mark.parametrize("device", ["cuda", "tpu"])

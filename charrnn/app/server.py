@@ -4,6 +4,7 @@
 """
 import argparse
 import os
+import sys
 from typing import Callable
 
 import gradio as gr
@@ -20,6 +21,11 @@ from charrnn.weights import WeightsError
 
 from .handlers import READ_LIMIT
 from .page import CSS, build_demo
+
+# The engine's stepper releases the GIL in every torch op of a step and must get it back from the
+# web server's thread: at Python's default 5 ms a step of 64 rows took ~29 ms of wall time in the app
+# at 32 visitors (10 ms alone); at 0.5 ms, ~19 ms, and 2,500 chars/s against 2,000 (bench/RESULTS.md).
+GIL_SWITCH_S = 0.0005
 
 
 def load(source: str, device: str = "auto") -> tuple[CharRNN | None, str | None]:
@@ -86,6 +92,7 @@ def main(argv=None, engine_maker: Callable[[CharRNN], Engine] | None = None) -> 
     p.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT, else 7860")
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # one-char steps are small: see charrnn/engine.py for why one thread
+    sys.setswitchinterval(GIL_SWITCH_S)
     model, error = load(args.model, args.device)
     print(describe(model, args.model, error, "engine" if engine_maker is None else "another engine (bench)"),
           flush=True)
