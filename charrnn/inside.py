@@ -6,6 +6,7 @@ Cells are numbered across layers. An LSTM has 2 x layers x hidden numbers: first
 h: layers x hidden numbers.
 """
 import re
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,38 +18,69 @@ from .model import CharRNN
 TOP = 5  # cells listed per feature
 TICK_EVERY = 512  # chars between progress ticks (see charrnn.reading)
 LETTER = re.compile(r"[^\W\d_]")
-DASHES = "–-"  # the novel opens most turns with a hyphen, some with an en dash
+DASHES = "–-—"  # dialogue turns open with a dash in the novel (a hyphen or an en dash) and in modern Spanish
+SENTENCE_ENDS = ".!?…。！？"
+QUOTES = {'"': '"', "“": "”", "«": "»", "„": "“", "「": "」", "『": "』"}  # opening -> closing
+BRACKETS = {"(": ")", "[": "]", "{": "}", "（": "）"}
 
+# Features any text can have (after Karpathy, Johnson and Fei-Fei, 2015), then the novel's dialogue
+# features, which only texts written that way have: a feature the ranked text never shows is left out.
 FEATURES = {
-    "dialogue": "inside a dialogue turn opened by a dash (– or -)",
-    "question": "inside ¿…? or ¡…!",
     "word_position": "position in the word",
     "line_position": "position in the line",
-    "after_full_stop": "right after a full stop",
+    "after_sentence_end": "right after a sentence end",
     "capitalised": "in a capitalised word",
+    "quoted": "inside quotes",
+    "bracketed": "inside brackets or parentheses",
+    "digit": "a digit",
+    "dialogue": "inside a dialogue turn opened by a dash",
+    "question": "inside ¿…? or ¡…!",
 }
 
 
+def _dialogue_turns(text: str) -> bool:
+    """Whether the text writes dialogue as the novel does: lines that open with a dash."""
+    return any(line[:1] in DASHES and line[:1] for line in text.split("\n"))
+
+
+def _step(state: dict, text: str, i: int) -> dict:
+    """The features after reading text[i], from those after text[i - 1]."""
+    ch, s = text[i], dict(state)
+    at_line_start = i == 0 or text[i - 1] == "\n"
+    is_letter = bool(LETTER.match(ch))
+    s["line_position"] = 0 if at_line_start else s["line_position"] + 1
+    s["word_position"] = s["word_position"] + 1 if is_letter else 0
+    s["capitalised"] = (ch.isupper() if s["word_position"] == 1 else s["capitalised"]) if is_letter else False
+    s["after_sentence_end"] = True if ch in SENTENCE_ENDS else False if is_letter else s["after_sentence_end"]
+    if s["quote"] and ch == QUOTES[s["quote"]]:
+        s["quote"] = None
+    elif not s["quote"] and ch in QUOTES:
+        s["quote"] = ch
+    s["depth"] = s["depth"] + (ch in BRACKETS) - (ch in BRACKETS.values() and s["depth"] > 0)
+    s["digit"] = ch.isdigit()
+    if ch == "\n":
+        s["dialogue"] = False
+    elif ch in DASHES:  # a dash at the start of a line opens a turn; inside a line, dashes frame the narrator
+        s["dialogue"] = True if at_line_start else not s["dialogue"]
+    s["question"] = True if ch in "¿¡" else False if ch in "?!" else s["question"]
+    return s
+
+
 def features(text: str) -> dict[str, torch.Tensor]:
-    """Each feature's value at every char of `text` (the state after reading that char). # (T,) each"""
+    """Each feature's value at every char of `text` (the state after reading that char), for the
+    features this text shows at all (never constant): the novel's dialogue features only where the
+    text writes dialogue that way. # (T,) each"""
+    state = dict(line_position=0, word_position=0, capitalised=False, after_sentence_end=False, quote=None,
+                 depth=0, digit=False, dialogue=False, question=False)
     values = {name: [] for name in FEATURES}
-    dialogue = question = after_stop = capital = False
-    word_pos = line_pos = 0
-    for i, ch in enumerate(text):
-        at_line_start = i == 0 or text[i - 1] == "\n"
-        line_pos = 0 if at_line_start else line_pos + 1
-        if ch == "\n":
-            dialogue = False
-        elif ch in DASHES:  # a dash at the start of a line opens a turn; inside a line, dashes frame the narrator
-            dialogue = True if at_line_start else not dialogue
-        question = True if ch in "¿¡" else False if ch in "?!" else question
-        after_stop = True if ch == "." else False if LETTER.match(ch) else after_stop
-        is_letter = bool(LETTER.match(ch))
-        word_pos = word_pos + 1 if is_letter else 0
-        capital = (ch.isupper() if word_pos == 1 else capital) if is_letter else False
-        for name, v in zip(FEATURES, (dialogue, question, word_pos, line_pos, after_stop, capital)):
-            values[name].append(float(v))
-    return {name: torch.tensor(v) for name, v in values.items()}
+    for i in range(len(text)):
+        state = _step(state, text, i)
+        shown = {**state, "quoted": state["quote"] is not None, "bracketed": state["depth"] > 0}
+        for name in FEATURES:
+            values[name].append(float(shown[name]))
+    if not _dialogue_turns(text):
+        values.pop("dialogue")
+    return {name: torch.tensor(v) for name, v in values.items() if len(set(v)) > 1}
 
 
 def num_cells(model: CharRNN) -> int:
@@ -117,6 +149,8 @@ def correlations(acts: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
 def _ranked(model: CharRNN, acts: torch.Tensor, text: str, top: int) -> list[dict]:
     """The `top` cells per feature of `text` (its chars all known), from their activations (T, C)."""
     feats = features(text)
+    if not feats:  # a text too short or too plain to show any feature
+        return []
     rows = []
     for name, r in zip(feats, correlations(acts, torch.stack(list(feats.values()), dim=1))):
         for n in r.abs().argsort(descending=True)[:top].tolist():
@@ -156,19 +190,36 @@ def cell_trace(model: CharRNN, text: str, cell: int) -> tuple[str, list[float | 
     return text, _scaled(activations(model, ids)[:, cell], known)
 
 
+_RANKINGS: "weakref.WeakKeyDictionary[CharRNN, dict]" = weakref.WeakKeyDictionary()  # model -> {passages: rows}
+
+
+def passage_ranking(model: CharRNN, passages: tuple[str, ...]) -> list[dict]:
+    """rank_cells on the corpus's own passages (its corpus.json), computed once per model and kept
+    with it (gone when the model is)."""
+    kept = _RANKINGS.setdefault(model, {})
+    if passages not in kept:
+        kept[passages] = rank_cells(model, "\n\n".join(passages))
+    return kept[passages]
+
+
 @dataclass
 class Look:
     """A text seen through one cell: what the Look inside tab shows."""
     text: str  # normalized, as the model reads it
     values: list[float | None]  # the cell after each char, scaled to -1..1; None where the char is unknown
-    ranking: list[dict]  # the cells that best track the features of this text (rank_cells' rows)
+    ranking: list[dict]  # the cells that best track the features (rank_cells' rows) ...
+    ranked_on: str  # ... of this text, or of the passages of the model's own corpus
 
 
 def look(model: CharRNN, text: str, cell: int, tick: Callable[[int, int], None] | None = None,
-         top: int = TOP) -> Look:
-    """cell_trace and rank_cells on the same text from one pass of the network; it needs nothing
-    but the text. ValueError if the text has no char the model knows."""
+         top: int = TOP, passages: tuple[str, ...] = ()) -> Look:
+    """cell_trace from one pass of the network, and the cells ranked on the corpus's own `passages`
+    (once per model: passage_ranking) or, for a model without any, on this text from the same pass.
+    It needs nothing but the text. ValueError if the text has no char the model knows."""
     text, known, ids = _known(model, text)
     acts = activations(model, ids, tick)  # (T, C)
+    if passages:
+        return Look(text, _scaled(acts[:, cell], known), passage_ranking(model, tuple(passages)),
+                    "passages of the model's own corpus")
     read = "".join(c for c, k in zip(text, known) if k)
-    return Look(text, _scaled(acts[:, cell], known), _ranked(model, acts, read, top))
+    return Look(text, _scaled(acts[:, cell], known), _ranked(model, acts, read, top), "this text")

@@ -106,7 +106,8 @@ def profile_of(model, name: str = "el_quijote.txt", nats: float | None = None, c
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A folder with config.json + model.safetensors of a tiny trained LSTM, as weights/ would hold."""
+    """A folder with config.json + model.safetensors of a tiny trained LSTM, as weights/ would hold,
+    and the corpus.json a run on TINY_TEXT records (seeds and passages from that text)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny ops: one thread is faster, and kinder to a busy machine
     try:
@@ -115,6 +116,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         torch.set_num_threads(threads)
     folder = tmp_path_factory.mktemp("tiny_model")
     model.save_pretrained(folder)
+    profile_of(model, "tiny.txt", chars=len(TINY_TEXT), val_text=TINY_TEXT, language="es").save(folder)
     return folder
 
 

@@ -326,3 +326,33 @@ def test_the_log_says_which_model_device_serving_mode_and_threads_at_start(monke
     assert "device cpu, serving engine" in line and "torch thread(s)" in line
     server.main(["--model", str(tiny_model_dir / "missing")])
     assert "charrnn app: no model loaded from" in capsys.readouterr().out
+
+
+NOVEL = ["Quijote", "Cervantes", "Spanish", "Mancha", "ñ, ¿ and ¡"]
+GREEK = ("Καλημέρα σας, τι κάνετε σήμερα; Ο καιρός είναι ωραίος και η θάλασσα ήσυχη. "
+         "Πήγαμε στο λιμάνι με τους φίλους μας το πρωί. Τα παιδιά έπαιζαν στην άμμο ως το βράδυ.\n") * 20
+CHINESE = "我们今天去公园散步，天气很好。他说：“明天会下雨吗？”我不知道。孩子们在草地上玩耍，笑声不断。\n" * 20
+
+
+@pytest.mark.parametrize("text", [GREEK, CHINESE], ids=["greek", "chinese"])
+def test_a_page_for_another_script_says_nothing_of_the_novel(text, tmp_path):
+    """The page's texts (title, intro, examples, passages, About, Look inside's default text), built
+    from the model's corpus.json, without a browser."""
+    from charrnn import corpus_profile
+    from charrnn.hub import save_weights
+    from charrnn.model import CharRNN
+
+    model = CharRNN("".join(sorted(set(text))), hidden_size=16, embed_dim=8, num_layers=1).eval()
+    save_weights(model, tmp_path)
+    profile = corpus_profile.from_corpus(text, model.vocab.chars, name="t.txt", log=lambda *a: None)
+    corpus_profile.with_validation(profile, 2.5, 400, 400, 0.2).save(tmp_path)
+    demo = page.build_demo(model, str(tmp_path))
+    try:
+        config = json.dumps(demo.config, ensure_ascii=False)
+    finally:
+        demo.engine.close()
+    assert not [w for w in NOVEL if w in config], [w for w in NOVEL if w in config]
+    assert demo.config["title"] == "charrnn · t" and profile.seeds[0] in config
+    assert json.dumps(profile.passages[0], ensure_ascii=False)[1:-1] in config  # offered, and Look inside's text
+    about = views.about(model, str(tmp_path))
+    assert views.shown_vocabulary(model.vocab.chars) in about and profile.language in about

@@ -15,10 +15,27 @@ def test_features_on_a_dialogue():
     assert at("question", "¿") == 1 and at("question", "es?", 1) == 1 and at("question", " –pre") == 0
     assert [at("word_position", "Quién", k) for k in range(6)] == [1, 2, 3, 4, 5, 0]
     assert at("line_position", "Dijo") == 0 and at("line_position", "–¿") == 0 and at("line_position", "¿") == 1
-    assert at("after_full_stop", ". No", 0) == 1 and at("after_full_stop", ". No", 1) == 1
-    assert at("after_full_stop", ". No", 2) == 0
+    assert at("after_sentence_end", ". No", 0) == 1 and at("after_sentence_end", ". No", 1) == 1
+    assert at("after_sentence_end", ". No", 2) == 0
     assert at("capitalised", "Sancho", 3) == 1 and at("capitalised", "preguntó", 3) == 0
     assert all(len(v) == len(text) for v in f.values())
+    assert "quoted" not in f and "digit" not in f  # features this text never shows are left out
+
+
+def test_features_any_text_has_and_no_dialogue_without_dash_turns():
+    text = 'Release 2.3 (beta) fixes "the" crash - again. It adds [4 themes]!\nVersion 2'
+    f = inside.features(text)
+
+    def at(name, sub, k=0):
+        return f[name][text.index(sub) + k].item()
+
+    assert at("quoted", "the") == 1 and at("quoted", "crash") == 0
+    assert at("bracketed", "beta") == 1 and at("bracketed", "themes") == 1 and at("bracketed", "fixes") == 0
+    assert at("digit", "2.3") == 1 and at("digit", ".3") == 0
+    assert at("after_sentence_end", "It", -1) == 1 and at("after_sentence_end", "!\n") == 1
+    assert "dialogue" not in f and "question" not in f  # a hyphen inside a line is no dialogue turn
+    assert set(inside.features("我们去公园。他说：“明天？”")) == {"word_position", "line_position",
+                                                                  "after_sentence_end", "quoted"}
 
 
 def test_cell_numbers_cover_c_then_h_of_every_layer(tiny_model):
@@ -72,7 +89,12 @@ def test_ranking_lists_the_best_correlated_cells_per_feature(tiny_model, one_thr
         assert [row["cell"] for row in mine] == want, name
         assert [row["correlation"] for row in mine] == pytest.approx(r[want].tolist(), abs=1e-3)
         assert all(row["name"] == inside.cell_name(tiny_model, row["cell"]) for row in mine)
-    assert len(rows) == 3 * len(inside.FEATURES)
+    assert len(rows) == 3 * len(inside.features(text))
+    passages = (TINY_TEXT[:300], TINY_TEXT[300:])
+    ranked = inside.passage_ranking(tiny_model, passages)  # on the corpus's own passages, once per model
+    assert inside.passage_ranking(tiny_model, passages) is ranked
+    seen = inside.look(tiny_model, "anything", 3, passages=passages)
+    assert (seen.ranking, seen.ranked_on) == (ranked, "passages of the model's own corpus")
 
 
 def test_look_is_the_trace_and_the_ranking_from_one_pass_with_progress(tiny_model, one_thread):

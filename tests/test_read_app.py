@@ -7,8 +7,8 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+from charrnn import corpus_profile, evaluate, inside
 from charrnn.app import handlers
-from charrnn import evaluate, inside
 from conftest import TINY_TEXT
 
 
@@ -30,7 +30,7 @@ def test_score_static_agrees_with_the_cli(client, tiny_model_dir, tmp_path, caps
     assert evaluate.main(["--weights", str(tiny_model_dir), "--data", str(tmp_path / "t.txt"), "--device", "cpu"]) == 0
     assert summary == json.loads(capsys.readouterr().out)
     assert summary["adaptive"] is False and summary["unknown_chars"] == 0
-    assert f"{summary['nats_per_char']:.3f} nats/char" in totals and "model card" not in totals  # the card has no score
+    assert f"{summary['nats_per_char']:.3f} nats/char" in totals and "model card" not in totals and "novel" not in totals
     assert shown(view) == text and "white-space: pre-wrap" in view  # every char shown, line breaks kept
     assert words["headers"] == ["word", "bits"] and len(words["data"]) == 10
     bits = [row[1] for row in words["data"]]
@@ -68,14 +68,16 @@ def test_score_bad_input_gets_a_sentence(client, text, adapt, message):
         client.predict(text, adapt, api_name="/score")
 
 
-def test_inside_colours_the_text_by_one_cell(client, tiny_model):
+def test_inside_colours_the_text_by_one_cell(client, tiny_model, tiny_model_dir):
     text = "dijo que\n–Así es, señor."
     view, info, ranking = client.predict(text, 40, api_name="/inside")
     assert f"Cell **40** = {inside.cell_name(tiny_model, 40)}" in info
     assert shown(view) == tiny_model.vocab.map_unknown(text)[0] and "rgba(" in view  # 'A' read as 'a', as a seed's
     assert "'A' → 'a'" in info
     assert ranking["headers"] == ["feature", "cell", "which", "correlation"]
-    assert {row[0] for row in ranking["data"]} == set(inside.FEATURES.values())
+    passages = corpus_profile.load(tiny_model_dir).passages  # ranked on the model's own passages
+    assert {row[0] for row in ranking["data"]} == {inside.FEATURES[f] for f in inside.features("\n\n".join(passages))}
+    assert "ranks cells on passages of the model's own corpus" in info
 
 
 def test_no_request_needs_the_novel(client, monkeypatch):
@@ -88,7 +90,7 @@ def test_no_request_needs_the_novel(client, monkeypatch):
     _, totals, summary, _ = client.predict(TINY_TEXT, False, api_name="/score")
     assert "nats/char" in totals and summary["chars"] > 100
     _, info, ranking = client.predict(TINY_TEXT, 3, api_name="/inside")
-    assert "ranks cells on this text" in info and len(ranking["data"]) == inside.TOP * len(inside.FEATURES)
+    assert "ranks cells on passages of the model's own corpus" in info and ranking["data"]
 
 
 @pytest.mark.parametrize("text,cell,message", [
@@ -158,7 +160,7 @@ def test_a_model_of_another_script_reads_its_own_text(launch_app, tmp_path, span
     assert summary["unknown_chars"] == 0 and summary["chars"] == 200 and "nats/char" in totals
     assert shown(view) == CJK[:200]
     view, info, ranking = client.predict(CJK[:300], 5, api_name="/inside")
-    assert shown(view) == CJK[:300] and len(ranking["data"]) == inside.TOP * len(inside.FEATURES)
+    assert shown(view) == CJK[:300] and len(ranking["data"]) == inside.TOP * len(inside.features(CJK[:300]))
     with pytest.raises(AppError, match="no character the model knows"):
         client.predict("En un lugar", 5, api_name="/inside")
 
@@ -170,7 +172,7 @@ def test_the_reference_is_the_models_own_card_score(launch_app, tiny_model, tmp_
     (tmp_path / "README.md").write_text(str(card), encoding="utf-8")
     url = launch_app(tiny_model, str(tmp_path))
     _, totals, _, _ = Client(url, analytics_enabled=False, verbose=False).predict(TINY_TEXT, False, api_name="/score")
-    assert "the model's validation score from its model card: 1.235 nats/char on `tiny.txt`" in totals
+    assert "the model's validation score from its model card: 1.2346 nats/char on `tiny.txt`" in totals
 
 
 def test_the_first_known_char_is_shown_plain_and_only_unknown_chars_are_struck(client):

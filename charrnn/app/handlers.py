@@ -164,8 +164,9 @@ def whole_cell(model: CharRNN, cell) -> int:
     return int(cell)
 
 
-def looker(model: CharRNN | None, error: str | None, readers: Readers):
-    """The handler of Show (/inside): the text coloured by one cell, and the cells ranked on it."""
+def looker(model: CharRNN | None, error: str | None, readers: Readers, passages: tuple[str, ...] = ()):
+    """The handler of Show (/inside): the text coloured by one cell, and the cells ranked on the
+    corpus's own `passages` (on the text itself for a model without any)."""
 
     async def look(text, cell, request: gr.Request, progress=gr.Progress()):
         text = read_input(model, error, text)
@@ -173,7 +174,7 @@ def looker(model: CharRNN | None, error: str | None, readers: Readers):
 
         def work(tick):  # in the reading's thread
             mapped, subs = model.vocab.map_unknown(text)  # as a seed is mapped: '—' -> '–'
-            return cells.look(model, mapped, cell, tick), subs
+            return cells.look(model, mapped, cell, tick, passages=passages), subs
 
         async with aclosing(served(readers, request, work, progress, "Reading the cells")) as results:
             async for done in results:
@@ -183,7 +184,7 @@ def looker(model: CharRNN | None, error: str | None, readers: Readers):
         styles = [views.surprise_style(None) if v is None else views.activation_style(v) for v in seen.values]
         ranking = [[r["feature"], r["cell"], r["name"], r["correlation"]] for r in seen.ranking]
         info = (f"Cell **{cell}** = {cells.cell_name(model, cell)}: blue where it is negative, red where "
-                "positive (scaled to its largest value on this text). The table ranks cells on this text.")
+                f"positive (scaled to its largest value on this text). The table ranks cells on {seen.ranked_on}.")
         info = "\n\n".join([info] + [f"⚠️ {n}" for n in mapping_notices(subs)])
         yield views.spans_html(seen.text, styles, "text coloured by a cell"), info, ranking
 

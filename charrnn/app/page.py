@@ -1,5 +1,6 @@
-"""The demo page's layout and events (Gradio Blocks): type the beginning of a sentence in Spanish
-and watch the model continue it, greedy and sampled side by side; read a text; look inside.
+"""The demo page's layout and events (Gradio Blocks): type the beginning of a sentence and watch the
+model continue it, greedy and sampled side by side; read a text; look inside. The page speaks of
+the model's own corpus (its corpus.json: title, description, seeds, passages), never assuming one.
 
 Every visitor's generation goes to one charrnn.engine.Engine, which steps all of them as one
 batch; the handlers (handlers.py) check inputs and the views (views.py) shape what is shown."""
@@ -7,40 +8,28 @@ from typing import Callable
 
 import gradio as gr
 
+from charrnn.corpus_profile import CorpusProfile, unrecorded
 from charrnn.engine import Engine
-from charrnn.hub import card_metrics
+from charrnn.hub import card_metrics, corpus_of
 from charrnn.model import CharRNN
 from charrnn.reading import Readers
 
 from . import handlers, views
 from .handlers import LENGTH, READ_LIMIT, STOP_AT, TEMPERATURE, TOP_P, bounds, make_engine
 
-EXAMPLES = [
-    "En un lugar de la Mancha, de cuyo nombre no quiero acordarme,",
-    "–Mire vuestra merced –respondió Sancho–",
-    "En esto, descubrieron treinta o cuarenta molinos de viento",
-    "Dijo don Quijote a su escudero:",
-    "¿Qué gigantes? –dijo Sancho Panza.",
-]
-PASSAGES = [  # from the novel's last part (its validation text: the model never trained on it)
-    "-¿Qué es lo que dices, niña? Mira que dicen que el que canta es un mozo de mulas.\n"
-    "-No es sino señor de lugares -respondió Clara-, y el que le tiene en mi alma con tanta seguridad, "
-    "que si él no quiere dejalle, no le será quitado eternamente.",
-    "En un lugar de la Mancha, de cuyo nombre no quiero acordarme, no ha mucho tiempo que vivía un hidalgo "
-    "de los de lanza en astillero, adarga antigua, rocín flaco y galgo corredor.",
-]
 MIN_COLUMN = 320  # px: narrower screens (a 390 px phone) stack side-by-side outputs
 CSS = ""  # (the coloured views are plain HTML from views.spans_html: nothing to restyle)
 
 
-def controls(vocab_size: int) -> dict:
-    """The seed box, the sliders and the buttons."""
+def controls(vocab_size: int, corpus: CorpusProfile) -> dict:
+    """The seed box with the corpus's own seeds as examples, the sliders and the buttons."""
     c = {}
     with gr.Row():
         with gr.Column(scale=3):
             c["seed"] = gr.Textbox(label="Seed text", lines=3, max_lines=8, elem_id="seed",
-                                   placeholder="En un lugar de la Mancha…")
-            gr.Examples(EXAMPLES, inputs=c["seed"], label="Examples in the novel's style")
+                                   placeholder=views.placeholder(corpus))
+            if corpus.seeds:
+                gr.Examples(list(corpus.seeds), inputs=c["seed"], label=f"Beginnings from {corpus.title}")
         with gr.Column(scale=2):
             c["temperature"] = gr.Slider(*TEMPERATURE[:2], value=TEMPERATURE[2], step=0.05, label="Temperature",
                                          info="Low: safe and repetitive. High: adventurous, then garbled.",
@@ -90,20 +79,19 @@ def build_demo(model: CharRNN | None, source: str = "weights", error: str | None
     engine = (engine_maker or make_engine)(model) if model is not None else None
     readers = Readers()  # the Read and Look inside tabs' work: per-visitor limits, turns (charrnn.reading)
     accepted = bounds(len(model.vocab) if model is not None else 1)
-    with gr.Blocks(title="charrnn · Don Quijote") as demo:
-        gr.Markdown("# charrnn: *Don Quijote*, one character at a time\n"
-                    "Type the beginning of a sentence in Spanish and watch a character-level recurrent "
-                    "network continue it: the **greedy** text takes the likeliest character at every step, "
-                    "the **sampled** one draws it at random from the model's prediction.")
+    corpus = corpus_of(source) if model is not None else unrecorded()
+    with gr.Blocks(title=f"charrnn · {corpus.title}") as demo:
+        gr.Markdown(views.intro(corpus))
         if model is None:
             gr.Markdown(f"## ⚠️ No model is loaded\n{error}", elem_id="load-error")
-        c = controls(accepted.top_k[1])
+        c = controls(accepted.top_k[1], corpus)
         o = outputs()
         with gr.Accordion("About", open=False):
-            gr.Markdown(views.about(model, source) if model is not None else f"No model is loaded: {error}")
-        read_tab(model, error, readers, views.card_reference(card_metrics(source)) if model is not None else None)
-        inside_tab(model, error, readers)
-        watch_tab(handlers.snapshot_engines(model, source, engine), accepted, error)
+            gr.Markdown(views.about(model, source, corpus) if model is not None else f"No model is loaded: {error}")
+        read_tab(model, error, readers, views.card_reference(card_metrics(source)) if model is not None else None,
+                 corpus.passages)
+        inside_tab(model, error, readers, corpus.passages)
+        watch_tab(handlers.snapshot_engines(model, source, engine), accepted, error, corpus.seeds)
         write_tab(model, accepted, error, readers)
 
         inputs = [c[k] for k in ("seed", "length", "temperature", "top_k", "top_p", "sampling_seed", "stop_at")]
@@ -122,14 +110,16 @@ def build_demo(model: CharRNN | None, source: str = "weights", error: str | None
     return demo.queue(max_size=256)
 
 
-def read_tab(model: CharRNN | None, error: str | None, readers: Readers, reference: str | None) -> None:
+def read_tab(model: CharRNN | None, error: str | None, readers: Readers, reference: str | None,
+             passages: tuple[str, ...] = ()) -> None:
     """The "Read a text" tab: every char coloured by how surprising it was to the model. Endpoint /score."""
     with gr.Tab("Read a text", id="read"):
         gr.Markdown("Paste a text and see how surprising each character was to the model, on the same scale "
                     "as the generated text. With *adapt*, the model learns from the text as it reads it "
                     "(dynamic evaluation).")
         text = gr.Textbox(label=f"Text (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14, elem_id="read-text")
-        gr.Examples(PASSAGES, inputs=text, label="Passages of the novel")
+        if passages:
+            gr.Examples(list(passages), inputs=text, label="Passages of the text it was trained on")
         with gr.Row():
             adapt = gr.Checkbox(False, label="Adapt as it reads", elem_id="read-adapt")
             go = gr.Button("Read", variant="primary", elem_id="read-go")
@@ -145,15 +135,16 @@ def read_tab(model: CharRNN | None, error: str | None, readers: Readers, referen
                  api_name="score", preprocess=False, concurrency_limit=None)
 
 
-def inside_tab(model: CharRNN | None, error: str | None, readers: Readers) -> None:
+def inside_tab(model: CharRNN | None, error: str | None, readers: Readers, passages: tuple[str, ...] = ()) -> None:
     """The "Look inside" tab: the text coloured by one cell's activation, and the cells that track
-    features of the text. Endpoint /inside."""
+    features of text, ranked on the corpus's own passages. Endpoint /inside."""
     with gr.Tab("Look inside", id="inside"):
         gr.Markdown("Pick a cell of the network and see its value at every character. Cells are numbered "
                     "across layers: for an LSTM, the cell states *c* of each layer first, then the hidden states *h*. "
-                    "The table ranks the cells that best follow features of the text.")
+                    "The table ranks the cells that best follow features of text (position in the word and line, "
+                    "quotes, brackets, ...) on passages of the model's own corpus.")
         text = gr.Textbox(label=f"Text (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14,
-                          value=PASSAGES[0], elem_id="inside-text")
+                          value=passages[0] if passages else "", elem_id="inside-text")
         with gr.Row():
             cell = gr.Number(0, precision=0, minimum=0, label="Cell number", elem_id="inside-cell")
             go = gr.Button("Show", variant="primary", elem_id="inside-go")
@@ -161,7 +152,7 @@ def inside_tab(model: CharRNN | None, error: str | None, readers: Readers) -> No
         view = gr.HTML(elem_id="inside-view")
         ranking = gr.Dataframe(headers=["feature", "cell", "which", "correlation"], elem_id="inside-ranking",
                                label="Cells that track features of the text (correlation)")
-        go.click(handlers.looker(model, error, readers), [text, cell], [view, info, ranking],
+        go.click(handlers.looker(model, error, readers, passages), [text, cell], [view, info, ranking],
                  api_name="inside", preprocess=False, concurrency_limit=None)
 
 
@@ -194,15 +185,15 @@ def write_settings(prefix: str, seed: str) -> list:
     return [seed, length, temperature, sampling_seed]
 
 
-def watch_tab(shots: list, accepted, error: str | None) -> None:
-    """The "Watch it learn" tab: what each snapshot of the training run writes, side by side.
-    Endpoint /watch."""
+def watch_tab(shots: list, accepted, error: str | None, seeds: tuple[str, ...] = ()) -> None:
+    """The "Watch it learn" tab: what each snapshot of the training run writes, side by side, from
+    the corpus's first seed. Endpoint /watch."""
     with gr.Tab("Watch it learn", id="watch"):
         gr.Markdown("The same seed continued by the model as it was at several moments of its training: "
                     "first spaces and short words, then words, then names, punctuation and dialogue. "
                     "Greedy takes the likeliest character, sampled draws one with the sampling seed.\n\n"
                     + views.snapshots_note([s for s, _ in shots]), elem_id="watch-note")
-        inputs = write_settings("watch", EXAMPLES[0])
+        inputs = write_settings("watch", seeds[0] if seeds else "")
         go = gr.Button("Watch it write", variant="primary", elem_id="watch-go")
         view = gr.HTML(elem_id="watch-view")
         with gr.Accordion("As data (the /watch endpoint's answer)", open=False):

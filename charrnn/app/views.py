@@ -4,8 +4,9 @@ import html
 import math
 from pathlib import Path
 
+from charrnn.corpus_profile import CorpusProfile
 from charrnn.generate import Output
-from charrnn.hub import card_metrics
+from charrnn.hub import card_metrics, corpus_of
 from charrnn.model import CharRNN
 from charrnn.snapshots import Snapshot
 from charrnn.style import Adaptation
@@ -62,18 +63,43 @@ def info(out: Output, seconds: float) -> str:
     return "\n\n".join(lines)
 
 
-def about(model: CharRNN, source: str) -> str:
-    """Model summary, the validation metrics from the model card's data (read offline), and a link."""
+def intro(corpus: CorpusProfile) -> str:
+    """The page's title and first lines, about the model's own corpus."""
+    trained = f", trained on {corpus.description}," if corpus.description else ""
+    return (f"# charrnn: *{corpus.title}*, one character at a time\n"
+            f"Type the beginning of a sentence and watch a character-level recurrent network{trained} continue it: "
+            "the **greedy** text takes the likeliest character at every step, the **sampled** one draws it at "
+            "random from the model's prediction.")
+
+
+def placeholder(corpus: CorpusProfile) -> str:
+    """The seed box's hint: the start of the corpus's first seed."""
+    return corpus.seeds[0][:24].rstrip() + "…" if corpus.seeds else ""
+
+
+def shown_vocabulary(chars: str) -> str:
+    """The vocabulary as it is, every char visible: space and line break named."""
+    return " ".join(SHOWN_CHARS.get(c, c).split(" (")[0] for c in chars)
+
+
+def about(model: CharRNN, source: str, corpus: CorpusProfile | None = None) -> str:
+    """Model summary, the corpus (default: the one `source` records), the validation metrics from the
+    model card's data (read offline), the vocabulary as it is, and a link."""
+    corpus = corpus or corpus_of(source)
     rnn = model.rnn
-    text = "accent-free (the tutorials' setting)" if model.vocab.strip_accents else "accents, ñ, ¿ and ¡ kept"
+    text = "accent-free (the tutorials' setting)" if model.vocab.strip_accents else "NFC-normalized"
     lines = [f"**Model:** {model.cell.upper()}, {rnn.num_layers} layer{'s' * (rnn.num_layers > 1)} × {rnn.hidden_size} units, "
-             f"{model.num_params():,} parameters, {len(model.vocab)}-character vocabulary ({text})."]
+             f"{model.num_params():,} parameters, {len(model.vocab)}-character vocabulary ({text} text)."]
+    language = f", language `{corpus.language}`" if corpus.language_name else ""
+    lines.append(f"**Trained on:** {corpus.description or corpus.name} (`{corpus.name}`{language}).")
     metrics = card_metrics(source)
     if metrics is not None:
         lines.append(f"**Validation loss** (from the model card): **{metrics.nats_per_char:.4f} nats/char** "
                      f"({metrics.bits_per_char:.4f} bits/char) on `{metrics.dataset}`, {metrics.split}.")
+    lines.append(f"**Vocabulary:** `` {shown_vocabulary(model.vocab.chars)} ``")
     if Path(source).exists():
-        lines.append(f"**Weights:** `{source}` (config.json + model.safetensors, model card in README.md).")
+        lines.append(f"**Weights:** `{source}` (config.json + model.safetensors, model card in README.md, "
+                     "corpus.json).")
     else:
         lines.append(f"**Weights:** [{source}](https://huggingface.co/{source}) on the Hugging Face Hub.")
     lines.append("Greedy picks the likeliest character at every step; sampled draws from the model's "
@@ -132,7 +158,7 @@ def card_reference(metrics) -> str | None:
     such, to compare a reading with; None without one."""
     if metrics is None:
         return None
-    return (f"the model's validation score from its model card: {metrics.nats_per_char:.3f} nats/char "
+    return (f"the model's validation score from its model card: {metrics.nats_per_char:.4f} nats/char "
             f"on `{metrics.dataset}`, {metrics.split}")
 
 
