@@ -91,7 +91,7 @@ def test_a_model_of_your_own_text_speaks_of_that_text(mine, browser, launch_app)
     assert profile.seeds[0] in page.locator("body").inner_text()  # offered as an example
     nats = read_metrics(mine / "README.md").nats_per_char
     totals = read_reference(page, profile.passages[0])
-    assert f"this model's own validation score (from its card): {nats:.4f} nats/char" in totals
+    assert f"the model's validation score from its model card: {nats:.4f} nats/char" in totals
 
     # The endpoints answer for text made of the model's own characters.
     client = connect(url)
