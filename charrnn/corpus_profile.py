@@ -79,7 +79,8 @@ class CorpusProfile:
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k != "extra"}
-        return {**self.extra, **d, "seeds": list(self.seeds), "passages": list(self.passages), "tags": list(self.tags)}
+        lists = {k: list(getattr(self, k)) for k in ("seeds", "passages", "tags")}
+        return {**self.extra, **d, **lists}
 
     @classmethod
     def from_dict(cls, d: dict) -> "CorpusProfile":
@@ -136,8 +137,9 @@ KNOWN = {
         passages=("-¿Qué es lo que dices, niña? Mira que dicen que el que canta es un mozo de mulas.\n"
                   "-No es sino señor de lugares -respondió Clara-, y el que le tiene en mi alma con tanta "
                   "seguridad, que si él no quiere dejalle, no le será quitado eternamente.",
-                  "En un lugar de la Mancha, de cuyo nombre no quiero acordarme, no ha mucho tiempo que vivía "
-                  "un hidalgo de los de lanza en astillero, adarga antigua, rocín flaco y galgo corredor.")),
+                  "En un lugar de la Mancha, de cuyo nombre no quiero acordarme, no ha mucho tiempo que "
+                  "vivía un hidalgo de los de lanza en astillero, adarga antigua, rocín flaco y galgo "
+                  "corredor.")),
 }
 
 
@@ -161,8 +163,8 @@ def from_corpus(val_text: str, vocab: str, *, name: str, digest: str | None = No
 
 def with_validation(profile: CorpusProfile, nats_per_char: float, chars: int, split_chars: int,
                     val_frac: float) -> CorpusProfile:
-    return replace(profile, validation=Validation(round(float(nats_per_char), 6), int(chars), int(split_chars),
-                                                  float(val_frac)))
+    score = Validation(round(float(nats_per_char), 6), int(chars), int(split_chars), float(val_frac))
+    return replace(profile, validation=score)
 
 
 def title_of(source: str) -> str:
@@ -218,7 +220,8 @@ def _seed_at(text: str, i: int, limits: tuple[int, int]) -> str | None:
         piece = piece[: piece.rindex(" ")]
     piece = piece.rstrip()
     starts_well = piece[:1] in OPENERS or bool(LETTER.match(piece[:1]))
-    return piece if starts_well and len(piece) >= lo and sum(bool(LETTER.match(c)) for c in piece) >= 3 else None
+    letters = sum(bool(LETTER.match(c)) for c in piece)
+    return piece if starts_well and len(piece) >= lo and letters >= 3 else None
 
 
 def pick_seeds(text: str, n: int = SEEDS) -> list[str]:

@@ -23,7 +23,8 @@ from .weights import WeightsError, first_line, is_repo_id
 PACKAGE = Path(__file__).resolve().parent  # the charrnn package as it is installed (or checked out)
 APP = '"""The Space\'s entry: the demo page of the model in weights/ (charrnn/app)."""\n' \
       "from charrnn.app.server import main\n\nif __name__ == \"__main__\":\n    main()\n"
-REQUIREMENTS = ["torch", "gradio", "huggingface-hub", "safetensors", "numpy", "matplotlib"]  # what the app imports
+# What the app imports, pinned in the Space's requirements.txt to the versions running here.
+REQUIREMENTS = ["torch", "gradio", "huggingface-hub", "safetensors", "numpy", "matplotlib"]
 DISTRIBUTION = "charrnn-quijote"
 SHORT_DESCRIPTION_CHARS = 60  # the Hub's limit for short_description
 
@@ -59,7 +60,8 @@ def front_matter(weights: Path, model: str | None = None):
         summary = summary[: SHORT_DESCRIPTION_CHARS - 1].rstrip() + "…"
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     return SpaceCardData(title=f"charrnn {corpus.title}"[:100], emoji="✍️", colorFrom="yellow", colorTo="red",
-                         sdk="gradio", sdk_version=importlib.metadata.version("gradio"), python_version=python,
+                         sdk="gradio", sdk_version=importlib.metadata.version("gradio"),
+                         python_version=python,
                          app_file="app.py", license=LICENSE, short_description=summary,
                          models=[model] if model else None, pinned=False)
 
@@ -70,8 +72,9 @@ def space_readme(weights: Path, model: str | None = None) -> str:
     from huggingface_hub import ModelCard
 
     corpus = corpus_profile.load(weights) or corpus_profile.unrecorded()
-    body = (f"# charrnn: {corpus.title}\n\nA character-level language model trained on {corpus.description}: "
-            f"this Space is its demo page, made with the charrnn-quijote package (its code is in this Space).\n")
+    body = (f"# charrnn: {corpus.title}\n\nA character-level language model trained on "
+            f"{corpus.description}: this Space is its demo page, made with the charrnn-quijote package "
+            "(its code is in this Space).\n")
     card_path = weights / "README.md"
     if card_path.is_file():
         card = ModelCard.load(card_path)
@@ -137,13 +140,13 @@ def dry_run_report(repo_id: str, contents: dict[str, bytes | Path], model_line: 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="charrnn space", description=__doc__.split("\n")[0])
     p.add_argument("repo_id", metavar="OWNER/NAME", help="the Space to create or update")
-    p.add_argument("--weights", default="weights", help="the weights folder the Space serves, as `charrnn train "
-                   "--out` wrote it (default: %(default)s)")
+    p.add_argument("--weights", default="weights", help="the weights folder the Space serves, as "
+                   "`charrnn train --out` wrote it (default: %(default)s)")
     p.add_argument("--private", action="store_true", help="create a private Space")
     p.add_argument("--model", metavar="OWNER/NAME", help="the Hub model repo these weights were pushed to "
                    "(charrnn push FOLDER OWNER/NAME); named in the front matter, so the Hub links the two")
-    p.add_argument("--dry-run", action="store_true", help="load the weights, print the front matter and every "
-                   "file with its size, and upload nothing")
+    p.add_argument("--dry-run", action="store_true", help="load the weights, print the front matter and "
+                   "every file with its size, and upload nothing")
     return p
 
 
@@ -156,14 +159,15 @@ def main(argv=None) -> int:
     weights = Path(args.weights)
     try:
         if not weights.is_dir():
-            raise FileNotFoundError(f"no weights folder at {args.weights}: pass --weights FOLDER, a folder that "
-                                    "`charrnn train --out FOLDER` wrote")
+            raise FileNotFoundError(f"no weights folder at {args.weights}: pass --weights FOLDER, a folder "
+                                    "that `charrnn train --out FOLDER` wrote")
         model = load_model(weights)  # never deploy weights that do not load
         contents = space_contents(weights, args.model)
         if args.dry_run:
             rnn = model.rnn
-            print(dry_run_report(args.repo_id, contents, f"{args.weights} loads: {model.cell.upper()} "
-                                 f"{rnn.num_layers}x{rnn.hidden_size}, {len(model.vocab)}-character vocabulary"))
+            loads = (f"{args.weights} loads: {model.cell.upper()} {rnn.num_layers}x{rnn.hidden_size}, "
+                     f"{len(model.vocab)}-character vocabulary")
+            print(dry_run_report(args.repo_id, contents, loads))
             return 0
         print(f"deployed to {deploy(args.repo_id, contents, args.private, args.model)}")
     except (FileNotFoundError, WeightsError, PushError) as e:

@@ -5,11 +5,10 @@ import json
 import pytest
 from huggingface_hub import ModelCard
 
+from charrnn import CharRNN, load_model
 from charrnn import corpus_profile as cp
 from charrnn.config import TrainConfig
 from charrnn.data import CORPUS_SHA256
-from charrnn import load_model
-from charrnn import CharRNN
 from conftest import ROOT
 
 NOVEL = ["Quijote", "Cervantes", "Spanish", "Mancha", "spanish", "don-quijote"]

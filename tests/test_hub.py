@@ -66,7 +66,10 @@ def test_load_errors_are_clear(model, tmp_path):
 
 def test_push_uploads_weights_and_card_to_the_repo(model, tmp_path, hub_calls):
     save_weights(model, tmp_path)
-    card = model.generate_model_card(repo_id=str(tmp_path), corpus=profile_of(model, nats=1.5, chars=1000))
+    profile = profile_of(model, "notes.txt", nats=1.5, chars=1000,
+                         val_text="Dulcinea del Toboso. ¿Qué tal, señor?")
+    profile.save(tmp_path)  # corpus.json: what the card, the page and a Space say of the text
+    card = model.generate_model_card(repo_id=str(tmp_path), corpus=profile)
     (tmp_path / "README.md").write_text(str(card), encoding="utf-8")
     (tmp_path / "checkpoint.pt").write_bytes(b"not for upload")
     url = push(tmp_path, "someone/quijote-rnn", private=True)
@@ -77,7 +80,8 @@ def test_push_uploads_weights_and_card_to_the_repo(model, tmp_path, hub_calls):
     repo_id, kw = hub_calls[1][1:]
     assert repo_id == "someone/quijote-rnn" and kw["repo_type"] == "model"
     files = kw["files"]
-    assert set(files) == {"config.json", "model.safetensors", "README.md"}  # no checkpoint, nothing absent
+    assert set(files) == {"config.json", "model.safetensors", "README.md", "corpus.json"}  # no checkpoint
+    assert files["corpus.json"] == (tmp_path / "corpus.json").read_bytes() and profile.seeds
     assert files["model.safetensors"] == (tmp_path / "model.safetensors").read_bytes()
     uploaded = files["README.md"].decode("utf-8")  # the card's code loads from where it was pushed
     assert 'CharRNN.from_pretrained("someone/quijote-rnn")' in uploaded and str(tmp_path) not in uploaded
