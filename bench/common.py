@@ -55,11 +55,24 @@ def lscpu_line() -> str:
     return f"{name}; flags: {' '.join(flags) or 'none of the vector ones'}"
 
 
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # what decides torch's CPU speed here (issue 23)
+
+
+def speed_flags() -> str:
+    """Which of SPEED_FLAGS this CPU has, as /proc/cpuinfo lists them: "avx2 yes, ..., amx_bf16 no"."""
+    try:
+        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
+    except (OSError, StopIteration):
+        return "flags unknown"
+    have = set(line.split(":", 1)[1].split())
+    return ", ".join(f"{f} {'yes' if f in have else 'no'}" for f in SPEED_FLAGS)
+
+
 def machine() -> str:
     """One line that says where a number comes from."""
     import torch
 
-    return (f"{cpu_name()}, {os.cpu_count()} logical cores, torch {torch.__version__} "
+    return (f"{cpu_name()} ({speed_flags()}), {os.cpu_count()} logical cores, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), Python {platform.python_version()}, {platform.system()}")
 
 

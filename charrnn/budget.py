@@ -51,13 +51,13 @@ class Budget:
 
     def describe(self) -> str:
         """What the run will take, said at its start (once the setting up is done)."""
-        after = self.final_s + self.eval_s
-        if self.training_end_s > self.total_s - self.off_clock_s - after:  # the floor: a tenth of the budget trains
+        after, setup = self.final_s + self.eval_s, self.off_clock_s
+        if self.training_end_s > self.total_s - setup - after:  # the floor: a tenth of the budget trains
             return (f"the {self.total_s / 60:g}-minute budget is too small for this run: setting up took "
-                    f"{self.off_clock_s:.0f} s, the last evaluation and the final exact score need ~{after:.0f} s; "
-                    f"it will take ~{(self.off_clock_s + self.training_end_s + after) / 60:.1f} min")
-        return (f"the {self.total_s / 60:g}-minute budget covers the whole run: training stops ~{after:.0f} s "
-                f"before its end, for the last evaluation (~{self.eval_s:.0f} s) and the final exact score "
+                    f"{setup:.0f} s, the last evaluation and the final exact score need ~{after:.0f} s; "
+                    f"it will take ~{(setup + self.training_end_s + after) / 60:.1f} min")
+        return (f"the {self.total_s / 60:g}-minute budget covers the whole run: training stops ~{after:.0f} s"
+                f" before its end, for the last evaluation (~{self.eval_s:.0f} s) and the final exact score "
                 f"(~{self.final_s:.0f} s)")
 
 

@@ -26,7 +26,7 @@ for _recipe in RECIPES.values():
     _recipe.update({**REGULARIZERS_OFF, **_recipe})
 SHORT_MAX_MINUTES = 10.0  # the largest budget at which the short recipe was measured ahead
 _LONG = RECIPES["long"]
-RESUMABLE = ("max_minutes", "epochs", "eval_every", "patience")  # the settings --resume may change
+RESUMABLE = ("max_minutes", "epochs", "eval_every", "patience", "precision")  # the settings --resume may change
 # When a run keeps a half-precision snapshot of its weights (charrnn/snapshots.py), for the app's
 # "Watch it learn" tab: words appear after ~100 steps, names and dialogue later.
 SNAPSHOTS = "100,500,epoch1,half,best"
@@ -92,6 +92,7 @@ class TrainConfig:
     seed: int = 1337
     snapshots: str = SNAPSHOTS  # moments to keep a snapshot of the weights (snapshot_moments), or "none"
     device: str = "auto"
+    precision: str = "auto"  # fp32, bf16 (autocast), or auto: bf16 where the hardware does it
     out: str = "weights"
 
     @classmethod

@@ -41,6 +41,7 @@ import torch
 from .generate import Batch, Job, Output, Settings
 from .model import CharRNN
 from .scheduler import Busy, Limits, Refusal, Scheduler
+from .threads import threads_for
 
 
 class Status(Enum):
@@ -115,7 +116,7 @@ class Engine:
     beside it; both ask the scheduler what to do and hold `cond` only to change a status."""
 
     def __init__(self, model: CharRNN, limits: Limits = Limits(), device: torch.device | str | None = None,
-                 threads: int | None = 1):
+                 threads: int | None = threads_for("step")):
         self.model = model.to(device) if device is not None else model
         self.scheduler = Scheduler(limits)
         self.cond = threading.Condition()

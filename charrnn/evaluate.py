@@ -10,7 +10,9 @@ caller's model and the weights on disk never change.
 prints one JSON line: {"nats_per_char", "bits_per_char", "chars", "unknown_chars", "adaptive", ...}.
 """
 import argparse
+import contextlib
 import copy
+import functools
 import json
 import math
 import queue
@@ -28,6 +30,8 @@ from tqdm.auto import tqdm
 
 from .mixing import CountMixer, Mix
 from .model import CharRNN, detach_state
+from .precision import PRECISIONS, autocast_for, describe, use
+from .threads import configure
 
 WORD = re.compile(r"[^\W\d_]+")  # runs of letters, accented ones included
 PROGRESS_FROM = 100_000  # the CLI shows a progress bar from this many chars (static reads ~8,000 chars/s)
@@ -192,14 +196,15 @@ def _static(model: CharRNN, ids: torch.Tensor, bar, block: int = 512) -> torch.T
               if not stop.is_set())  # (1, t, E) each
     boxes, errors = [queue.Queue(maxsize=4) for _ in range(model.rnn.num_layers)], []
     threads = [threading.Thread(target=_layer_stage, name=f"charrnn-layer-{k + 1}", daemon=True,
-                                args=(model.rnn_layers(k, k + 1), blocks if k == 0 else boxes[k - 1], box, errors))
+                                args=(model.rnn_layers(k, k + 1), blocks if k == 0 else boxes[k - 1], box, errors,
+                                      functools.partial(autocast_for, model)))
                for k, box in enumerate(boxes)]
     for t in threads:
         t.start()
     out, i, h = [], 0, ()
     try:
         while (h := boxes[-1].get()) is not None:  # (1, t, H) the top layer's output
-            out.append(_target_logprobs(model.head(h), y_all[:, i: i + h.size(1)]))
+            out.append(_target_logprobs(model.head(h.float()), y_all[:, i: i + h.size(1)]))  # head in fp32
             i += h.size(1)
             bar.update(h.size(1))
     finally:  # every layer's thread ends before this returns: one still in torch when Python exits aborts it
@@ -213,12 +218,14 @@ def _static(model: CharRNN, ids: torch.Tensor, bar, block: int = 512) -> torch.T
     return torch.cat(out)
 
 
-def _layer_stage(layer: nn.Module, source, outbox: queue.Queue, errors: list) -> None:
+def _layer_stage(layer: nn.Module, source, outbox: queue.Queue, errors: list,
+                 precision=contextlib.nullcontext) -> None:
     """One RNN layer over the blocks from `source` (an iterator, or the queue of the layer below,
     where None ends the text), state carried, each output passed on; an error is kept for the
-    caller and ends the text, and the layer below is drained so that it can finish."""
+    caller and ends the text, and the layer below is drained so that it can finish. `precision()`
+    gives the model's autocast context (autocast, like inference mode, is per thread)."""
     try:
-        with torch.inference_mode():  # (per thread)
+        with torch.inference_mode(), precision():  # (per thread)
             state = None
             for x in source if not isinstance(source, queue.Queue) else iter(source.get, None):
                 x, state = layer(x, state)  # (1, t, H)
@@ -280,7 +287,8 @@ def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar, prior: torch
         stream = torch.cat([prior.cpu(), ids.cpu()]).numpy().astype("int64")
         counts = CountMixer(adapt.mix, stream, len(model.vocab), learned=len(prior))
     state, out = None, []
-    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True):
+    deterministic = torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True)
+    with deterministic, autocast_for(model):
         for i, x in _features(frozen, x_all, adapt.chunk):  # (1, t, C) what the learner reads
             y = y_all[:, i: i + x.size(1)]  # (1, t)
             logits, state = learner(x, state)  # (1, t, V)
@@ -341,6 +349,14 @@ def nats_per_char(model: CharRNN, ids: torch.Tensor, streams: int = 1, chunk: in
         return score(model, ids).nats_per_char  # the exact score, computed as the CLI computes it
     was_training = model.training
     model.eval()
+    with autocast_for(model):
+        total = _streams_total(model, ids, streams, chunk)
+    model.train(was_training)
+    return total / (len(ids) - 1)
+
+
+def _streams_total(model: CharRNN, ids: torch.Tensor, streams: int, chunk: int) -> float:
+    """The summed cross-entropy of nats_per_char's streams, then of the leftover tail."""
     device = next(model.parameters()).device
     length = (len(ids) - 1) // streams
     x_all = ids[: streams * length].view(streams, length).to(device)  # (S, L)
@@ -351,15 +367,13 @@ def nats_per_char(model: CharRNN, ids: torch.Tensor, streams: int = 1, chunk: in
         _, state, loss = model(x_all[:, i: i + chunk], state, targets=y)
         total += loss.item() * y.numel()  # the mean over this chunk back to a sum
         state = detach_state(state)
-    # The leftover tail (at most streams-1 chars) is scored on its own, from the last state.
+    # The leftover tail (at most streams-1 chars) is scored on its own, from a zero state.
     tail_start = streams * length
     if len(ids) - 1 > tail_start:
-        last = model.init_state(1) if streams > 1 else state
         y = ids[tail_start + 1:].view(1, -1).to(device)  # (1, t)
-        _, _, loss = model(ids[tail_start:-1].view(1, -1).to(device), last, targets=y)
+        _, _, loss = model(ids[tail_start:-1].view(1, -1).to(device), model.init_state(1), targets=y)
         total += loss.item() * y.numel()
-    model.train(was_training)
-    return total / (len(ids) - 1)
+    return total
 
 
 def _mix_from(orders: str) -> Mix:
@@ -401,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text the counts start from: 'train' (the training split of the corpus train.py finds), "
                         "'none', or a UTF-8 text file (default: %(default)s)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="bf16: matrix products in bfloat16 (auto: where the CPU or GPU does bf16 in hardware, "
+                        "see charrnn/precision.py); the scores stay within a few thousandths (default: %(default)s)")
     return p
 
 
@@ -410,6 +427,7 @@ def main(argv=None) -> int:
     from .weights import WeightsError
 
     args = build_parser().parse_args(argv)
+    configure("read")
     try:
         if args.max_chars is not None and args.max_chars < 2:
             raise ValueError("--max-chars must be at least 2")
@@ -418,6 +436,7 @@ def main(argv=None) -> int:
             if args.adapt or args.mix else None
         device = resolve_device(args.device)
         model = CharRNN.from_pretrained(args.weights, map_location=device)  # the one loading path
+        use(model, args.precision)
         data = args.data or find_corpus()
         text = model.vocab.normalize(read_text(data))
         unknown = model.vocab.unknown(text)
@@ -432,6 +451,7 @@ def main(argv=None) -> int:
     except (DataError, WeightsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    print(f"note: {describe(args.precision, device)}", file=sys.stderr)
     result = score(model, ids, adapt, progress=len(ids) >= PROGRESS_FROM, prior=prior)
     print(json.dumps(result.summary(sum(unknown.values()))))
     return 0

@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 import torch
 
 from .model import CharRNN
+from .precision import autocast_for
 from .text import DEFAULT_SEED
 
 MAX_SEED_CHARS = 2000  # the state forgets far sooner; a longer seed only costs time
@@ -173,7 +174,8 @@ Step = Callable[[torch.Tensor, list], tuple[torch.Tensor, list]]
 def make_step(model: CharRNN) -> Step:
     """step(ids (B,), layers) -> (logits (B, V), layers): one char through the model, eval mode.
 
-    `layers` holds each layer's state: (h, c) for LSTM, h for GRU, each (B, H)."""
+    `layers` holds each layer's state: (h, c) for LSTM, h for GRU, each (B, H). In bf16
+    (model.precision) the gates' products run in bf16; the state and the head stay fp32."""
     rnn = model.rnn
     cell = torch.lstm_cell if model.cell == "lstm" else torch.gru_cell
     weights = [tuple(getattr(rnn, f"{name}_l{i}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
@@ -183,11 +185,12 @@ def make_step(model: CharRNN) -> Step:
     def step(ids: torch.Tensor, layers: list) -> tuple[torch.Tensor, list]:
         x = embed[ids]  # (B, E)
         new = []
-        for w, s in zip(weights, layers):
-            s = cell(x, s, *w)
-            x = s[0] if isinstance(s, tuple) else s  # (B, H)
-            new.append(s)
-        return torch.addmm(head_b, x, head_w.t()), new  # (B, V)
+        with autocast_for(model):
+            for w, s in zip(weights, layers):
+                s = cell(x, s, *w)
+                x = s[0] if isinstance(s, tuple) else s  # (B, H)
+                new.append(s)
+        return torch.addmm(head_b, x.float(), head_w.t()), new  # (B, V)
 
     return step
 
@@ -197,11 +200,13 @@ def read(model: CharRNN, ids: torch.Tensor) -> tuple[torch.Tensor, list]:
     Returns the logits after the last char (B, V) and the state per layer, as make_step wants it."""
     was_training = model.training
     model.eval()
-    logits, state, _ = model(ids)  # (B, T, V)
+    with autocast_for(model):
+        logits, state, _ = model(ids)  # (B, T, V)
     model.train(was_training)
+    logits = logits[:, -1].float()  # the steps carry fp32 state and logits, whatever the precision
     if isinstance(state, tuple):  # LSTM: (h, c), each (L, B, H)
-        return logits[:, -1], [(h, c) for h, c in zip(state[0], state[1])]
-    return logits[:, -1], list(state)
+        return logits, [(h.float(), c.float()) for h, c in zip(state[0], state[1])]
+    return logits, [h.float() for h in state]
 
 
 # ---------------------------------------------------------------------------------------- sampling

@@ -9,10 +9,10 @@ import argparse
 import os
 import sys
 
-import torch
-
 from .cli import DefaultsHelpFormatter, prog
 from .generate import MAX_LENGTH, STOPS, check_settings, stream
+from .precision import PRECISIONS, describe, use
+from .threads import configure
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,6 +30,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     which.add_argument("--greedy", action="store_true", help="print the greedy continuation (most likely char each step)")
     which.add_argument("--both", action="store_true", help="print the greedy and the sampled continuations")
     p.add_argument("--device", default="auto", help="auto (CUDA if available, or $CHARRNN_DEVICE), cpu or cuda")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="bf16: the steps' matrix products in bfloat16 (auto: where the CPU or GPU does "
+                        "bf16 in hardware, see charrnn/precision.py)")
     return p.parse_args(argv)
 
 
@@ -39,14 +42,17 @@ def main(argv=None) -> int:
     from .weights import WeightsError
 
     args = parse_args(argv)
-    torch.set_num_threads(1)  # one char per step is latency-bound: extra threads only add sync overhead
+    configure("step")  # one char per step is latency-bound: extra threads only add sync overhead
     try:
         settings = check_settings(args.length, args.temperature, args.top_k, args.top_p, args.sampling_seed,
                                   args.stop_at)
-        model = load_model(args.weights, resolve_device(args.device))
+        device = resolve_device(args.device)
+        model = load_model(args.weights, device)
     except (ValueError, WeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    use(model, args.precision)
+    print(f"note: {describe(args.precision, device)}", file=sys.stderr)
     if args.both:  # two texts cannot interleave on one stream: print them when done
         *_, out = stream(model, args.seed_text, settings, every=MAX_LENGTH + 1)
         _notices(out)

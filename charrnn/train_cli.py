@@ -56,6 +56,8 @@ HELP = {
     "max_minutes": "the whole run's time budget, evaluations and the final score included; training and its lr "
                    "schedule end early enough for them, or at --epochs if that comes first",
     "device": "auto (cuda if available, else cpu), cpu or cuda",
+    "precision": "fp32, bf16 (matrix products in bfloat16 under autocast), or auto: bf16 on CUDA and on "
+                 "CPUs with AMX or AVX512-BF16, else fp32 (charrnn/precision.py)",
     "snapshots": "when to keep a half-precision snapshot of the weights in OUT/snapshots/ (the app's Watch it "
                  "learn tab): steps (500), epochs (epoch1), a share of the run (25%%, half), best; or none",
     "out": "folder for config.json, model.safetensors, README.md, metrics.jsonl, loss.png, checkpoint.pt",
@@ -175,10 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     from charrnn.data import DataError
     from charrnn.device import resolve_device
     from charrnn.hub import PushError, check_can_push, push
+    from charrnn.threads import configure
     from charrnn.training import Interrupted, train
     from charrnn.weights import first_line
 
     cfg = to_config(args)
+    configure("train")
     try:
         if args.push_to_hub and os.environ.get("RANK", "0") == "0":
             check_can_push(args.push_to_hub)  # found now, not after the training; by rank 0 alone

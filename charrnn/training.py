@@ -45,6 +45,7 @@ from .device import machine_name
 from .evaluate import nats_per_char
 from .hub import SNAPSHOTS
 from .model import detach_state
+from .precision import autocast_for, describe, use
 from .pretrained import CharRNN
 from .snapshots import Keeper
 from .sources import open_source
@@ -194,8 +195,10 @@ def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, los
 def train_step(net: torch.nn.Module, model: CharRNN, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                y: torch.Tensor, carried, grad_clip: float | None = None, ema: AveragedModel | None = None):
     """The training step: the chunk x -> y (B, T) read from the carried state by `net` (the model, or
-    its DDP wrapper), then optimizer_step. Returns the state after the chunk and the loss."""
-    _, state, loss = net(x, carried, targets=y)
+    its DDP wrapper) in the model's precision (the loss in fp32 either way), then optimizer_step.
+    Returns the state after the chunk and the loss."""
+    with autocast_for(model):
+        _, state, loss = net(x, carried, targets=y)
     optimizer_step(model, optimizer, loss, grad_clip, ema)  # clips the all-reduced gradients
     return state, loss
 
@@ -552,8 +555,11 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
     run.carried = distributed.my_rows(run.carried, cfg.batch_size)  # the checkpoint holds every rank's rows
     if distributed.is_main():
         write_metrics(out / METRICS, run.history)  # a fresh file, or the rows the checkpoint knows
+    use(model, cfg.precision)  # the steps and the evaluations
     log(f"{model.num_params():,} parameters, corpus {corpus.info.describe()}, "
-        f"{steps_per_epoch(cfg, len(train_ids), world)} steps per epoch, {cfg.recipe} recipe, device {device}"
+        f"{steps_per_epoch(cfg, len(train_ids), world)} steps per epoch, {cfg.recipe} recipe, "
+        f"device {device}, "
+        f"{describe(cfg.precision, device)}"
         + (f", {world} processes x {cfg.batch_size} streams" if world > 1 else ""))
 
     profile = describe_corpus(cfg, corpus, log) if distributed.is_main() else None  # before training: quick

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import gradio as gr
 import pytest
+import torch
 from gradio_client.exceptions import AppError
 
 from charrnn.app import page, server, views
@@ -241,7 +242,7 @@ def test_about_shows_the_model_card_metrics(tiny_model, tiny_model_dir, tmp_path
 def test_main_leaves_host_and_port_to_gradio_unless_given(monkeypatch, tiny_model_dir):
     calls = []
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: calls.append(kw))
-    monkeypatch.setattr(server.torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(server, "configure", lambda work: None)  # the thread rule: not for this process
     switches = []  # the app's process hands the GIL back sooner (for the engine's stepper)
     monkeypatch.setattr(server.sys, "setswitchinterval", switches.append)
     monkeypatch.setenv("CHARRNN_MODEL", str(tiny_model_dir))
@@ -255,7 +256,7 @@ def test_main_leaves_host_and_port_to_gradio_unless_given(monkeypatch, tiny_mode
 
 @pytest.mark.parametrize("device", ["cuda", "tpu"])
 def test_a_device_error_gives_device_advice(tiny_model_dir, monkeypatch, device):
-    monkeypatch.setattr(server.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     model, error = server.load(str(tiny_model_dir), device)
     assert model is None and "--device cpu" in error and "--device auto" in error
     assert "train.py" not in error and ".." not in error

@@ -107,6 +107,15 @@ def test_read_latency(tiny):
     assert "(the same)" in body  # the app's total is what `python -m charrnn.evaluate` prints
 
 
+def test_threads(tiny):
+    run("threads.py", "--seconds", 0.05, "--rounds", 1, "--works", "step", "--results", tiny["results"])
+    body = section(tiny["results"], "threads")
+    rows = table_rows(body)
+    assert len(rows) == 8 and {r[0] for r in rows} == {"quiet", "busy"}  # 4 settings x 2 cases
+    assert all(float(r[3].replace(",", "")) > 0 for r in rows)
+    assert "the default reaches" in body and "avx512_bf16" in body  # the verdicts; the CPU's flags
+
+
 def test_style(tiny):
     run("style.py", "--weights", tiny["weights"], "--data", tiny["text"], "--adapt-chars", 300, "--score-chars", 200,
         "--results", tiny["results"])

@@ -6,12 +6,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 import torch
-from test_training import tiny_config
 
 from charrnn import budget, device, hub, training
 from charrnn.evaluate import nats_per_char
+from conftest import tiny_config
 
-SLOW_FINAL_S_PER_CHAR = 1e-3  # the exact read made slow: 4 s for the tiny corpus's 4,004 validation chars
+SLOW_FINAL_S_PER_CHAR = 1.5e-3  # the exact read made slow: 6 s for the tiny corpus's 4,004 validation chars
 
 
 def slow_exact_reads(monkeypatch):
@@ -29,13 +29,13 @@ def slow_exact_reads(monkeypatch):
 def test_the_budget_covers_the_final_score_and_the_evaluations(tmp_path, monkeypatch):
     torch.optim.AdamW([torch.zeros(1, requires_grad=True)])  # its first use imports torch._dynamo: seconds
     slow_exact_reads(monkeypatch)
-    cfg = tiny_config(tmp_path, epochs=1000.0, max_minutes=0.25, eval_every=25)  # 15 s, time-bound
+    cfg = tiny_config(tmp_path, epochs=1000.0, max_minutes=0.3, eval_every=25)  # 18 s, time-bound
     logs = []
     result = training.train(cfg, log=logs.append)
     assert result.stop_reason == "budget" and result.steps > 0
     final_s = SLOW_FINAL_S_PER_CHAR * result.corpus.eval_chars
     assert final_s > 0.25 * cfg.max_minutes * 60  # what the budget had to keep room for
-    assert result.minutes <= cfg.max_minutes * 1.15  # the run's own clock: within the budget, a little slack
+    assert result.minutes <= cfg.max_minutes * 1.15, logs  # the run's own clock: the budget, a little slack
     assert any("budget covers the whole run" in line for line in logs)  # and said so at start
 
 

@@ -1,6 +1,7 @@
 """Start the demo page: load the model, launch Gradio behind the request-size limit.
 
-    charrnn app [--model weights | OWNER/NAME] [--device auto|cpu|cuda] [--host H] [--port P]
+    charrnn app [--model weights | OWNER/NAME] [--device auto|cpu|cuda] [--precision auto|fp32|bf16]
+                [--host H] [--port P]
 """
 import argparse
 import os
@@ -15,8 +16,10 @@ from charrnn.device import resolve_device
 from charrnn.engine import Engine
 from charrnn.generate import MAX_SEED_CHARS
 from charrnn.model import CharRNN
+from charrnn.precision import PRECISIONS, use
 from charrnn.pretrained import load_model
 from charrnn.serving import BodyLimit, Limit, json_bytes
+from charrnn.threads import configure
 from charrnn.weights import WeightsError
 
 from .handlers import READ_LIMIT
@@ -28,15 +31,18 @@ from .page import CSS, build_demo
 GIL_SWITCH_S = 0.0005
 
 
-def load(source: str, device: str = "auto") -> tuple[CharRNN | None, str | None]:
-    """The model, or None and a message for the page saying what is wrong and what to do."""
+def load(source: str, device: str = "auto", precision: str = "auto") -> tuple[CharRNN | None, str | None]:
+    """The model, in `precision` (charrnn/precision.py), or None and a message for the page saying
+    what is wrong and what to do."""
     try:
         device = resolve_device(device)
     except ValueError as e:
         return None, (f"{sentence(e)} Start the app with `--device cpu`, or `--device auto` to use CUDA "
                       "when there is one.")
     try:
-        return load_model(source, device), None
+        model = load_model(source, device)
+        use(model, precision)
+        return model, None
     except (WeightsError, ValueError) as e:
         return None, (f"{sentence(e)} Train a model with `python train.py` (it writes `weights/`), or point the app "
                       "at a Hub repo with `--model OWNER/NAME` or the `CHARRNN_MODEL` environment variable.")
@@ -77,7 +83,8 @@ def describe(model: CharRNN | None, source: str, error: str | None, serving: str
         return f"charrnn app: no model loaded from {source}: {error}"
     rnn = model.rnn
     return (f"charrnn app: model {source} ({model.cell.upper()} {rnn.num_layers}x{rnn.hidden_size}, "
-            f"{len(model.vocab)} chars), device {next(model.parameters()).device}, serving {serving}, "
+            f"{len(model.vocab)} chars), device {next(model.parameters()).device}, precision {model.precision}, "
+            f"serving {serving}, "
             f"{torch.get_num_threads()} torch thread(s), "
             f"FORWARDED_ALLOW_IPS={os.environ.get('FORWARDED_ALLOW_IPS', '127.0.0.1')}")
 
@@ -90,10 +97,12 @@ def main(argv=None, engine_maker: Callable[[CharRNN], Engine] | None = None) -> 
     p.add_argument("--device", default="auto", help="auto (CUDA if available, or $CHARRNN_DEVICE), cpu or cuda")
     p.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME, else 127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT, else 7860")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="bf16: matrix products in bfloat16 (auto: where the CPU or GPU does it in hardware)")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)  # one-char steps are small: see charrnn/engine.py for why one thread
+    configure("step")  # one-char steps are small: see charrnn/threads.py and charrnn/engine.py
     sys.setswitchinterval(GIL_SWITCH_S)
-    model, error = load(args.model, args.device)
+    model, error = load(args.model, args.device, args.precision)
     print(describe(model, args.model, error, "engine" if engine_maker is None else "another engine (bench)"),
           flush=True)
     serve(build_demo(model, args.model, error, engine_maker), args.host, args.port, show_error=True)
