@@ -10,9 +10,7 @@ caller's model and the weights on disk never change.
 prints one JSON line: {"nats_per_char", "bits_per_char", "chars", "unknown_chars", "adaptive", ...}.
 """
 import argparse
-import contextlib
 import copy
-import functools
 import json
 import math
 import queue
@@ -196,8 +194,8 @@ def _static(model: CharRNN, ids: torch.Tensor, bar, block: int = 512) -> torch.T
               if not stop.is_set())  # (1, t, E) each
     boxes, errors = [queue.Queue(maxsize=4) for _ in range(model.rnn.num_layers)], []
     threads = [threading.Thread(target=_layer_stage, name=f"charrnn-layer-{k + 1}", daemon=True,
-                                args=(model.rnn_layers(k, k + 1), blocks if k == 0 else boxes[k - 1], box, errors,
-                                      functools.partial(autocast_for, model)))
+                                args=(_in_precision(model.rnn_layers(k, k + 1), model),
+                                      blocks if k == 0 else boxes[k - 1], box, errors))
                for k, box in enumerate(boxes)]
     for t in threads:
         t.start()
@@ -218,14 +216,20 @@ def _static(model: CharRNN, ids: torch.Tensor, bar, block: int = 512) -> torch.T
     return torch.cat(out)
 
 
-def _layer_stage(layer: nn.Module, source, outbox: queue.Queue, errors: list,
-                 precision=contextlib.nullcontext) -> None:
+def _in_precision(layer: nn.Module, model: CharRNN):
+    """`layer` run in the model's reading precision, in the thread that calls it (autocast is per thread)."""
+    def run(x: torch.Tensor, state):
+        with autocast_for(model, "read"):
+            return layer(x, state)  # (1, t, H)
+    return run
+
+
+def _layer_stage(layer: nn.Module, source, outbox: queue.Queue, errors: list) -> None:
     """One RNN layer over the blocks from `source` (an iterator, or the queue of the layer below,
     where None ends the text), state carried, each output passed on; an error is kept for the
-    caller and ends the text, and the layer below is drained so that it can finish. `precision()`
-    gives the model's autocast context (autocast, like inference mode, is per thread)."""
+    caller and ends the text, and the layer below is drained so that it can finish."""
     try:
-        with torch.inference_mode(), precision():  # (per thread)
+        with torch.inference_mode():  # (per thread)
             state = None
             for x in source if not isinstance(source, queue.Queue) else iter(source.get, None):
                 x, state = layer(x, state)  # (1, t, H)
@@ -288,7 +292,7 @@ def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar, prior: torch
         counts = CountMixer(adapt.mix, stream, len(model.vocab), learned=len(prior))
     state, out = None, []
     deterministic = torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True)
-    with deterministic, autocast_for(model):
+    with deterministic, autocast_for(model, "train"):  # it learns as it reads: auto keeps that fp32
         for i, x in _features(frozen, x_all, adapt.chunk):  # (1, t, C) what the learner reads
             y = y_all[:, i: i + x.size(1)]  # (1, t)
             logits, state = learner(x, state)  # (1, t, V)
@@ -349,7 +353,7 @@ def nats_per_char(model: CharRNN, ids: torch.Tensor, streams: int = 1, chunk: in
         return score(model, ids).nats_per_char  # the exact score, computed as the CLI computes it
     was_training = model.training
     model.eval()
-    with autocast_for(model):
+    with autocast_for(model, "read"):
         total = _streams_total(model, ids, streams, chunk)
     model.train(was_training)
     return total / (len(ids) - 1)
@@ -416,8 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "'none', or a UTF-8 text file (default: %(default)s)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="bf16: matrix products in bfloat16 (auto: where the CPU or GPU does bf16 in hardware, "
-                        "see charrnn/precision.py); the scores stay within a few thousandths (default: %(default)s)")
+                   help="bf16: matrix products in bfloat16; auto: bf16 where the CPU or GPU does it in hardware, "
+                        "except the adaptive read's learning (charrnn/precision.py) (default: %(default)s)")
     return p
 
 

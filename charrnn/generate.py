@@ -185,7 +185,7 @@ def make_step(model: CharRNN) -> Step:
     def step(ids: torch.Tensor, layers: list) -> tuple[torch.Tensor, list]:
         x = embed[ids]  # (B, E)
         new = []
-        with autocast_for(model):
+        with autocast_for(model, "generate"):
             for w, s in zip(weights, layers):
                 s = cell(x, s, *w)
                 x = s[0] if isinstance(s, tuple) else s  # (B, H)
@@ -200,7 +200,7 @@ def read(model: CharRNN, ids: torch.Tensor) -> tuple[torch.Tensor, list]:
     Returns the logits after the last char (B, V) and the state per layer, as make_step wants it."""
     was_training = model.training
     model.eval()
-    with autocast_for(model):
+    with autocast_for(model, "generate"):
         logits, state, _ = model(ids)  # (B, T, V)
     model.train(was_training)
     logits = logits[:, -1].float()  # the steps carry fp32 state and logits, whatever the precision

@@ -31,8 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     which.add_argument("--both", action="store_true", help="print the greedy and the sampled continuations")
     p.add_argument("--device", default="auto", help="auto (CUDA if available, or $CHARRNN_DEVICE), cpu or cuda")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="bf16: the steps' matrix products in bfloat16 (auto: where the CPU or GPU does "
-                        "bf16 in hardware, see charrnn/precision.py)")
+                   help="bf16: the steps' matrix products in bfloat16; auto: bf16 on CUDA, fp32 on CPUs, "
+                        "where bf16 steps measured slower (charrnn/precision.py)")
     return p.parse_args(argv)
 
 

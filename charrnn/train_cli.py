@@ -56,8 +56,9 @@ HELP = {
     "max_minutes": "the whole run's time budget, evaluations and the final score included; training and its lr "
                    "schedule end early enough for them, or at --epochs if that comes first",
     "device": "auto (cuda if available, else cpu), cpu or cuda",
-    "precision": "fp32, bf16 (matrix products in bfloat16 under autocast), or auto: bf16 on CUDA and on "
-                 "CPUs with AMX or AVX512-BF16, else fp32 (charrnn/precision.py)",
+    "precision": "fp32, bf16 (matrix products in bfloat16 under autocast), or auto: the steps in fp32 (bf16 is "
+                 "not yet shown at the long recipe's horizon), the evaluations in bf16 where the hardware does "
+                 "it (charrnn/precision.py)",
     "snapshots": "when to keep a half-precision snapshot of the weights in OUT/snapshots/ (the app's Watch it "
                  "learn tab): steps (500), epochs (epoch1), a share of the run (25%%, half), best; or none",
     "out": "folder for config.json, model.safetensors, README.md, metrics.jsonl, loss.png, checkpoint.pt",

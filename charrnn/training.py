@@ -197,7 +197,7 @@ def train_step(net: torch.nn.Module, model: CharRNN, optimizer: torch.optim.Opti
     """The training step: the chunk x -> y (B, T) read from the carried state by `net` (the model, or
     its DDP wrapper) in the model's precision (the loss in fp32 either way), then optimizer_step.
     Returns the state after the chunk and the loss."""
-    with autocast_for(model):
+    with autocast_for(model, "train"):
         _, state, loss = net(x, carried, targets=y)
     optimizer_step(model, optimizer, loss, grad_clip, ema)  # clips the all-reduced gradients
     return state, loss

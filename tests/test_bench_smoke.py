@@ -116,6 +116,14 @@ def test_threads(tiny):
     assert "the default reaches" in body and "avx512_bf16" in body  # the verdicts; the CPU's flags
 
 
+def test_precision(tiny):
+    run("precision.py", "--weights", tiny["weights"], "--data", tiny["text"], "--steps", 2, "--eval-every", 1,
+        "--val-chars", 500, "--read-chars", 300, "--length", 10, "--results", tiny["results"])
+    rows = table_rows(section(tiny["results"], "precision"))
+    assert [r[0] for r in rows][:2] == ["training, val loss at step 1", "training, val loss at step 2"]
+    assert any(r[0].startswith("generation, greedy texts agree") for r in rows)
+
+
 def test_style(tiny):
     run("style.py", "--weights", tiny["weights"], "--data", tiny["text"], "--adapt-chars", 300, "--score-chars", 200,
         "--results", tiny["results"])

@@ -19,27 +19,33 @@ NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA here
 DEVICES = ["cpu", pytest.param("cuda", marks=NO_CUDA)]
 
 
-CAPABILITIES = [({"amx_bf16": True, "avx512_bf16": True}, "bf16"), ({"avx512_bf16": True}, "bf16"),
-                ({"avx2": True}, "fp32"), ({}, "fp32")]
+# CPU capabilities -> what auto picks for (train, read, generate)
+CAPABILITIES = [({"amx_bf16": True, "avx512_bf16": True}, ("fp32", "bf16", "fp32")),
+                ({"avx512_bf16": True}, ("fp32", "bf16", "fp32")), ({"avx2": True}, ("fp32", "fp32", "fp32")),
+                ({}, ("fp32", "fp32", "fp32"))]
 
 
 @pytest.mark.parametrize("caps, chosen", CAPABILITIES)
-def test_auto_is_bf16_on_cpus_that_do_it_in_hardware(monkeypatch, caps, chosen):
+def test_auto_reads_in_bf16_on_cpus_that_do_it_in_hardware(monkeypatch, caps, chosen):
     monkeypatch.setattr(precision, "cpu_capabilities", lambda: caps)
-    assert precision.resolve("auto", "cpu") == chosen
-    assert precision.resolve("fp32", "cpu") == "fp32" and precision.resolve("bf16", "cpu") == "bf16"
-    assert f"precision {chosen} (auto: cpu" in precision.describe("auto", "cpu")
+    assert tuple(precision.resolve("auto", "cpu", work) for work in precision.WORKS) == chosen
+    for work in precision.WORKS:  # asked for: always as asked
+        assert [precision.resolve(name, "cpu", work) for name in ("fp32", "bf16")] == ["fp32", "bf16"]
+    said = precision.describe("auto", "cpu")
+    assert said.startswith("precision ") and "(auto; cpu with" in said
+    assert ("read bf16" in said) == (chosen[1] == "bf16")
 
 
-@pytest.mark.parametrize("supported, chosen", [(True, "bf16"), (False, "fp32")])
+@pytest.mark.parametrize("supported, chosen", [(True, ("fp32", "bf16", "bf16")),
+                                               (False, ("fp32", "fp32", "fp32"))])
 def test_auto_on_cuda_asks_torch_whether_the_gpu_does_bf16(monkeypatch, supported, chosen):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **kw: supported)
-    assert precision.resolve("auto", "cuda") == chosen
+    assert tuple(precision.resolve("auto", "cuda", work) for work in precision.WORKS) == chosen
 
 
 def test_an_unknown_precision_is_a_clear_error():
     with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, not 'fp16'"):
-        precision.resolve("fp16", "cpu")
+        precision.resolve("fp16", "cpu", "read")
 
 
 def in_precision(model, name: str, device: str):

@@ -17,6 +17,7 @@ from charrnn.engine import Engine
 from charrnn.generate import MAX_SEED_CHARS
 from charrnn.model import CharRNN
 from charrnn.precision import PRECISIONS, use
+from charrnn.precision import describe as describe_precision
 from charrnn.pretrained import load_model
 from charrnn.serving import BodyLimit, Limit, json_bytes
 from charrnn.threads import configure
@@ -78,14 +79,13 @@ def serve(demo: gr.Blocks, host: str | None = None, port: int | None = None, **l
 
 
 def describe(model: CharRNN | None, source: str, error: str | None, serving: str) -> str:
-    """The start-up line for the log: which model, device, serving mode and torch threads."""
+    """The start-up line for the log: which model, device, serving mode, torch threads and precision."""
     if model is None:
         return f"charrnn app: no model loaded from {source}: {error}"
-    rnn = model.rnn
+    rnn, device = model.rnn, next(model.parameters()).device
     return (f"charrnn app: model {source} ({model.cell.upper()} {rnn.num_layers}x{rnn.hidden_size}, "
-            f"{len(model.vocab)} chars), device {next(model.parameters()).device}, precision {model.precision}, "
-            f"serving {serving}, "
-            f"{torch.get_num_threads()} torch thread(s), "
+            f"{len(model.vocab)} chars), device {device}, serving {serving}, "
+            f"{torch.get_num_threads()} torch thread(s), {describe_precision(model.precision, device)}, "
             f"FORWARDED_ALLOW_IPS={os.environ.get('FORWARDED_ALLOW_IPS', '127.0.0.1')}")
 
 
@@ -98,7 +98,7 @@ def main(argv=None, engine_maker: Callable[[CharRNN], Engine] | None = None) -> 
     p.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME, else 127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT, else 7860")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="bf16: matrix products in bfloat16 (auto: where the CPU or GPU does it in hardware)")
+                   help="bf16: matrix products in bfloat16; auto: per kind of work (charrnn/precision.py)")
     args = p.parse_args(argv)
     configure("step")  # one-char steps are small: see charrnn/threads.py and charrnn/engine.py
     sys.setswitchinterval(GIL_SWITCH_S)
