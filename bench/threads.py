@@ -204,9 +204,12 @@ WHAT = """Median chars/s over {rounds} interleaved rounds of {seconds:g} s per w
 fresh process. train: the long recipe's training step (chars = 16 x 128 per step); read: the static read of
 charrnn.evaluate over 2,048-char texts; step: the engine's one-char step at 64 rows (chars = rows).
 "busy": one `python -c "while True: pass"` process runs beside it."""
-NOTES = """"quiet" is only as quiet as the machine was: other programs may have run beside it (see the
-section's notes). Ratios are of medians measured in the same run; absolute numbers vary by machine."""
-
+NOTES = """"quiet" is only as quiet as the machine was: on a shared machine other programs (other
+sessions' test runs) ran beside every case, so "quiet" is a loaded machine too and "busy" one more
+process on top. The rule measured (charrnn/threads.py): OpenMP threads wait passively
+(OMP_WAIT_POLICY=PASSIVE, set before torch loads), training and reading use every core, one-char
+generation steps one thread; OMP_NUM_THREADS overrides the counts. Ratios are of medians measured
+in the same run; absolute numbers vary by machine and load."""
 
 if __name__ == "__main__":
     sys.exit(main())
