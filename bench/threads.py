@@ -56,8 +56,8 @@ def child(works: list[str], seconds: float, torch_first: bool) -> dict:
     model = build_model(cfg, vocab)
     out = {"threads": {}, "wait": os.environ.get("OMP_WAIT_POLICY", "libgomp's default")}
     for work in works:
-        if not torch_first:
-            threads.configure(work)  # as the entry points do
+        if not torch_first:  # as the entry points do (the static read: a thread per layer)
+            threads.configure(work, cfg.num_layers if work == "read" else 1)
         out["threads"][work] = torch.get_num_threads()
         run_once, chars = WORKLOADS[work](cfg, model)
         run_once()  # the first call pays for lazy allocations
@@ -207,8 +207,9 @@ charrnn.evaluate over 2,048-char texts; step: the engine's one-char step at 64 r
 NOTES = """"quiet" is only as quiet as the machine was: on a shared machine other programs (other
 sessions' test runs) ran beside every case, so "quiet" is a loaded machine too and "busy" one more
 process on top. The rule measured (charrnn/threads.py): OpenMP threads wait passively
-(OMP_WAIT_POLICY=PASSIVE, set before torch loads), training and reading use every core, one-char
-generation steps one thread; OMP_NUM_THREADS overrides the counts. Ratios are of medians measured
+(OMP_WAIT_POLICY=PASSIVE, set before torch loads); training uses every core, the static read every
+core shared among its layer threads (one each here), one-char generation steps one thread;
+OMP_NUM_THREADS overrides the counts. Ratios are of medians measured
 in the same run; absolute numbers vary by machine and load."""
 
 if __name__ == "__main__":

@@ -431,7 +431,6 @@ def main(argv=None) -> int:
     from .weights import WeightsError
 
     args = build_parser().parse_args(argv)
-    configure("read")
     try:
         if args.max_chars is not None and args.max_chars < 2:
             raise ValueError("--max-chars must be at least 2")
@@ -441,6 +440,7 @@ def main(argv=None) -> int:
         device = resolve_device(args.device)
         model = CharRNN.from_pretrained(args.weights, map_location=device)  # the one loading path
         use(model, args.precision)
+        configure("read", 1 if adapt else model.rnn.num_layers)  # the static read: a thread per layer
         data = args.data or find_corpus()
         text = model.vocab.normalize(read_text(data))
         unknown = model.vocab.unknown(text)

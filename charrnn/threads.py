@@ -43,20 +43,21 @@ def usable_cores() -> int:
 
 
 # Work -> torch threads when the user did not set OMP_NUM_THREADS (None: every usable core).
-# Training's and reading's products are big enough to share between cores; a one-char generation
-# step is not: a second thread costs more in waking and waiting than it gives (bench/RESULTS.md,
-# "Threads").
+# Training's products are big enough to share between cores; a one-char generation step's are
+# not: a second thread costs more in waking and waiting than it gives (bench/RESULTS.md, "Threads").
 THREADS_FOR = {"train": None, "read": None, "step": 1}
 
 
-def threads_for(work: str) -> int:
+def threads_for(work: str, sharing: int = 1) -> int:
     """The torch thread count for `work` ("train", "read" or "step"): OMP_NUM_THREADS when the user
-    set it, else THREADS_FOR's."""
-    return user_threads() or THREADS_FOR[work] or usable_cores()
+    set it, else THREADS_FOR's, divided among `sharing` threads that run torch side by side (the
+    static read runs one thread per RNN layer: on 2 cores, a 2-layer model reads fastest with one
+    torch thread each)."""
+    return user_threads() or max(1, (THREADS_FOR[work] or usable_cores()) // sharing)
 
 
-def configure(work: str) -> int:
-    """Set this thread's torch thread count for `work` (threads_for); returns it. OpenMP keeps the
-    count per thread: a worker thread that runs torch calls this itself."""
-    torch.set_num_threads(threads_for(work))
+def configure(work: str, sharing: int = 1) -> int:
+    """Set torch's thread count for `work` (threads_for); returns it. Threads started afterwards
+    start with it too; a worker thread started before calls this itself."""
+    torch.set_num_threads(threads_for(work, sharing))
     return torch.get_num_threads()

@@ -27,10 +27,13 @@ def test_importing_charrnn_first_makes_openmp_wait_passively():
     assert python_says(late) == "None True"  # too late to matter: it does not pretend
 
 
-def test_one_char_steps_get_one_thread_training_and_reading_every_core(monkeypatch):
+def test_steps_get_one_thread_training_every_core_reading_shares_them_among_layers(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads, "usable_cores", lambda: 6)
     assert [threads.threads_for(w) for w in ("train", "read", "step")] == [6, 6, 1]
+    assert threads.threads_for("read", sharing=2) == 3  # the static read: a thread per layer shares the cores
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    assert threads.threads_for("read", sharing=3) == 1  # never none
 
 
 def test_the_users_omp_num_threads_wins_for_every_kind_of_work(monkeypatch):
