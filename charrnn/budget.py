@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import threads
 from .evaluate import nats_per_char
 
 PROBE_CHARS = 2048  # of the validation text, per probe: ~0.1-0.5 s each for the long recipe on a CPU
@@ -73,8 +74,9 @@ def estimate(model: torch.nn.Module, val_ids: torch.Tensor, total_s: float, eval
     weight average) of val_ids (1-D) timed on a slice of it and scaled to its length."""
     n = min(len(val_ids), PROBE_CHARS)
     probe = val_ids[:n]
-    nats_per_char(model, probe[:64])  # the first call pays for lazy allocations
-    final = seconds_of(lambda: nats_per_char(model, probe)) * len(val_ids) / n
+    with threads.using("read", model.rnn.num_layers):  # as the final score will read (training.finish)
+        nats_per_char(model, probe[:64])  # the first call pays for lazy allocations
+        final = seconds_of(lambda: nats_per_char(model, probe)) * len(val_ids) / n
     stream_probe = val_ids[: n * eval_streams]
     one_eval = seconds_of(lambda: nats_per_char(model, stream_probe, streams=eval_streams))
     one_eval *= len(val_ids) / len(stream_probe) * models_scored

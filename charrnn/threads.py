@@ -15,6 +15,7 @@ train.py, the `charrnn` CLIs, the app) sets it in time; a program that imported 
 its own setting. Settings the user gave in the environment (OMP_WAIT_POLICY, OMP_NUM_THREADS,
 GOMP_SPINCOUNT) always win. bench/threads.py measures the rule (bench/RESULTS.md, "Threads").
 """
+import contextlib
 import os
 import sys
 
@@ -61,3 +62,14 @@ def configure(work: str, sharing: int = 1) -> int:
     start with it too; a worker thread started before calls this itself."""
     torch.set_num_threads(threads_for(work, sharing))
     return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def using(work: str, sharing: int = 1):
+    """configure(work, sharing) for the `with` block, then torch's thread count as it was."""
+    before = torch.get_num_threads()
+    configure(work, sharing)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

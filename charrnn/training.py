@@ -27,7 +27,7 @@ from huggingface_hub import metadata_load
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from . import corpus_profile, data, distributed
+from . import corpus_profile, data, distributed, threads
 from .budget import Budget, estimate
 from .checkpoint import (
     CHECKPOINT,
@@ -635,7 +635,8 @@ def finish(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, co
     if bar is not None:
         bar.note(f"final score of {len(val_ids):,} validation chars")
     model.load_state_dict(run.best_weights)
-    val = nats_per_char(model, val_ids, streams=1)  # the exact score of those chars, as charrnn.evaluate computes it
+    with threads.using("read", model.rnn.num_layers):  # as charrnn.evaluate reads: a thread per layer
+        val = nats_per_char(model, val_ids, streams=1)  # the exact score of those chars, as the CLI computes it
     minutes = ((budget.off_clock_s if budget else 0.0) + run.elapsed_s + time.perf_counter() - started) / 60
     if bar is not None:
         bar.done()
