@@ -636,7 +636,7 @@ def finish(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, co
         bar.note(f"final score of {len(val_ids):,} validation chars")
     model.load_state_dict(run.best_weights)
     with threads.using("read", model.rnn.num_layers):  # as charrnn.evaluate reads: a thread per layer
-        val = nats_per_char(model, val_ids, streams=1)  # the exact score of those chars, as the CLI computes it
+        val = nats_per_char(model, val_ids, streams=1)  # the exact score of those chars, as the CLI does
     minutes = ((budget.off_clock_s if budget else 0.0) + run.elapsed_s + time.perf_counter() - started) / 60
     if bar is not None:
         bar.done()
