@@ -173,7 +173,9 @@ one. Other programs shared the machine during the run (other sessions' tests); s
 within it. What `--precision auto` takes from this (charrnn/precision.py): reading in bf16 where the
 hardware does it (faster, the same score to a ten-thousandth), generation in fp32 on CPUs (bf16 was
 not faster: autocast casts the weights again at every one-char step), training in fp32 until bf16 is
-shown within 0.01 nats/char at the long recipe's horizon (not measurable in a few minutes here)."""
+shown within 0.01 nats/char at the long recipe's horizon (not measurable in a few minutes here).
+Not measured on this machine: AMX (Intel Xeon; issue 23 saw a training step 1.57x faster there) and
+CUDA; auto's choices for them follow the hardware flags, untested for speed here."""
 
 if __name__ == "__main__":
     sys.exit(main())
