@@ -185,6 +185,9 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="rounds over every setting and both cases")
     p.add_argument("--works", type=lambda s: s.split(","), default=list(WORKS),
                    help="comma-separated: train,read,step")
+    p.add_argument("--spin-counts", type=lambda s: [int(n) for n in s.split(",")], default=[],
+                   help="also 2 threads that spin this many times before they sleep (GOMP_SPINCOUNT), "
+                        "comma-separated")
     p.add_argument("--results", default=str(common.RESULTS), help="markdown file to write this section into")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--torch-first", action="store_true", help=argparse.SUPPRESS)
@@ -192,6 +195,9 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(child(args.works, args.seconds, args.torch_first)))
         return 0
+    for n in args.spin_counts:
+        spin = {"OMP_NUM_THREADS": "2", "GOMP_SPINCOUNT": f"{n}"}
+        SETTINGS[f"2 threads, GOMP_SPINCOUNT={n}"] = (spin, True)
     table_md, verdicts = summarize(measure(args), args.works)
     print(table_md + "\n" + "\n".join(verdicts))
     common.write_section("threads", common.section(

@@ -7,7 +7,10 @@ thread on that core is descheduled in the middle of a step while its partner spi
 waiting for it: `python train.py` on 2 cores beside one busy Python loop did 38 steps in 30 s
 where one thread did 112 (issue 23; 10x on another machine). Passive waiting (a waiting thread
 sleeps at once) removes the spinning fight, so a busy core costs at most its share of the work
-instead of every barrier.
+instead of every barrier. Its price is on a quiet machine: waking a sleeping thread at each of an
+LSTM step's many small parallel regions made training ~0.7x as fast as 2 spinning threads on a
+2-core AMD EPYC; no fixed spin count was both (bench/RESULTS.md, "Threads"). Where nothing else
+runs, OMP_WAIT_POLICY=ACTIVE gets that speed back.
 
 OpenMP reads its wait policy once, when torch loads it: this module must be imported before torch.
 The package's `__init__` imports it first, so `import charrnn` (and with it every entry point:
