@@ -12,6 +12,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
 from .corpus_profile import CorpusProfile
 
 # The package is on no package index: it is installed from a checkout of its repository.
@@ -23,8 +25,6 @@ TUTORIAL_NATS = 1.2446  # the PyTorch char-RNN tutorial's best validation loss, 
 
 def card_data(model, corpus: CorpusProfile | None):
     """The YAML front matter, with a model-index when the validation loss is known."""
-    from huggingface_hub import EvalResult, ModelCardData
-
     tags = TAGS + [model.cell] + list(corpus.tags if corpus else [])
     dataset = corpus and (corpus.dataset_id or corpus.name)
     val = corpus.validation if corpus else None
@@ -74,8 +74,6 @@ def card_kwargs(model, repo_id: str | None = None, corpus: CorpusProfile | None 
 
 def render(model, **kwargs):
     """The card (a huggingface_hub ModelCard) of `model` from CARD_TEMPLATE; kwargs as card_kwargs."""
-    from huggingface_hub import ModelCard
-
     return ModelCard.from_template(template_str=CARD_TEMPLATE, **card_kwargs(model, **kwargs))
 
 
@@ -120,8 +118,6 @@ class Metrics:
 
 def read_metrics(card_path: str | Path) -> Metrics | None:
     """The validation loss from a card's model-index, as data; None when the card has none."""
-    from huggingface_hub import ModelCard
-
     try:
         results = ModelCard.load(card_path).data.eval_results or []
     except Exception:  # not a card, unreadable YAML: no metrics to show

@@ -3,6 +3,7 @@ that picks one for a time budget."""
 from dataclasses import dataclass
 
 from .corpus_profile import LANGUAGE_CODE
+from .device import resolve_device
 from .model import MAX_LAYERS, MAX_WIDTH
 
 # Two presets. Which one learns more depends on the budget (measured in bench/RESULTS.md, "How the
@@ -36,8 +37,7 @@ def recipe_for_budget(max_minutes: float, device: str = "cpu") -> str:
     """The default recipe: gpu on CUDA; on the CPU short up to SHORT_MAX_MINUTES, long above.
     device "auto" means CUDA when there is one."""
     device = device.strip().lower()
-    if device == "auto":  # imported here, not at the top: `train.py --help` should not wait for torch
-        from .device import resolve_device
+    if device == "auto":
 
         try:
             device = resolve_device("auto").type

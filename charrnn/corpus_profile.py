@@ -184,7 +184,7 @@ def detect_language(text: str, log=print) -> str:
     """The text's language as an ISO 639 code, by py3langid (the [train] extra), or "unknown"
     when it is not installed or not confident."""
     try:  # imported here: an optional extra, and its model takes ~0.6 s to load
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier  # noqa: PLC0415
     except ImportError:
         log("the language was not detected (pip install py3langid, or pass --language CODE): 'unknown'")
         return UNKNOWN

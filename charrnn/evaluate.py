@@ -26,10 +26,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import data
+from .device import resolve_device
 from .mixing import CountMixer, Mix
 from .model import CharRNN, detach_state
 from .precision import PRECISIONS, autocast_for, describe, use
 from .threads import configure
+from .weights import WeightsError
 
 WORD = re.compile(r"[^\W\d_]+")  # runs of letters, accented ones included
 PROGRESS_FROM = 100_000  # the CLI shows a progress bar from this many chars (static reads ~8,000 chars/s)
@@ -389,13 +392,11 @@ def _mix_from(orders: str) -> Mix:
 
 def _prior_ids(model: CharRNN, prior: str) -> torch.Tensor:
     """The token ids the count model starts from: the training split of train.py's corpus, none, or a file."""
-    from .data import find_corpus, read_text, split
-
     if prior == "none":
         return torch.zeros(0, dtype=torch.long)
-    text = model.vocab.normalize(read_text(find_corpus() if prior == "train" else prior))
+    text = model.vocab.normalize(data.read_text(data.find_corpus() if prior == "train" else prior))
     ids = torch.tensor(model.vocab.encode(text, errors="drop"), dtype=torch.long)
-    return split(ids)[0] if prior == "train" else ids
+    return data.split(ids)[0] if prior == "train" else ids
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -426,10 +427,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .data import DataError, find_corpus, read_text, split
-    from .device import resolve_device
-    from .weights import WeightsError
-
     args = build_parser().parse_args(argv)
     try:
         if args.max_chars is not None and args.max_chars < 2:
@@ -441,18 +438,18 @@ def main(argv=None) -> int:
         model = CharRNN.from_pretrained(args.weights, map_location=device)  # the one loading path
         use(model, args.precision)
         configure("read", 1 if adapt else model.rnn.num_layers)  # the static read: a thread per layer
-        data = args.data or find_corpus()
-        text = model.vocab.normalize(read_text(data))
+        path = args.data or data.find_corpus()
+        text = model.vocab.normalize(data.read_text(path))
         unknown = model.vocab.unknown(text)
         ids = torch.tensor(model.vocab.encode(text, errors="drop"), dtype=torch.long)
         if args.split == "val":
-            ids = split(ids)[1]
+            ids = data.split(ids)[1]
         if args.max_chars is not None:
             ids = ids[: args.max_chars]
         if len(ids) < 2:
-            raise ValueError(f"{data} has fewer than 2 scorable characters")
+            raise ValueError(f"{path} has fewer than 2 scorable characters")
         prior = _prior_ids(model, args.mix_prior) if args.mix else None
-    except (DataError, WeightsError, ValueError) as e:
+    except (data.DataError, WeightsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"note: {describe(args.precision, device)}", file=sys.stderr)

@@ -1,9 +1,13 @@
 """Publishing weights: save them atomically, the loss plot, the model card of a run, the card's
 metrics and corpus read back, and the push to the Hub (with its CLI). Loading is
 CharRNN.from_pretrained (charrnn/model.py, over charrnn/weights.py's checks)."""
+import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, HfApi, get_token, try_to_load_from_cache
 
 from . import corpus_profile
 from .card import Metrics, read_metrics, render, retarget
@@ -41,10 +45,10 @@ def training_curve(history: list[dict]) -> tuple[list[float], list[float]]:
 def plot_losses(history: list[dict], path: Path, title: str, corpus=None, machine: str = "") -> None:
     """The loss curves; `corpus` (a data.CorpusInfo) decides whether the tutorial's line belongs:
     only the default corpus is compared with it. `machine` names the processor on the time axis."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 (the [train] and [app] extra: the library loads without it)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     ax.plot(*training_curve(history), label="train", lw=1)
@@ -86,8 +90,6 @@ def _weights_file(source: str | os.PathLike, name: str) -> Path | None:
     """A file of a weights folder or (from the local cache only, no network) of a Hub repo id."""
     path = Path(source) / name
     if not Path(source).exists() and is_repo_id(str(source)):
-        from huggingface_hub import try_to_load_from_cache
-
         cached = try_to_load_from_cache(str(source), name)
         path = Path(cached) if isinstance(cached, str) else path
     return path if path.is_file() else None
@@ -115,8 +117,6 @@ def check_can_push(repo_id: str | None = None, token: str | None = None) -> None
     """Raise PushError unless an upload to `repo_id` can work: online, a token, the Hub answering
     and accepting it, and (for a repo id) its user allowed to write under OWNER. Cheap, so it runs
     before a long training run rather than after it."""
-    from huggingface_hub import HfApi, get_token
-
     if repo_id is not None and not is_repo_id(repo_id):
         raise PushError(f"a Hub repo id is OWNER/NAME, not {repo_id!r}")
     if hub_offline():  # huggingface_hub's upload calls do not honour it themselves
@@ -141,8 +141,6 @@ def check_can_push(repo_id: str | None = None, token: str | None = None) -> None
 def push(folder: Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
     """Upload the weights folder's files to a model repo; returns the repo URL.
     The token comes from `token`, $HF_TOKEN or `hf auth login`, as huggingface_hub decides."""
-    from huggingface_hub import HfApi
-
     check_can_push(repo_id, token)  # offline, unreachable or no token: one clear line, nothing sent
     api = HfApi(token=token)
     url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
@@ -153,8 +151,6 @@ def push(folder: Path, repo_id: str, private: bool = False, token: str | None = 
 
 def upload_operations(folder: Path, repo_id: str) -> list:
     """One CommitOperationAdd per file the repo gets; the card's code is retargeted to `repo_id`."""
-    from huggingface_hub import CommitOperationAdd
-
     ops, corpus = [], corpus_profile.load(folder)
     for name in upload_files(folder):
         content = folder / name
@@ -175,9 +171,6 @@ def upload_files(folder: Path) -> list[str]:
 
 def main(argv=None) -> int:
     """python -m charrnn.hub FOLDER OWNER/NAME [--private]: push a trained weights folder."""
-    import argparse
-    import sys
-
     p = argparse.ArgumentParser(prog="python -m charrnn.hub", description="Push a weights folder to the Hub.")
     p.add_argument("folder")
     p.add_argument("repo_id", metavar="OWNER/NAME")

@@ -10,9 +10,12 @@ import os
 import sys
 
 from .cli import DefaultsHelpFormatter, prog
+from .device import resolve_device
 from .generate import MAX_LENGTH, STOPS, check_settings, stream
 from .precision import PRECISIONS, describe, use
+from .pretrained import load_model
 from .threads import configure
+from .weights import WeightsError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,10 +40,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    from .device import resolve_device
-    from .pretrained import load_model
-    from .weights import WeightsError
-
     args = parse_args(argv)
     configure("step")  # one char per step is latency-bound: extra threads only add sync overhead
     try:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub import snapshot_download
 
 from .config import TrainConfig, snapshot_moments
 from .evaluate import nats_per_char
@@ -166,8 +167,6 @@ def _snapshots_folder(source: str | Path, log) -> Path | None:
         return path / SNAPSHOTS
     if not is_repo_id(str(source)):
         return None
-    from huggingface_hub import snapshot_download  # only for a Hub repo: the rest never needs it
-
     try:
         root = snapshot_download(str(source), allow_patterns=[f"{SNAPSHOTS}/*/*"],
                                  local_files_only=hub_offline())

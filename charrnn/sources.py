@@ -181,7 +181,7 @@ def load_dataset(name: str, config: str | None):
     looked up as a model is (weights.offline_reason): with HF_HUB_OFFLINE set or no answer from the
     Hub within seconds, only the local cache is read, at once, instead of five retries over 25 s."""
     try:
-        import datasets  # the [datasets] extra: only --dataset needs it
+        import datasets  # noqa: PLC0415 (the [datasets] extra: only --dataset needs it)
     except ImportError:
         raise DataError("--dataset needs the datasets library: pip install datasets") from None
     offline = None

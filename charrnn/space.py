@@ -14,6 +14,8 @@ import importlib.metadata
 import sys
 from pathlib import Path
 
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, SpaceCardData
+
 from . import corpus_profile
 from .card import LICENSE, retarget
 from .hub import PushError, check_can_push, upload_files
@@ -52,8 +54,6 @@ def requirements() -> str:
 
 def front_matter(weights: Path, model: str | None = None):
     """The Space's configuration from the model's corpus.json: its title and a one-line description."""
-    from huggingface_hub import SpaceCardData
-
     corpus = corpus_profile.load(weights) or corpus_profile.unrecorded()
     summary = f"A character-level model trained on {corpus.title}"
     if len(summary) > SHORT_DESCRIPTION_CHARS:
@@ -69,8 +69,6 @@ def front_matter(weights: Path, model: str | None = None):
 def space_readme(weights: Path, model: str | None = None) -> str:
     """README.md: the front matter, then what the Space shows, then the model card (its code loading
     from the model repo when one is named, else from the Space's weights/)."""
-    from huggingface_hub import ModelCard
-
     corpus = corpus_profile.load(weights) or corpus_profile.unrecorded()
     body = (f"# charrnn: {corpus.title}\n\nA character-level language model trained on "
             f"{corpus.description}: this Space is its demo page, made with the charrnn-quijote package "
@@ -102,8 +100,6 @@ def size(content: bytes | Path) -> int:
 
 
 def operations(contents: dict[str, bytes | Path]) -> list:
-    from huggingface_hub import CommitOperationAdd
-
     return [CommitOperationAdd(path_in_repo=name, path_or_fileobj=content if isinstance(content, bytes)
                                else str(content)) for name, content in contents.items()]
 
@@ -111,8 +107,6 @@ def operations(contents: dict[str, bytes | Path]) -> list:
 def deploy(repo_id: str, contents: dict[str, bytes | Path], private: bool = False, model: str | None = None,
            token: str | None = None) -> str:
     """Create the Space (or reuse it) and upload its files in one commit; returns its URL."""
-    from huggingface_hub import HfApi
-
     check_can_push(repo_id, token)  # offline, unreachable or no token: one clear line, nothing sent
     api = HfApi(token=token)
     if model and not api.repo_exists(model, repo_type="model"):

@@ -25,8 +25,15 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from charrnn.cli import DefaultsHelpFormatter
-from charrnn.config import RECIPES, RESUMABLE, SHORT_MAX_MINUTES, TrainConfig, recipe_for_budget
+from . import distributed, hub
+from .cli import DefaultsHelpFormatter
+from .config import RECIPES, RESUMABLE, SHORT_MAX_MINUTES, TrainConfig, recipe_for_budget
+from .data import DataError
+from .device import resolve_device
+from .generate import Settings, complete
+from .hub import PushError, check_can_push, push
+from .threads import configure
+from .weights import first_line
 
 HELP = {
     "data": "UTF-8 text file or folder of .txt files; without it el_quijote.txt, from the cache, ../shared/data, "
@@ -173,14 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:  # before any work: a run would otherwise train fully and die writing its plot
         return fail(f"training needs {' and '.join(missing)}, which are not installed: "
                     f'pip install "charrnn-quijote[train]"')
-    # Imports after argument parsing: --help should not wait for torch.
-    from charrnn import distributed
-    from charrnn.data import DataError
-    from charrnn.device import resolve_device
-    from charrnn.hub import PushError, check_can_push, push
-    from charrnn.threads import configure
-    from charrnn.training import Interrupted, train
-    from charrnn.weights import first_line
+    from .training import Interrupted, train  # noqa: PLC0415 (after the check above: it imports tqdm)
 
     cfg = to_config(args)
     configure("train")
@@ -242,20 +242,18 @@ def reproduce_command(cfg: TrainConfig) -> str:
 def write_outputs(result, out: Path, command: str, load_from: str) -> None:
     """Weights, loss plot, corpus profile and model card (with samples from the corpus's own seeds)
     of a finished run (a TrainResult), into `out`; `load_from` is the folder or repo id as the user gave it."""
-    from charrnn.generate import Settings, complete
-    from charrnn.hub import model_card, plot_losses, save_weights
-    from charrnn.snapshots import write_best
+    from .snapshots import write_best  # noqa: PLC0415 (after the [train] check: it imports tqdm)
 
     model, cfg = result.model, result.config
-    save_weights(model, out)
+    hub.save_weights(model, out)  # through the module: a test replaces each step of the end in turn
     write_best(out, result)  # snapshots/best: these weights' step and loss, for the Watch it learn tab
     title = f"{cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}: best val {result.val_loss:.4f} nats/char"
-    plot_losses(result.history, out / "loss.png", title, result.corpus, result.machine)
+    hub.plot_losses(result.history, out / "loss.png", title, result.corpus, result.machine)
     result.profile.save(out)
     samples = [(o.seed, o.sampled) for o in (complete(model, seed, Settings(length=300, temperature=0.8,
                                                                           sampling_seed=i))
                                              for i, seed in enumerate(result.profile.seeds[:CARD_SAMPLES]))]
-    card = model_card(vars(result), samples, command, load_from)  # the card reads the result's fields by name
+    card = hub.model_card(vars(result), samples, command, load_from)  # the card reads the result's fields by name
     (out / "README.md").write_text(card, encoding="utf-8")
 
 

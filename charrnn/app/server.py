@@ -71,7 +71,7 @@ def serve(demo: gr.Blocks, host: str | None = None, port: int | None = None, **l
     parsed. Gradio imports matplotlib.pyplot on the first event it runs (~0.5 s): import it now,
     so the first click is fast."""
     try:
-        import matplotlib.pyplot  # noqa: F401  (optional; imported here only to warm Gradio's first event)
+        import matplotlib.pyplot  # noqa: F401, PLC0415 (optional; imported only to warm Gradio's first event)
     except ImportError:
         pass
     demo.launch(server_name=host, server_port=port, ssr_mode=False, css=CSS,
