@@ -25,13 +25,14 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from . import distributed, hub
+from . import distributed, hub, training
 from .cli import DefaultsHelpFormatter
 from .config import RECIPES, RESUMABLE, SHORT_MAX_MINUTES, TrainConfig, recipe_for_budget
 from .data import DataError
 from .device import resolve_device
 from .generate import Settings, complete
 from .hub import PushError, check_can_push, push
+from .snapshots import write_best
 from .threads import configure
 from .weights import first_line
 
@@ -180,8 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     if missing:  # before any work: a run would otherwise train fully and die writing its plot
         return fail(f"training needs {' and '.join(missing)}, which are not installed: "
                     f'pip install "charrnn-quijote[train]"')
-    from .training import Interrupted, train  # noqa: PLC0415 (after the check above: it imports tqdm)
-
     cfg = to_config(args)
     configure("train")
     try:
@@ -192,9 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = distributed.setup(resolve_device(cfg.device))  # under torchrun: join the other ranks
         load_from = args.push_to_hub or str(cfg.out)
-        result = train(cfg, resume=args.resume, device=device, given=given_settings(argv), overwrite=args.overwrite,
-                       write_outputs=lambda r: write_outputs(r, Path(cfg.out), reproduce_command(r.config), load_from))
-    except Interrupted as e:
+        result = training.train(cfg, resume=args.resume, device=device, given=given_settings(argv),
+                                overwrite=args.overwrite, write_outputs=lambda r: write_outputs(
+                                    r, Path(cfg.out), reproduce_command(r.config), load_from))
+    except training.Interrupted as e:
         if distributed.is_main():
             again = "the same torchrun command with" if distributed.world_size() > 1 else "python train.py"
             print(f"\nStopped: {e}. Continue with: {again} --resume --out {shlex.quote(cfg.out)}", file=sys.stderr)
@@ -242,8 +242,6 @@ def reproduce_command(cfg: TrainConfig) -> str:
 def write_outputs(result, out: Path, command: str, load_from: str) -> None:
     """Weights, loss plot, corpus profile and model card (with samples from the corpus's own seeds)
     of a finished run (a TrainResult), into `out`; `load_from` is the folder or repo id as the user gave it."""
-    from .snapshots import write_best  # noqa: PLC0415 (after the [train] check: it imports tqdm)
-
     model, cfg = result.model, result.config
     hub.save_weights(model, out)  # through the module: a test replaces each step of the end in turn
     write_best(out, result)  # snapshots/best: these weights' step and loss, for the Watch it learn tab
