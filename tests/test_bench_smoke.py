@@ -152,3 +152,13 @@ def test_sections_are_replaced_not_repeated(tmp_path):
     write_section("a", "second", path)
     text = path.read_text(encoding="utf-8")
     assert text.count("bench:a:start") == 1 and "second" in text and "first" not in text and "other" in text
+
+
+def test_visitors(tiny):
+    run("visitors.py", "--weights", tiny["weights"], "--chars", 300, "--rounds", 1, "--flood", 10, "--length", 50,
+        "--results", tiny["results"])
+    body = section(tiny["results"], "visitors")
+    rows = table_rows(body)
+    assert [r[0].split(",")[0] for r in rows] == ["`/generate`", "`/score`"]
+    assert all(r[3].endswith("x") and float(r[3][:-1]) > 0 for r in rows)
+    assert "0 answered 503" in body and "avx2 " in body

@@ -6,15 +6,15 @@ from pathlib import Path
 # Every place where two neighbouring letters of the coloured view sit on different lines: a word
 # broken across lines (a word longer than the line excepted: none here). Measured char by char.
 BROKEN_WORDS = """() => {
-  const view = document.querySelector('#surprise [aria-label]');
-  const walker = document.createTreeWalker(view, NodeFilter.SHOW_TEXT);
+  const walker = document.createTreeWalker(document.querySelector('#surprise'), NodeFilter.SHOW_TEXT);
   const chars = [];
   for (let node; (node = walker.nextNode());) {
+    if (node.parentElement.closest('label, .label')) continue;  // the box's title, a category name
     for (let i = 0; i < node.data.length; i++) {
       const range = document.createRange();
       range.setStart(node, i); range.setEnd(node, i + 1);
       const rect = range.getClientRects()[0];
-      chars.push([node.data[i], rect ? rect.top : null]);
+      chars.push([node.data[i], rect && rect.width > 0 ? rect.top : null]);  // null: not shown ("\\n")
     }
   }
   const broken = [];
