@@ -67,9 +67,8 @@ def test_a_snapshot_writes_the_same_text_for_the_same_seeds_and_not_what_the_bes
 
 
 def test_none_keeps_no_snapshots_and_a_fresh_run_removes_an_earlier_runs(tmp_path):
-    stale = tmp_path / "out" / "snapshots" / "step-000001"
-    stale.mkdir(parents=True)
-    (stale / "snapshot.json").write_text('{"moments": ["1"], "step": 1}')
+    train(tiny_config(tmp_path, snapshots="3"), log=lambda *_: None)  # an earlier run in the same folder
+    assert [s.step for s in find_snapshots(tmp_path / "out")] == [3]
     train(tiny_config(tmp_path, snapshots="none"), log=lambda *_: None)
     assert not (tmp_path / "out" / "snapshots").exists() and find_snapshots(tmp_path / "out") == []
 
