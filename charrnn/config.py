@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from .corpus_profile import LANGUAGE_CODE
 from .device import resolve_device
 from .model import MAX_LAYERS, MAX_WIDTH
+from .precision import PRECISIONS
 
 # Two presets. Which one learns more depends on the budget (measured in bench/RESULTS.md, "How the
 # default recipes were chosen"): short, one wide GRU layer over 64 streams of 64-char chunks, learns
@@ -125,6 +126,8 @@ class TrainConfig:
                              f"not {self.language!r}")
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, not {self.recipe!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.cell not in ("gru", "lstm"):
             raise ValueError(f"cell must be gru or lstm, not {self.cell!r}")
         for name in ("dropout", "embed_dropout", "weight_drop", "ema_decay"):

@@ -32,6 +32,7 @@ from .data import DataError
 from .device import resolve_device
 from .generate import Settings, complete
 from .hub import PushError, check_can_push, push
+from .precision import PRECISIONS
 from .snapshots import write_best
 from .threads import configure
 from .weights import first_line
@@ -135,9 +136,9 @@ def build_parser(recipe: str) -> argparse.ArgumentParser:
             text += " (from the recipe)"
         if f.type is bool:  # --locked-dropout / --no-locked-dropout: a recipe may have it on
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
-        elif f.name in ("cell", "recipe"):
-            p.add_argument(flag, choices=["lstm", "gru"] if f.name == "cell" else list(RECIPES), default=default,
-                           help=text)
+        elif f.name in ("cell", "recipe", "precision"):
+            choices = {"cell": ["lstm", "gru"], "recipe": list(RECIPES), "precision": list(PRECISIONS)}[f.name]
+            p.add_argument(flag, choices=choices, default=default, help=text)
         else:  # int and float fields parse as such; the rest (paths, device) are strings
             kind = type(default) if type(default) in (int, float) else str
             p.add_argument(flag, type=kind, default=default, help=text)

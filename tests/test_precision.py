@@ -104,3 +104,8 @@ def test_the_evaluate_cli_says_which_precision_it_chose(tiny_model_dir, tmp_path
     assert evaluate_main(["--weights", str(tiny_model_dir), "--data", str(text), "--precision", "bf16"]) == 0
     out, err = capsys.readouterr()
     assert "note: precision bf16 (asked for" in err and json.loads(out)["chars"] > 100
+
+
+def test_a_run_with_an_unknown_precision_stops_before_any_work():
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, not 'fp16'"):
+        TrainConfig(precision="fp16").validate()
