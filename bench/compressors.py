@@ -19,15 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import common  # noqa: E402  (after the path fix, so `python bench/x.py` works)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/x.py`: imports from this checkout
+import torch
 
-import torch  # noqa: E402
-
-from charrnn.data import find_corpus, read_text, split  # noqa: E402
-from charrnn.evaluate import LEARNABLE, Adapt, score  # noqa: E402
-from charrnn.mixing import Mix  # noqa: E402
-from charrnn import load_model  # noqa: E402
+from bench import common
+from charrnn import load_model
+from charrnn.data import find_corpus, read_text, split
+from charrnn.evaluate import LEARNABLE, Adapt, score
+from charrnn.mixing import Mix
 
 PACKAGES = {"zpaq": "zpaq", "7z": "p7zip-full"}
 

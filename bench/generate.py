@@ -10,13 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import common  # noqa: E402  (after the path fix, so `python bench/x.py` works)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/x.py`: imports from this checkout
+import torch
 
-import torch  # noqa: E402
-
-from charrnn.generate import Settings, complete, make_step, prepare_seed, read  # noqa: E402
-from charrnn import load_model  # noqa: E402
+from bench import common
+from charrnn import load_model
+from charrnn.generate import Settings, complete, make_step, prepare_seed, read
 
 # The novel's opening (public domain), longer than the tutorial's 100-char window so every
 # re-encoding step reads a full window.

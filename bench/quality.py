@@ -12,16 +12,15 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import common  # noqa: E402  (after the path fix, so `python bench/x.py` works)
-from bench.train_quality import last_char_loss  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/x.py`: imports from this checkout
+import torch
 
-import torch  # noqa: E402
-
-from charrnn.data import find_corpus, read_text, split  # noqa: E402
-from charrnn.evaluate import nats_per_char  # noqa: E402
-from charrnn.generate import Settings, complete  # noqa: E402
-from charrnn import load_model  # noqa: E402
+from bench import common
+from bench.train_quality import last_char_loss
+from charrnn import load_model
+from charrnn.data import find_corpus, read_text, split
+from charrnn.evaluate import nats_per_char
+from charrnn.generate import Settings, complete
 
 # Seeds end in a space so the first generated word is a whole word.
 SEEDS = ["En un lugar de la Mancha, ", "Dijo don Quijote a su escudero: ", "Sancho Panza respondió que "]

@@ -18,15 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import common  # noqa: E402  (after the path fix, so `python bench/x.py` works)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/x.py`: imports from this checkout
+import torch
+from gradio_client import Client
 
-import torch  # noqa: E402
-from gradio_client import Client  # noqa: E402
-
-from charrnn.data import find_corpus, read_text, split  # noqa: E402
-from charrnn.evaluate import _target_logprobs, read  # noqa: E402
-from charrnn import load_model  # noqa: E402
+from bench import common
+from charrnn import load_model
+from charrnn.data import find_corpus, read_text, split
+from charrnn.evaluate import _target_logprobs, read
 
 
 def passage(model, data: str | None, offset: int, chars: int) -> tuple[int, str]:

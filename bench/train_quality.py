@@ -15,18 +15,24 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import common  # noqa: E402  (after the path fix, so `python bench/x.py` works)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/x.py`: imports from this checkout
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from charrnn.data import DataError  # noqa: E402
-from charrnn.evaluate import nats_per_char  # noqa: E402
-from charrnn.model import CharRNN  # noqa: E402
-from charrnn.training import (RunState, TrainConfig, build_model, build_optimizer, load_corpus,  # noqa: E402
-                              optimizer_step, train)
+from bench import common
+from charrnn.data import DataError
+from charrnn.evaluate import nats_per_char
+from charrnn.model import CharRNN
+from charrnn.training import (
+    RunState,
+    TrainConfig,
+    build_model,
+    build_optimizer,
+    load_corpus,
+    optimizer_step,
+    train,
+)
 
 TUTORIAL_BEST = 1.2446  # the PyTorch tutorial's final validation loss, after 20 GPU epochs
 THRESHOLDS = (1.40, 1.30)

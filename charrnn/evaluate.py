@@ -237,7 +237,7 @@ def _layer_stage(layer: nn.Module, source, outbox: queue.Queue, errors: list) ->
             for x in source if not isinstance(source, queue.Queue) else iter(source.get, None):
                 x, state = layer(x, state)  # (1, t, H)
                 outbox.put(x)
-    except BaseException as e:  # noqa: BLE001 (raised again in the caller's thread)
+    except BaseException as e:  # raised again in the caller's thread
         errors.append(e)
         while isinstance(source, queue.Queue) and source.get() is not None:
             pass

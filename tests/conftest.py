@@ -17,13 +17,13 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 # Token files the tests prepare go to a folder of their own, not the user's ~/.cache/charrnn.
 os.environ["CHARRNN_CACHE"] = tempfile.mkdtemp(prefix="charrnn-test-cache-")
 
-import shutil  # noqa: E402
-import socket  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import shutil
+import socket
+import sys
+from pathlib import Path
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `import app` and `import charrnn` from the repo, wherever pytest runs

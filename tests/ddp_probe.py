@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import train  # noqa: E402
-from charrnn import training  # noqa: E402
+import train
+from charrnn import training
 
 real_loop = training.train_loop
 

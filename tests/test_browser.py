@@ -7,7 +7,6 @@ Skipped where Playwright or chromium is missing, except in CI, where that is a f
 import os
 from pathlib import Path
 
-
 from conftest import SEED
 
 

@@ -1,6 +1,6 @@
 """charrnn.evaluate: static and adaptive scoring through the Python API and the CLI."""
-import hashlib
 import copy
+import hashlib
 import json
 import math
 import os
@@ -69,7 +69,7 @@ def score_failing(model, text: str) -> Exception:
     def read():
         try:
             score(model, torch.tensor(model.vocab.encode(text)))
-        except Exception as e:  # noqa: BLE001 (returned to the test)
+        except Exception as e:  # returned to the test
             raised.append(e)
 
     reader = threading.Thread(target=read, daemon=True)

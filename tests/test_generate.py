@@ -5,8 +5,18 @@ import re
 import pytest
 import torch
 
-from charrnn.generate import (MAX_SEED_CHARS, Settings, check_settings, complete, make_step,
-                              next_chars, pick, prepare_seed, read, stream)
+from charrnn.generate import (
+    MAX_SEED_CHARS,
+    Settings,
+    check_settings,
+    complete,
+    make_step,
+    next_chars,
+    pick,
+    prepare_seed,
+    read,
+    stream,
+)
 from charrnn.model import CharRNN
 from conftest import SEED
 

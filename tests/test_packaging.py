@@ -3,10 +3,10 @@ import ast
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 
 import pytest
+import tomllib
 
 from charrnn import cli
 from conftest import ROOT

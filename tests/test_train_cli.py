@@ -606,7 +606,7 @@ def test_a_run_writes_over_an_earlier_runs_files(tmp_path, capsys):
 def test_missing_training_extras_are_named_before_any_training(tmp_path, capsys, monkeypatch, absent):
     import importlib.util
 
-    from charrnn import train_cli, training
+    from charrnn import training
 
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in absent else find_spec(name, *a))

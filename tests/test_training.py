@@ -11,6 +11,7 @@ from charrnn.evaluate import nats_per_char
 from charrnn.training import Interrupted, TrainConfig, lr_at, train
 from conftest import make_text, tiny_config
 
+
 def test_tiny_model_lowers_its_loss(tmp_path):
     result = train(tiny_config(tmp_path, epochs=3.0), log=lambda *_: None)
     history = result.history

@@ -71,7 +71,7 @@ def generation(engine: Engine | None, accepted: Bounds, error: str | None, resam
                 yield shown if resample else (out.seed + out.greedy, *shown)
         except Busy as e:
             raise refusal(busy_sentence(e)) from None
-        except Exception as e:  # noqa: BLE001 (one request's failure, said in a line; the engine goes on)
+        except Exception as e:  # one request's failure, said in a line; the engine goes on
             raise gr.Error(f"The generation failed: {first_line(e)}") from None
 
     return run
