@@ -19,7 +19,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/x.py`: imports from this checkout
+# `python bench/x.py`: imports from this checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from gradio_client import Client
 
@@ -66,7 +67,8 @@ def one_request(c: Client, i: int, length: int, deadline: float) -> dict:
         return dict(first=None, total=None, error=f"{type(e).__name__}: {e}"[:200])
 
 
-def run_level(url: str, clients: int, length: int, requests: int | None, seconds: float, timeout: float) -> dict:
+def run_level(url: str, clients: int, length: int, requests: int | None, seconds: float,
+              timeout: float) -> dict:
     """`clients` threads, each its own visitor, send one request after another: `requests` in all,
     or (requests=None) as many as they can start in `seconds`. Nothing may take past `timeout` s."""
     pool = [client(url, i) for i in range(clients)]
@@ -182,7 +184,8 @@ def bare_ceiling(weights: str, rows: int = CEILING_ROWS, seconds: float = 3.0) -
         with torch.inference_mode():
             ids = torch.zeros(rows, dtype=torch.long)  # (B,)
             zeros = lambda: torch.zeros(rows, model.rnn.hidden_size)  # noqa: E731 (B, H)
-            layers = [(zeros(), zeros()) if model.cell == "lstm" else zeros() for _ in range(model.rnn.num_layers)]
+            layers = [(zeros(),
+                       zeros()) if model.cell == "lstm" else zeros() for _ in range(model.rnn.num_layers)]
             for _ in range(10):  # warm-up
                 logits, layers = step(ids, layers)
             steps, t0 = 0, time.perf_counter()
@@ -216,8 +219,8 @@ def measure(design: str, args, levels: list[int], timed: set[int]) -> dict:
                   f"{sorted(set(big['statuses']))}, 60 KB: {big['near_ok']}/30 ok, 200 MB: {big['huge'][0]}", flush=True)
         jam = backlog(app.url, args.backlog, args.length) if args.backlog else None
         if jam:
-            print(f"  backlog: {jam['accepted']} posts accepted, another's request took {ms(jam['worst'])} ms "
-                  f"{jam['errors'][:2]}", flush=True)
+            print(f"  backlog: {jam['accepted']} posts accepted, another's request took {ms(jam['worst'])} "
+                  f"ms {jam['errors'][:2]}", flush=True)
         mem_end = common.rss_mb(app.proc.pid)
     return dict(design=design, stats=stats, backlog=jam, big=big, mem_start=mem_start, mem_end=mem_end,
                 start_s=app.start_s)
@@ -261,13 +264,15 @@ def targets(new: dict, length: int, pair: dict | None) -> str:
     if CEILING_LEVEL in by and by[CEILING_LEVEL].get("ceiling"):
         s, ceiling = by[CEILING_LEVEL], sum(by[CEILING_LEVEL]["ceiling"]) / 2
         share = s["ok"] * 2 * length / s["wall"] / ceiling
-        rows.append([f"{CEILING_LEVEL} visitors: chars/s ≥ 75% of the bare model's ({CEILING_ROWS} rows, 1 thread)",
+        rows.append([f"{CEILING_LEVEL} visitors: chars/s ≥ 75% of the bare model's ({CEILING_ROWS} rows, 1 "
+                     "thread)",
                      f"{share:.0%} of {ceiling:,.0f}", share >= 0.75])
         rows.append([f"{CEILING_LEVEL} visitors: 0 errors", len(s["errors"]), not s["errors"]])
     if pair and pair["p50"]["engine"] and pair["p50"]["solo"]:
         ratio = pair["p50"]["engine"] / pair["p50"]["solo"]
         rows.append(["1 visitor: p50 no slower than the old design's (side by side, alternating)",
-                     f"{ratio:.2f}x ({ms(pair['p50']['engine'])} / {ms(pair['p50']['solo'])} ms)", ratio <= 1.0])
+                     f"{ratio:.2f}x ({ms(pair['p50']['engine'])} / {ms(pair['p50']['solo'])} ms)",
+                     ratio <= 1.0])
     if one_p50 and 16 in by:
         s = by[16]
         ratio = pct(s["total"], 95) / one_p50 if s["total"] else None
@@ -314,14 +319,20 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default="weights", help="folder with config.json + model.safetensors")
     p.add_argument("--designs", default="engine,solo", help=f"comma-separated, from: {', '.join(DESIGNS)}")
     p.add_argument("--levels", default="1,16,32,64", help="comma-separated numbers of concurrent clients")
-    p.add_argument("--solo-levels", default="", help="levels the old design runs alone (its 16+ take minutes)")
-    p.add_argument("--pairs", type=int, default=12, help="1-visitor requests to each design, alternating (0: skip)")
-    p.add_argument("--timed", default="32,64", help="levels that run for --duration s instead of a number of requests")
+    p.add_argument("--solo-levels", default="",
+                   help="levels the old design runs alone (its 16+ take minutes)")
+    p.add_argument("--pairs", type=int, default=12,
+                   help="1-visitor requests to each design, alternating (0: skip)")
+    p.add_argument("--timed", default="32,64",
+                   help="levels that run for --duration s instead of a number of requests")
     p.add_argument("--duration", type=float, default=60.0, help="seconds a timed level keeps sending")
-    p.add_argument("--requests", type=int, default=None, help="requests per untimed level (default: 3 per client, 16+)")
+    p.add_argument("--requests", type=int, default=None,
+                   help="requests per untimed level (default: 3 per client, 16+)")
     p.add_argument("--length", type=int, default=300, help="chars per continuation (the app's default)")
-    p.add_argument("--timeout", type=float, default=180.0, help="seconds allowed per level; the rest count as errors")
-    p.add_argument("--backlog", type=int, default=20, help="unread 1000-char requests one client posts (0: skip)")
+    p.add_argument("--timeout", type=float, default=180.0,
+                   help="seconds allowed per level; the rest count as errors")
+    p.add_argument("--backlog", type=int, default=20,
+                   help="unread 1000-char requests one client posts (0: skip)")
     p.add_argument("--big-seeds", type=int, default=30, help="requests with a 1 MB seed (0: skip)")
     p.add_argument("--results", default=str(common.RESULTS), help="markdown file to write this section into")
     args = p.parse_args(argv)

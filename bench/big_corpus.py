@@ -88,9 +88,11 @@ def row(name: str, r: dict) -> list:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size-mb", type=float, default=300)
-    p.add_argument("--path", default="/tmp/big.txt", help="the corpus; made from el_quijote.txt if missing or of another size")
+    p.add_argument("--path", default="/tmp/big.txt",
+                   help="the corpus; made from el_quijote.txt if missing or of another size")
     p.add_argument("--minutes", type=float, default=0.5, help="train.py --max-minutes")
-    p.add_argument("--work", default="/tmp/charrnn-big-corpus", help="token cache and run folders (emptied first)")
+    p.add_argument("--work", default="/tmp/charrnn-big-corpus",
+                   help="token cache and run folders (emptied first)")
     p.add_argument("--baseline-rev", default=None, help="also run this git revision's train.py first")
     p.add_argument("--baseline-timeout", type=float, default=300)
     p.add_argument("--results", default=str(common.RESULTS))
@@ -105,20 +107,23 @@ def main(argv=None) -> int:
     runs = []
     if args.baseline_rev:
         root = baseline_tree(args.baseline_rev, work / "baseline")
-        runs.append((f"{args.baseline_rev} (before)", timed_run(train(root, "run-base"), root, env, args.baseline_timeout)))
+        runs.append((f"{args.baseline_rev} (before)",
+                     timed_run(train(root, "run-base"), root, env, args.baseline_timeout)))
     runs.append(("cold: preparation + training", timed_run(train(common.ROOT, "run-cold"), common.ROOT, env)))
-    runs.append(("warm: token file found by hash", timed_run(train(common.ROOT, "run-warm"), common.ROOT, env)))
+    runs.append(("warm: token file found by hash",
+                 timed_run(train(common.ROOT, "run-warm"), common.ROOT, env)))
     for name, r in runs:
         print(f"{name}: " + "\n  ".join(r["stdout"][-4:] + ([] if r["rc"] == 0 else r["stderr_tail"][-3:])), flush=True)
 
-    headers = ["run", "wall s (whole run)", "s until training starts", "peak RSS MB", "final val nats/char", "exit"]
+    headers = ["run", "wall s (whole run)", "s until training starts", "peak RSS MB",
+               "final val nats/char", "exit"]
     table_md = common.table(headers, [row(name, r) for name, r in runs])
     print(table_md)
     corpus_line = next((line for name, r in runs[-1:] for line in r["stdout"] if " parameters, " in line), "")
     what = (f"`train.py --data {path} --max-minutes {args.minutes:g} {' '.join(TRAIN_ARGS)}` on a "
-            f"{path.stat().st_size / 1e6:,.0f} MB corpus (el_quijote.txt repeated, each copy's lines shuffled), "
-            f"timed with /usr/bin/time -v from start to exit. Targets: peak RSS <= 1,536 MB and the cold run "
-            f"within 300 s.\n\nTraining log: `{corpus_line}`")
+            f"{path.stat().st_size / 1e6:,.0f} MB corpus (el_quijote.txt repeated, each copy's lines "
+            "shuffled), timed with /usr/bin/time -v from start to exit. Targets: peak RSS <= 1,536 MB and "
+            f"the cold run within 300 s.\n\nTraining log: `{corpus_line}`")
     common.write_section(f"big_corpus_{args.size_mb:g}mb", common.section(
         f"Training on a {args.size_mb:g} MB corpus: memory and time", what, table_md, NOTES), args.results)
     return 0 if all(r["rc"] == 0 for name, r in runs if "before" not in name) else 1

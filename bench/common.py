@@ -140,8 +140,8 @@ def write_section(name: str, body: str, path: Path | str = RESULTS) -> None:
 
 def section(title: str, what: str, table_md: str, notes: str = "", plot: str | None = None) -> str:
     """The standard body of a section: what was measured, by which command, where, when."""
-    parts = [f"## {title}", what.strip(), f"Command: `{command()}`  \nMeasured: {now()}  \nMachine: {machine()}",
-             table_md]
+    parts = [f"## {title}", what.strip(),
+             f"Command: `{command()}`  \nMeasured: {now()}  \nMachine: {machine()}", table_md]
     if plot:
         parts.append(f"![{title}]({plot})")
     if notes:

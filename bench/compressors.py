@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/x.py`: imports from this checkout
+# `python bench/x.py`: imports from this checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from bench import common
@@ -111,14 +112,16 @@ def main(argv=None) -> int:
     mixed, mixed_speed = timed_score(model, val_ids, mixing, prior=train_ids)
     for name, s in [("static", static), ("adaptive", adaptive), ("adaptive + counts", mixed)]:
         print(f"  charrnn {name}: {s.nats_per_char:.4f} nats/char", flush=True)
-    chars = len(val_ids) - 1  # the model predicts every val char after the first; so do the compressors (nearly)
-    rows = [[f"charrnn static (`{args.weights}`)", f"{static.nats_per_char:.4f}", f"{static.bits_per_char:.4f}",
-             f"{static_speed:,.0f} chars/s"],
+    # the model predicts every val char after the first; so do the compressors (nearly)
+    chars = len(val_ids) - 1
+    rows = [[f"charrnn static (`{args.weights}`)", f"{static.nats_per_char:.4f}",
+             f"{static.bits_per_char:.4f}", f"{static_speed:,.0f} chars/s"],
             [f"charrnn adaptive (Adam lr {adapt.lr:g}, decay {adapt.decay:g}, {adapt.chunk}-char chunks, "
              f"learning {adapt.learn})",
              f"{adaptive.nats_per_char:.4f}", f"{adaptive.bits_per_char:.4f}",
              f"{adaptive_speed:,.0f} chars/s ({adaptive_speed / static_speed:.2f}x static)"],
-            [f"charrnn adaptive + counts (orders {','.join(map(str, mixing.mix.orders))}, primed on the training split)",
+            [f"charrnn adaptive + counts (orders {','.join(map(str, mixing.mix.orders))}, primed on the "
+             "training split)",
              f"{mixed.nats_per_char:.4f}", f"{mixed.bits_per_char:.4f}",
              f"{mixed_speed:,.0f} chars/s ({mixed_speed / static_speed:.2f}x static)"]]
     for name, (tool, compress) in COMPRESSORS.items():

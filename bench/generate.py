@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/x.py`: imports from this checkout
+# `python bench/x.py`: imports from this checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from bench import common
@@ -72,7 +73,8 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default="weights", help="folder with config.json + model.safetensors")
     p.add_argument("--runs", type=int, default=5, help="timed runs of each method (median reported)")
     p.add_argument("--length", type=int, default=500, help="chars per continuation (greedy and sampled each)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (the app uses 1: one-char steps are latency-bound)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (the app uses 1: one-char steps are latency-bound)")
     p.add_argument("--no-app", action="store_true", help="skip starting app.py for its memory")
     p.add_argument("--results", default=str(common.RESULTS), help="markdown file to write this section into")
     args = p.parse_args(argv)
@@ -84,8 +86,8 @@ def main(argv=None) -> int:
     seed, _ = prepare_seed(model, SEED)
     ids = model.vocab.encode(seed)
     n = args.length
-    print(f"{model.cell.upper()} {model.rnn.num_layers}x{model.rnn.hidden_size}, {model.num_params():,} params; "
-          f"{n} greedy + {n} sampled chars, median of {args.runs}; {common.machine()}", flush=True)
+    print(f"{model.cell.upper()} {model.rnn.num_layers}x{model.rnn.hidden_size}, {model.num_params():,} "
+          f"params; {n} greedy + {n} sampled chars, median of {args.runs}; {common.machine()}", flush=True)
     methods = {
         "(a) ours: stateful, greedy + sampled batched": lambda: ours_batched(model, SEED, n),
         "(b) PyTorch tutorial: re-read last 100 chars per char": lambda: tutorial_reencode(model, ids, n),
@@ -117,8 +119,8 @@ def main(argv=None) -> int:
 - Memory is read from /proc (VmRSS, VmHWM) of the app process right after its page answers."""
     common.write_section("generate", common.section(
         "Generation speed and memory",
-        f"{model.cell.upper()} {model.rnn.num_layers}x{model.rnn.hidden_size} ({model.num_params():,} parameters) "
-        f"from `{args.weights}`, CPU.",
+        f"{model.cell.upper()} {model.rnn.num_layers}x{model.rnn.hidden_size} ({model.num_params():,} "
+        f"parameters) from `{args.weights}`, CPU.",
         table_md + "\n\n" + mem_md, notes), args.results)
     print(f"wrote the generate section of {args.results}")
     return 0

@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/x.py`: imports from this checkout
+# `python bench/x.py`: imports from this checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # isort: off
 from bench import common
 import charrnn.threads  # noqa: F401  (before torch: the package's OpenMP settings, as in every entry point)

@@ -12,7 +12,8 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/x.py`: imports from this checkout
+# `python bench/x.py`: imports from this checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from bench import common
@@ -52,7 +53,8 @@ def measure(model, text: str, length: int, samples: int, windows: int) -> dict:
     lexicon = set(words(model.vocab.normalize(text)))  # the novel's words, as this model writes them
     sampled_words = []
     for i in range(samples):
-        out = complete(model, SEEDS[i % len(SEEDS)], Settings(length=length, temperature=0.8, sampling_seed=i))
+        out = complete(model, SEEDS[i % len(SEEDS)],
+                       Settings(length=length, temperature=0.8, sampling_seed=i))
         sampled_words += words(out.sampled)[:-1]  # the last word may be cut off by the length
     return dict(nats=nats, windowed=windowed, se=se, val_chars=len(val),
                 repeat=sum(map(repeated_share, greedy)) / len(greedy), greedy=greedy[0],
@@ -68,7 +70,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=None, help="text file (default: the project's el_quijote.txt)")
     p.add_argument("--length", type=int, default=1000, help="chars per greedy and per sampled continuation")
     p.add_argument("--samples", type=int, default=5, help="sampled continuations for the real-word share")
-    p.add_argument("--windows", type=int, default=20_000, help="100-char validation windows for the tutorial's own score")
+    p.add_argument("--windows", type=int, default=20_000,
+                   help="100-char validation windows for the tutorial's own score")
     p.add_argument("--results", default=str(common.RESULTS), help="markdown file to write this section into")
     args = p.parse_args(argv)
     if args.length < NGRAM or args.samples < 1 or args.windows < 1:
@@ -97,7 +100,8 @@ def main(argv=None) -> int:
                "val, tutorial's way (last char of 100-char windows)",
                f"repeated {NGRAM}-grams in greedy output", "sampled words that are the novel's words"]
     rows = [[name, r["accents"], f"{r['nats']:.4f}", f"{r['nats'] / math.log(2):.4f}",
-             f"{r['windowed']:.4f} ± {r['se']:.3f}", f"{r['repeat']:.1%}", f"{r['real']:.1%} of {r['n_words']:,}"]
+             f"{r['windowed']:.4f} ± {r['se']:.3f}", f"{r['repeat']:.1%}",
+             f"{r['real']:.1%} of {r['n_words']:,}"]
             for name, r in results.items()]
     rows.append(["the novel itself (validation text)", "—", "—", "—", "—", f"{novel_repeat:.1%}", "—"])
     table_md = common.table(headers, rows)
@@ -123,7 +127,8 @@ Greedy output of the shipped model from {SEEDS[0]!r}, first 400 chars:
 {excerpt}
 ```"""
     common.write_section("quality", common.section(
-        "Quality of the shipped weights", f"Text: `{args.data or 'el_quijote.txt'}`.", table_md, notes), args.results)
+        "Quality of the shipped weights", f"Text: `{args.data or 'el_quijote.txt'}`.", table_md, notes),
+        args.results)
     print(f"wrote the quality section of {args.results}")
     return 0
 

@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/x.py`: imports from this checkout
+# `python bench/x.py`: imports from this checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from gradio_client import Client
 
@@ -83,12 +84,13 @@ def report(args, run: dict) -> str:
         row("read", "`evaluate.read` in this process, 1 torch thread (the model's part of it)"),
         row("one_pass", "one forward pass, layers one after the other, 1 thread (before the pipeline)")])
     app, cli = run["app"]["nats_per_char"], run["cli"]["nats_per_char"]
-    notes = (f"The app's total: {app:.5f} nats/char; `python -m charrnn.evaluate` on the same text: {cli:.5f} "
-             f"({'the same' if round(app, 5) == round(cli, 5) else 'DIFFERENT'}). Issue 13's target: under "
-             f"1,000 ms for 5,000 chars. The app's overhead over its read: "
+    notes = (f"The app's total: {app:.5f} nats/char; `python -m charrnn.evaluate` on the same text: "
+             f"{cli:.5f} ({'the same' if round(app, 5) == round(cli, 5) else 'DIFFERENT'}). Issue 13's "
+             f"target: under 1,000 ms for 5,000 chars. The app's overhead over its read: "
              f"{statistics.median(t['app']) - statistics.median(t['read']):,.0f} ms (medians).")
-    what = (f"Validation chars {run['start']:,} to {run['start'] + n:,} of the corpus, {args.runs} rounds after "
-            f"a warm-up, the three timings alternating; `python app.py` on loopback, nothing else running.")
+    what = (f"Validation chars {run['start']:,} to {run['start'] + n:,} of the corpus, {args.runs} rounds "
+            "after a warm-up, the three timings alternating; `python app.py` on loopback, nothing else "
+            "running.")
     return common.section("Reading a pasted text: the Read tab's /score", what, table, notes)
 
 
@@ -97,7 +99,8 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default="weights")
     p.add_argument("--data", default=None, help="the corpus (default: the one train.py finds)")
     p.add_argument("--chars", type=int, default=5000)
-    p.add_argument("--offset", type=int, default=5000, help="where in the validation split the passage starts")
+    p.add_argument("--offset", type=int, default=5000,
+                   help="where in the validation split the passage starts")
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--results", default=str(common.RESULTS))
     args = p.parse_args(argv)

@@ -23,7 +23,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/x.py`: imports from this checkout
+# `python bench/x.py`: imports from this checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from bench import common

@@ -21,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/x.py`: imports from this checkout
+# `python bench/x.py`: imports from this checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import common
 
 WORKS = ("train", "read", "step")

@@ -15,7 +15,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/x.py`: imports from this checkout
+# `python bench/x.py`: imports from this checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,8 @@ TUTORIAL_BEST = 1.2446  # the PyTorch tutorial's final validation loss, after 20
 THRESHOLDS = (1.40, 1.30)
 WINDOW = 100  # both tutorials read 100 chars
 CURVE_STREAMS = 16  # fast evaluation for the curve points; the final score uses streams=1
-NAMES = {"ours": "ours (charrnn default)", "pytorch": "PyTorch tutorial recipe", "tf": "TensorFlow tutorial recipe"}
+NAMES = {"ours": "ours (charrnn default)", "pytorch": "PyTorch tutorial recipe",
+         "tf": "TensorFlow tutorial recipe"}
 
 
 # ---- the tutorials' recipes, as CharRNN models so one evaluation code scores all three ----------
@@ -77,7 +79,8 @@ def tf_tutorial_batches(train_ids: torch.Tensor, gen: torch.Generator, batch: in
     epoch, batches of 64 with the remainder dropped (tf.data batch(drop_remainder=True)). # (64, 100) x2"""
     seqs = train_ids[: len(train_ids) // (WINDOW + 1) * (WINDOW + 1)].view(-1, WINDOW + 1)
     if len(seqs) < batch:
-        raise DataError(f"{len(train_ids)} training chars make fewer than {batch} sequences of 101: too few for the TF recipe")
+        raise DataError(f"{len(train_ids)} training chars make fewer than {batch} sequences of 101: too few "
+                        "for the TF recipe")
     while True:
         order = torch.randperm(len(seqs), generator=gen)
         for idx in order[: len(order) // batch * batch].split(batch):
@@ -122,7 +125,8 @@ def train_ours(data_path, budget_min, eval_s, vocab, train_ids, shrink: int = 1)
     """charrnn.training.train with its defaults on the tutorials' text. Only the evaluation cadence
     is set (so the curve has points about every eval_s seconds); patience is scaled to keep the
     default early-stop window in steps. Evaluating does not change the training itself."""
-    base = TrainConfig.from_recipe(data=data_path, strip_accents=True, max_minutes=budget_min)  # the budget's recipe
+    # the budget's recipe
+    base = TrainConfig.from_recipe(data=data_path, strip_accents=True, max_minutes=budget_min)
     if shrink > 1:
         base = replace(base, embed_dim=base.embed_dim // shrink, hidden_size=base.hidden_size // shrink,
                        batch_size=max(1, base.batch_size // shrink))
@@ -135,7 +139,8 @@ def train_ours(data_path, budget_min, eval_s, vocab, train_ids, shrink: int = 1)
     hist = result.history
     rows = [dict(minutes=r["elapsed_s"] / 60, val_loss=r["val_loss"], step=r["step"]) for r in hist]
     # chars_per_s of each row is the training rate since the previous evaluation
-    chars = sum(r["chars_per_s"] * (r["elapsed_s"] - p) for r, p in zip(hist, [0] + [h["elapsed_s"] for h in hist]))
+    chars = sum(r["chars_per_s"] * (r["elapsed_s"] - p) for r,
+                p in zip(hist, [0] + [h["elapsed_s"] for h in hist]))
     why = "an early stop" if result.stop_reason == "early stop" else f"the default {base.epochs:g}-epoch limit"
     note = "" if result.minutes >= 0.99 * budget_min else (
         f"stopped after {result.minutes:.1f} of the {budget_min:g} minutes: {why} ended it")
@@ -149,7 +154,8 @@ def probe_steps_per_s(cfg: TrainConfig, vocab, train_ids: torch.Tensor, steps: i
     torch.manual_seed(0)
     model = build_model(cfg, vocab)
     optimizer = build_optimizer(cfg, model)
-    text_rows = train_ids[: cfg.batch_size * (cfg.seq_len + 1)].view(cfg.batch_size, cfg.seq_len + 1)  # (B, T+1)
+    # (B, T+1)
+    text_rows = train_ids[: cfg.batch_size * (cfg.seq_len + 1)].view(cfg.batch_size, cfg.seq_len + 1)
     times = []
     for _ in range(steps + 1):
         t = time.perf_counter()
@@ -159,7 +165,8 @@ def probe_steps_per_s(cfg: TrainConfig, vocab, train_ids: torch.Tensor, steps: i
 
 
 @torch.no_grad()
-def last_char_loss(model: CharRNN, val_ids: torch.Tensor, windows: int, batch: int = 512) -> tuple[float, float]:
+def last_char_loss(model: CharRNN, val_ids: torch.Tensor, windows: int,
+                   batch: int = 512) -> tuple[float, float]:
     """The PyTorch tutorial's own validation score: random 100-char windows of the validation text,
     each read from a zero state, only the char after each window scored (a seeded sample, the same
     windows for every model). Returns the mean and its standard error (the sample's own noise)."""
@@ -191,7 +198,8 @@ def plot(results: dict, path: Path, minutes: float) -> None:
     for key, r in results.items():
         ax.plot([p["minutes"] for p in r["rows"]], [p["val_loss"] for p in r["rows"]], marker="o", ms=3,
                 label=NAMES[key])
-    ax.axhline(TUTORIAL_BEST, color="gray", ls="--", lw=1, label=f"PyTorch tutorial after 20 GPU epochs ({TUTORIAL_BEST})")
+    ax.axhline(TUTORIAL_BEST, color="gray", ls="--", lw=1,
+               label=f"PyTorch tutorial after 20 GPU epochs ({TUTORIAL_BEST})")
     for t in THRESHOLDS:
         ax.axhline(t, color="gray", ls=":", lw=0.8)
     ax.set(xlabel="training minutes on this CPU (evaluation excluded)",
@@ -213,10 +221,13 @@ def fmt_min(m: float | None) -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=10.0, help="training budget of each recipe")
-    p.add_argument("--eval-minutes", type=float, default=None, help="evaluation interval (default: minutes/10)")
+    p.add_argument("--eval-minutes", type=float, default=None,
+                   help="evaluation interval (default: minutes/10)")
     p.add_argument("--recipes", default="ours,pytorch,tf", help="comma-separated subset of ours,pytorch,tf")
-    p.add_argument("--windows", type=int, default=10_000, help="100-char validation windows for the tutorial's own score")
-    p.add_argument("--save-dir", default=None, help="also save each recipe's best model to SAVE_DIR/<recipe>/")
+    p.add_argument("--windows", type=int, default=10_000,
+                   help="100-char validation windows for the tutorial's own score")
+    p.add_argument("--save-dir", default=None,
+                   help="also save each recipe's best model to SAVE_DIR/<recipe>/")
     p.add_argument("--data", default=None, help="text file (default: the project's el_quijote.txt)")
     p.add_argument("--shrink", type=int, default=1, choices=[1, 2, 4, 8],
                    help="divide every width and batch size by this: smoke tests only, not the recipes")
@@ -262,8 +273,9 @@ def results_table(results: dict) -> str:
                *[f"minutes to {t:.2f}" for t in THRESHOLDS], "our chars/s ÷ this"]
     rows = []
     for key, r in results.items():
-        rows.append([NAMES[key], f"{r['params']:,}", f"{r['steps']:,}", f"{r['cps']:,.0f}", f"{r['exact']:.4f}",
-                     f"{r['windowed']:.4f} ± {r['windowed_se']:.3f}", *[fmt_min(minutes_to(r["rows"], t)) for t in THRESHOLDS],
+        rows.append([NAMES[key], f"{r['params']:,}", f"{r['steps']:,}", f"{r['cps']:,.0f}",
+                     f"{r['exact']:.4f}", f"{r['windowed']:.4f} ± {r['windowed_se']:.3f}",
+                     *[fmt_min(minutes_to(r["rows"], t)) for t in THRESHOLDS],
                      f"{ours['cps'] / r['cps']:.1f}x" if ours else "—"])
     return common.table(headers, rows)
 
@@ -277,12 +289,14 @@ def target_checks(results: dict, minutes: float, shrink: int) -> list[str]:
                 # compare at each tutorial evaluation time inside our curve (ours interpolated)
                 ours_m = [p["minutes"] for p in ours["rows"]]
                 pts = [p for p in results[key]["rows"] if ours_m[0] <= p["minutes"] <= ours_m[-1]]
-                ours_at = [float(np.interp(p["minutes"], ours_m, [q["val_loss"] for q in ours["rows"]])) for p in pts]
+                ours_at = [float(np.interp(p["minutes"], ours_m,
+                                           [q["val_loss"] for q in ours["rows"]])) for p in pts]
                 behind = [f"{p['minutes']:.1f} min ({o:.4f} vs {p['val_loss']:.4f})"
                           for p, o in zip(pts, ours_at) if o >= p["val_loss"]]
                 lower = len(pts) - len(behind)
-                checks.append(f"- Ours lower than the {NAMES[key]} at equal minutes: at {lower} of {len(pts)} of its "
-                              f"evaluations inside our curve ({'yes' if pts and lower == len(pts) else 'NO'})"
+                checks.append(f"- Ours lower than the {NAMES[key]} at equal minutes: at {lower} of "
+                              f"{len(pts)} of its evaluations inside our curve "
+                              f"({'yes' if pts and lower == len(pts) else 'NO'})"
                               + (f"; behind at {', '.join(behind)}." if behind else "."))
         reach = minutes_to(ours["rows"], TUTORIAL_BEST)
         checks.append(f"- Ours reaches the PyTorch tutorial's final {TUTORIAL_BEST} after: "
@@ -291,15 +305,17 @@ def target_checks(results: dict, minutes: float, shrink: int) -> list[str]:
         if ours["note"]:
             checks.append(f"- Ours {ours['note']}.")
     if shrink > 1:
-        checks.insert(0, f"- **--shrink {shrink}: widths and batch sizes divided by {shrink}; these are not the "
+        checks.insert(0,
+                      f"- **--shrink {shrink}: widths and batch sizes divided by {shrink}; these are not the "
                          f"recipes and the numbers mean nothing.**")
     return checks
 
 
 def how_to_read(args, eval_s: float) -> str:
     rc = TrainConfig.from_recipe(max_minutes=args.minutes)
-    ours_desc = (f"{rc.cell.upper()} {rc.num_layers}x{rc.hidden_size}, {rc.batch_size} streams x {rc.seq_len} chars, "
-                 f"AdamW lr {rc.lr:g} with warmup and cosine decay, dropout {rc.dropout:g}")
+    ours_desc = (f"{rc.cell.upper()} {rc.num_layers}x{rc.hidden_size}, {rc.batch_size} streams x "
+                 f"{rc.seq_len} chars, AdamW lr {rc.lr:g} with warmup and cosine decay, dropout "
+                 f"{rc.dropout:g}")
     return f"""How to read it:
 - Every recipe is trained for the same {args.minutes:g} minutes of wall-clock training on this CPU,
   one after another in one process; evaluation time is off the clock. The curve is the whole

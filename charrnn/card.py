@@ -34,16 +34,19 @@ def card_data(model, corpus: CorpusProfile | None):
         results = [EvalResult(task_type="text-generation", task_name="Character-level language modeling",
                               dataset_type=dataset, dataset_name=corpus.name, dataset_split=split,
                               metric_type=kind, metric_name=name, metric_value=round(value, 4))
-                   for kind, name, value in [("nats_per_char", "Validation loss (nats/char)", val.nats_per_char),
+                   for kind, name,
+                   value in [("nats_per_char", "Validation loss (nats/char)", val.nats_per_char),
                                              ("bits_per_char", "Bits per character", val.bits_per_char)]]
-    return ModelCardData(language=corpus.language_name if corpus else None, license=LICENSE, library_name="charrnn",
+    return ModelCardData(language=corpus.language_name if corpus else None, license=LICENSE,
+                         library_name="charrnn",
                          tags=tags, datasets=[dataset] if dataset else None, pipeline_tag="text-generation",
                          model_name=title(model, corpus) if results else None, eval_results=results)
 
 
 def title(model, corpus: CorpusProfile | None) -> str:
     rnn = model.rnn
-    return f"charrnn {model.cell.upper()} {rnn.num_layers}x{rnn.hidden_size}" + (f" ({corpus.name})" if corpus else "")
+    name = f"charrnn {model.cell.upper()} {rnn.num_layers}x{rnn.hidden_size}"
+    return name + (f" ({corpus.name})" if corpus else "")
 
 
 def card_kwargs(model, repo_id: str | None = None, corpus: CorpusProfile | None = None,
@@ -126,7 +129,8 @@ def read_metrics(card_path: str | Path) -> Metrics | None:
     if "nats_per_char" not in values:
         return None
     nats = values["nats_per_char"]
-    bits = values["bits_per_char"].metric_value if "bits_per_char" in values else nats.metric_value / math.log(2)
+    bits = (values["bits_per_char"].metric_value if "bits_per_char" in values
+            else nats.metric_value / math.log(2))
     return Metrics(float(nats.metric_value), float(bits), nats.dataset_name, nats.dataset_split or "")
 
 
@@ -176,4 +180,4 @@ it does not know facts or keep a plot.
 The `charrnn-quijote` package (its README documents it), installed from a checkout of the charrnn
 repository: the model, training, generation, scoring, the `charrnn` command and the Gradio demo.
 License: MIT.
-"""
+"""  # noqa: E501 (Markdown: a table row, and a list item, are each one line of the card)

@@ -24,19 +24,24 @@ class RunState:
     step: int = 0  # optimizer steps taken
     epoch: int = 0
     chunk_index: int = 0  # the next chunk of this epoch's streams to train on
-    elapsed_s: float = 0.0  # the run's time from its first step: training, evaluations and checkpoints (budget.py)
+    # the run's time from its first step: training, evaluations and checkpoints (budget.py)
+    elapsed_s: float = 0.0
     best_val: float = math.inf
     best_step: int = 0
     evals_without_gain: int = 0
     history: list[dict] = field(default_factory=list)  # the metrics.jsonl rows
     best_weights: dict | None = None  # state_dict of the best model so far, on the CPU
-    carried: State | None = None  # the recurrent state the next chunk starts from (every rank's, in a checkpoint)
-    world_size: int = 1  # processes training together (torchrun); the streams are cut into world_size * batch_size
-    ema: torch.nn.Module | None = None  # the moving average of the weights (an AveragedModel), when ema_decay > 0
+    # the recurrent state the next chunk starts from (every rank's, in a checkpoint)
+    carried: State | None = None
+    # processes training together (torchrun); the streams are cut into world_size * batch_size
+    world_size: int = 1
+    # the moving average of the weights (an AveragedModel), when ema_decay > 0
+    ema: torch.nn.Module | None = None
 
     def counters(self) -> dict:
         """The plain-number part, as the checkpoint stores it."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("best_weights", "carried", "ema")}
+        skip = ("best_weights", "carried", "ema")
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict) -> "RunState":
@@ -44,7 +49,8 @@ class RunState:
         counters = {OLD_NAMES.get(k, k): v for k, v in ckpt["progress"].items()}
         run = cls(**counters, best_weights=ckpt["best_model"], carried=ckpt["rnn_state"])
         numbers = [f.name for f in fields(cls) if f.type in (int, float)]
-        if not all(isinstance(getattr(run, n), (int, float)) for n in numbers) or not isinstance(run.history, list):
+        counted = all(isinstance(getattr(run, n), (int, float)) for n in numbers)
+        if not counted or not isinstance(run.history, list):
             raise ValueError("its progress counters are not numbers")
         return run
 
@@ -75,8 +81,8 @@ def atomic_save(obj, path: Path) -> None:
         if not isinstance(e, (OSError, RuntimeError)):
             raise
         kept = "the previous checkpoint is kept" if path.is_file() else "no checkpoint was kept"
-        raise CheckpointError(f"could not write {path}: {getattr(e, 'strerror', None) or first_line(e)}; {kept}: "
-                              f"make room, then continue with --resume") from None
+        raise CheckpointError(f"could not write {path}: {getattr(e, 'strerror', None) or first_line(e)}; "
+                              f"{kept}: make room, then continue with --resume") from None
 
 
 def save_checkpoint(path: Path, cfg: TrainConfig, vocab: Vocab, model: CharRNN,
@@ -97,7 +103,8 @@ def load_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"{path} is damaged or not a charrnn checkpoint ({first_line(e)}); "
                               f"train without --resume to start over") from None
     if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{path} is not a charrnn checkpoint: it holds a {type(ckpt).__name__}, not a dict")
+        raise CheckpointError(f"{path} is not a charrnn checkpoint: it holds a {type(ckpt).__name__}, not a "
+                              "dict")
     if ckpt.get("finished"):
         raise FileNotFoundError(f"nothing to resume: the run in {path.parent} already finished")
     missing = [k for k in ("config", "model", "optimizer", "rng", "progress", "best_model", "rnn_state")
@@ -118,7 +125,8 @@ def resumed_config(ckpt: dict, cfg: TrainConfig, given: set[str], path: Path, lo
     if unknown:
         raise CheckpointError(f"{path} has settings this version does not know: {', '.join(unknown)}")
     saved.setdefault("recipe", recipe_for_budget(saved.get("max_minutes", TrainConfig.max_minutes)))
-    for name, off in REGULARIZERS_OFF.items():  # a checkpoint from before a setting existed trained without it
+    # a checkpoint from before a setting existed trained without it
+    for name, off in REGULARIZERS_OFF.items():
         saved.setdefault(name, off)
     try:
         resumed = replace(TrainConfig(**saved), out=cfg.out, device=cfg.device).validate()
@@ -160,7 +168,8 @@ def restore_checkpoint(ckpt: dict, vocab: Vocab, model: CharRNN, optimizer: torc
     torch.set_rng_state(rng)
     device = next(model.parameters()).device
     run.carried = None if run.carried is None else (
-        tuple(t.to(device) for t in run.carried) if isinstance(run.carried, (tuple, list)) else run.carried.to(device))
+        tuple(t.to(device) for t in run.carried) if isinstance(run.carried,
+                                                               (tuple, list)) else run.carried.to(device))
     return run
 
 
@@ -170,7 +179,8 @@ def check_position(run: RunState, chunks: int, path: Path) -> None:
     if not 0 <= run.chunk_index < max(1, chunks) or run.epoch < 0 or run.step < 0 or not (
             math.isfinite(run.elapsed_s) and run.elapsed_s >= 0):
         raise CheckpointError(f"{path} is damaged: its position (step {run.step}, epoch {run.epoch}, chunk "
-                              f"{run.chunk_index} of {chunks}, {run.elapsed_s} s) is not one this run can reach")
+                              f"{run.chunk_index} of {chunks}, {run.elapsed_s} s) is not one this run can "
+                              "reach")
 
 
 def mismatch(expected: dict, got, allow_none: bool = False) -> str | None:
@@ -205,7 +215,8 @@ def check_optimizer(optimizer: torch.optim.Optimizer) -> None:
         for p in group["params"]:
             for name, value in optimizer.state.get(p, {}).items():
                 if torch.is_tensor(value) and value.dim() > 0 and value.shape != p.shape:
-                    raise ValueError(f"its optimizer's {name} is {list(value.shape)} for a {list(p.shape)} parameter")
+                    raise ValueError(f"its optimizer's {name} is {list(value.shape)} for a {list(p.shape)} "
+                                     "parameter")
 
 
 def mark_finished(path: Path, cfg: TrainConfig, run: RunState) -> None:

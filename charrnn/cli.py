@@ -15,8 +15,8 @@ import importlib
 import sys
 
 # Imported only when chosen: `charrnn sample` should not wait for the training code, or --help for torch.
-MODULES = {"train": "charrnn.train_cli", "sample": "charrnn.sample", "evaluate": "charrnn.evaluate", "push": "charrnn.hub",
-           "space": "charrnn.space", "app": "charrnn.app.server"}
+MODULES = {"train": "charrnn.train_cli", "sample": "charrnn.sample", "evaluate": "charrnn.evaluate",
+           "push": "charrnn.hub", "space": "charrnn.space", "app": "charrnn.app.server"}
 HELP = {"train": "train a model and write its weights folder (train.py)",
         "sample": "continue a text with a trained model",
         "evaluate": "score a model on a text, in nats and bits per char",
@@ -42,7 +42,8 @@ def prog(module: str) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="charrnn", usage="charrnn COMMAND [ARGS...]", description="A character-level language model of Don Quijote.",
+    p = argparse.ArgumentParser(prog="charrnn", usage="charrnn COMMAND [ARGS...]",
+                                description="A character-level language model of Don Quijote.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n".join(f"  {k:<9} {v}" for k, v in HELP.items())
                                 + "\n\n`charrnn COMMAND --help` shows a command's flags.")

@@ -14,21 +14,23 @@ from .precision import PRECISIONS
 RECIPES = {
     "short": dict(cell="gru", num_layers=1, dropout=0.2, batch_size=64, seq_len=64, lr=2e-3, epochs=60.0),
     "long": dict(cell="lstm", num_layers=2, dropout=0.25, batch_size=16, seq_len=128, lr=3e-3, epochs=14.0,
-                 locked_dropout=True),  # 1.2665 against 1.2702 at 5 epochs (bench/RESULTS.md); the rest did not help
+                 # 1.2665 against 1.2702 at 5 epochs (bench/RESULTS.md); the rest did not help
+                 locked_dropout=True),
 }
 # On a GPU capacity is cheap and this 0.8M-char corpus is what limits: a bigger LSTM, held back by
 # the regularizers. Written from the runs in issue 12 (3x1024 overfit within a minute without them);
 # not yet measured on a GPU with these settings. No embedding dropout: dropping whole characters cost
 # 0.067 nats/char on the CPU (bench/RESULTS.md), as AWD-LSTM's own character-level settings avoid it.
-RECIPES["gpu"] = dict(cell="lstm", num_layers=3, dropout=0.4, batch_size=64, seq_len=256, lr=2e-3, epochs=200.0,
-                      hidden_size=1024, embed_dim=256, locked_dropout=True, embed_dropout=0.0, weight_drop=0.3,
-                      ema_decay=0.999, max_minutes=10.0)
+RECIPES["gpu"] = dict(cell="lstm", num_layers=3, dropout=0.4, batch_size=64, seq_len=256, lr=2e-3,
+                      epochs=200.0, hidden_size=1024, embed_dim=256, locked_dropout=True, embed_dropout=0.0,
+                      weight_drop=0.3, ema_decay=0.999, max_minutes=10.0)
 REGULARIZERS_OFF = dict(locked_dropout=False, embed_dropout=0.0, weight_drop=0.0, ema_decay=0.0)
 for _recipe in RECIPES.values():
     _recipe.update({**REGULARIZERS_OFF, **_recipe})
 SHORT_MAX_MINUTES = 10.0  # the largest budget at which the short recipe was measured ahead
 _LONG = RECIPES["long"]
-RESUMABLE = ("max_minutes", "epochs", "eval_every", "patience", "precision")  # the settings --resume may change
+# the settings --resume may change
+RESUMABLE = ("max_minutes", "epochs", "eval_every", "patience", "precision")
 # When a run keeps a half-precision snapshot of its weights (charrnn/snapshots.py), for the app's
 # "Watch it learn" tab: words appear after ~100 steps, names and dialogue later.
 SNAPSHOTS = "100,500,epoch1,half,best"
@@ -53,7 +55,8 @@ def recipe_for_budget(max_minutes: float, device: str = "cpu") -> str:
 class TrainConfig:
     """Every setting of a run. The defaults are the long recipe with its 27 minutes: what
     `python train.py` runs. `TrainConfig.from_recipe` starts from a named recipe instead."""
-    data: str | None = None  # a file or a folder of .txt files; None: the default corpus (cache, ../shared/data, download)
+    # a file or a folder of .txt files; None: the default corpus (cache, ../shared/data, download)
+    data: str | None = None
     dataset: str | None = None  # or a Hugging Face dataset: a folder saved with save_to_disk, or a Hub id
     dataset_config: str | None = None
     text_column: str = "text"
@@ -69,7 +72,8 @@ class TrainConfig:
     hidden_size: int = 512
     num_layers: int = _LONG["num_layers"]
     dropout: float = _LONG["dropout"]  # on the embedding's and the RNN's outputs, and between layers
-    locked_dropout: bool = _LONG["locked_dropout"]  # one dropout mask per sequence (AWD-LSTM's variational dropout)
+    # one dropout mask per sequence (AWD-LSTM's variational dropout)
+    locked_dropout: bool = _LONG["locked_dropout"]
     embed_dropout: float = _LONG["embed_dropout"]  # of the embedding table's rows: whole chars, per batch
     weight_drop: float = _LONG["weight_drop"]  # DropConnect on the hidden-to-hidden weights
     # optimization
@@ -80,7 +84,8 @@ class TrainConfig:
     warmup_frac: float = 0.03  # of the run, warming up linearly
     min_lr_frac: float = 0.05  # of lr, where the cosine ends
     grad_clip: float = 1.0
-    ema_decay: float = _LONG["ema_decay"]  # also score an exponential moving average of the weights, kept when it reads better; 0: off
+    # also score an exponential moving average of the weights, kept when it reads better; 0: off
+    ema_decay: float = _LONG["ema_decay"]
     # budget: the run ends at whichever comes first; the lr schedule follows the same clock
     epochs: float = _LONG["epochs"]
     max_minutes: float = 27.0
@@ -88,7 +93,8 @@ class TrainConfig:
     val_frac: float = 0.2
     eval_every: int = 600  # steps
     eval_streams: int = 16  # see evaluate.nats_per_char; the final score uses 1
-    max_eval_chars: int = 1_000_000  # evaluations read at most this many validation chars (the default corpus has 204k)
+    # evaluations read at most this many validation chars (the default corpus has 204k)
+    max_eval_chars: int = 1_000_000
     patience: int = 5  # evaluations without improvement before an early stop
     seed: int = 1337
     snapshots: str = SNAPSHOTS  # moments to keep a snapshot of the weights (snapshot_moments), or "none"

@@ -77,8 +77,8 @@ def find_corpus(url: str = CORPUS_URL, expected_sha256: str = CORPUS_SHA256,
 def refuse_utf16(path, raw: bytes) -> None:
     """DataError if `raw` (a file's bytes, or its first block) is UTF-16 or binary, not UTF-8 text."""
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in raw:  # text files hold no NUL bytes
-        raise DataError(f"{path} is UTF-16 (or binary), not UTF-8 text: it has a UTF-16 byte-order mark or NUL "
-                        f"bytes; convert it, e.g. iconv -f utf-16 -t utf-8")
+        raise DataError(f"{path} is UTF-16 (or binary), not UTF-8 text: it has a UTF-16 byte-order mark or "
+                        f"NUL bytes; convert it, e.g. iconv -f utf-16 -t utf-8")
 
 
 def read_text(path) -> str:
@@ -108,7 +108,8 @@ def split(ids: torch.Tensor, val_frac: float = 0.2) -> tuple[torch.Tensor, torch
 @dataclass(frozen=True)
 class CorpusInfo:
     """What a model was trained on, as the log, metrics and model card state it."""
-    name: str  # e.g. "el_quijote.txt", "novelas/ (3 .txt files)", "wikitext (wikitext-2-raw-v1), column 'text'"
+    # e.g. "el_quijote.txt", "novelas/ (3 .txt files)", "wikitext (wikitext-2-raw-v1), column 'text'"
+    name: str
     source: str  # the path or dataset id it was read from
     default: bool  # the project's el_quijote.txt (by content hash), the one compared with the tutorials
     sha256: str  # of the content: the file's bytes for a file
@@ -117,15 +118,18 @@ class CorpusInfo:
     vocab_size: int
     train_chars: int  # the first (1 - val_frac), by position
     val_chars: int  # the rest
-    eval_chars: int  # validation chars each evaluation reads: the first ones, all of them unless the split is large
+    # validation chars each evaluation reads: the first ones, all of them unless the split is large
+    eval_chars: int
 
     @property
     def exact(self) -> bool:
         return self.eval_chars == self.val_chars
 
     def describe(self) -> str:
-        val = f"{self.val_chars:,} val chars" + ("" if self.exact else f" (evaluated on the first {self.eval_chars:,})")
-        return f"{self.name}: {self.chars:,} chars, vocab {self.vocab_size}, {self.train_chars:,} train / {val}"
+        bounded = "" if self.exact else f" (evaluated on the first {self.eval_chars:,})"
+        val = f"{self.val_chars:,} val chars{bounded}"
+        return (f"{self.name}: {self.chars:,} chars, vocab {self.vocab_size}, "
+                f"{self.train_chars:,} train / {val}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -146,7 +150,8 @@ def prepare(source, strip_accents: bool = False, log=print) -> tuple[Path, str]:
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".preparing-"))
     try:
         first_seen = encode_pass(source, strip_accents, tmp / "first_seen.u16")
-        if source.read_digest != digest:  # what was read is not what was hashed: never cache it under that hash
+        # what was read is not what was hashed: never cache it under that hash
+        if source.read_digest != digest:
             raise DataError(f"{source.name} changed while it was being prepared; nothing was kept: run again "
                             f"once nothing writes to it")
         chars = "".join(sorted(first_seen))
@@ -162,10 +167,11 @@ def prepare(source, strip_accents: bool = False, log=print) -> tuple[Path, str]:
             if not (folder / "meta.json").is_file():  # else another process prepared it meanwhile
                 raise
     except KeyboardInterrupt:
-        raise DataError(f"interrupted while preparing {source.name}; nothing was kept, run again to redo it") from None
+        raise DataError(f"interrupted while preparing {source.name}; nothing was kept, "
+                        f"run again to redo it") from None
     except OSError as e:  # a full disk, a read-only cache
-        raise DataError(f"could not write the token file in {folder.parent}: {e.strerror or e}; free some space "
-                        f"or point CHARRNN_CACHE at another folder") from None
+        raise DataError(f"could not write the token file in {folder.parent}: {e.strerror or e}; free some "
+                        f"space or point CHARRNN_CACHE at another folder") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"prepared {source.name}: {length:,} chars, vocab {len(chars)}, token file {folder}")
@@ -185,7 +191,8 @@ def encode_pass(source, strip_accents: bool, path: Path) -> list[str]:
         for piece in normalize_stream(source.pieces(bar), strip_accents):
             nul = piece.find("\x00")
             if nul >= 0:  # text holds no NUL: checked in every piece, not only the first bytes of a file
-                raise DataError(f"{source.name} is binary, not text: it has a NUL character at char {done + nul:,}")
+                raise DataError(f"{source.name} is binary, not text: it has a NUL character at char "
+                                f"{done + nul:,}")
             done += len(piece)
             codes = np.frombuffer(piece.encode("utf-32-le"), dtype=np.uint32)
             ids = table[codes]
@@ -216,20 +223,23 @@ def remap(src: Path, dst: Path, first_seen: list[str], chars: str, dtype) -> int
 class Corpus:
     """A prepared corpus: the token file as a read-only memmap, split by position. # (N,)"""
 
-    def __init__(self, folder: Path, source, digest: str, val_frac: float = 0.2, max_eval_chars: int = 1_000_000):
+    def __init__(self, folder: Path, source, digest: str, val_frac: float = 0.2,
+                 max_eval_chars: int = 1_000_000):
         meta = json.loads((Path(folder) / "meta.json").read_text(encoding="utf-8"))
         self.vocab = Vocab(meta["chars"], meta["strip_accents"])
         if meta["length"] < MIN_CHARS:
-            raise DataError(f"{source.name} has {meta['length']} characters; training needs at least {MIN_CHARS}")
+            raise DataError(f"{source.name} has {meta['length']} characters; training needs at least "
+                            f"{MIN_CHARS}")
         if len(self.vocab) < 2:  # with one character there is nothing to predict
             raise DataError(f"{source.name} holds only one distinct character ({self.vocab.chars!r}): "
                             "there is nothing to learn")
-        self.ids = np.memmap(Path(folder) / "tokens.bin", dtype=meta["dtype"], mode="r", shape=(meta["length"],))
+        self.ids = np.memmap(Path(folder) / "tokens.bin", dtype=meta["dtype"], mode="r",
+                             shape=(meta["length"],))
         self.train, self.val = split(self.ids, val_frac)  # (N_train,), (N_val,) views of the file
         self.info = CorpusInfo(name=source.name, source=source.location, default=digest == CORPUS_SHA256,
                                sha256=digest, strip_accents=meta["strip_accents"], chars=len(self.ids),
-                               vocab_size=len(self.vocab), train_chars=len(self.train), val_chars=len(self.val),
-                               eval_chars=min(len(self.val), max_eval_chars))
+                               vocab_size=len(self.vocab), train_chars=len(self.train),
+                               val_chars=len(self.val), eval_chars=min(len(self.val), max_eval_chars))
 
     def val_text(self, chars: int) -> str:
         """The first `chars` chars of the validation split, as text."""
@@ -279,7 +289,8 @@ def num_chunks(n_ids: int, batch_size: int, seq_len: int, offset: int = 0) -> in
 
 
 def read_chunk(ids: np.ndarray, batch_size: int, seq_len: int, offset: int, i: int,
-               device: torch.device | str = "cpu", rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+               device: torch.device | str = "cpu",
+               rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
     """Chunk i of chunks(streams(ids, batch_size, offset), seq_len), read from `ids` (a memmap) as
     one (B, T+1) window; `rows` picks some of the streams (a DDP rank reads its own). # (B, T), (B, T)"""
     length = (len(ids) - offset) // batch_size

@@ -60,7 +60,8 @@ def wrap(model: torch.nn.Module) -> torch.nn.Module:
     if not dist.is_initialized():
         return model
     device = next(model.parameters()).device
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    return torch.nn.parallel.DistributedDataParallel(model,
+                                                     device_ids=[device] if device.type == "cuda" else None)
 
 
 def sync_step(elapsed_s: float, loss: float, stop: bool, device: torch.device) -> tuple[float, float, bool]:
@@ -106,4 +107,6 @@ def my_rows(state, batch_size: int):
     if state is None or not dist.is_initialized():
         return state
     rows = slice(rank() * batch_size, (rank() + 1) * batch_size)
-    return state[:, rows].contiguous() if torch.is_tensor(state) else tuple(t[:, rows].contiguous() for t in state)
+    if torch.is_tensor(state):
+        return state[:, rows].contiguous()
+    return tuple(t[:, rows].contiguous() for t in state)

@@ -40,7 +40,8 @@ PROGRESS_FROM = 100_000  # the CLI shows a progress bar from this many chars (st
 
 # Adapt.learn, and what each adapts: fewer weights, less to backpropagate and update per chunk.
 LEARNABLE = {"all": "every weight adapts",
-             "top": "the output layer and the last RNN layer adapt, the layers below read the text once, frozen",
+             "top": "the output layer and the last RNN layer adapt, the layers below read the text once, "
+                    "frozen",
              "head": "only the output layer adapts, the network below reads the text once, frozen"}
 
 
@@ -51,7 +52,8 @@ class Adapt:
     lr: float = 5e-4  # chosen for learn="top" on the first 20,000 validation chars: see bench/RESULTS.md
     decay: float = 0.0  # 0.003 gained 0.001 on the first 15,000 validation chars, lost 0.002 over 200,000
     chunk: int = 96  # against 64: 1.2x the speed for 0.0009 nats/char (bench/RESULTS.md, "Reading faster")
-    mix: Mix | None = None  # also mix the network with a count model of the prior text and the text read (mixing.py)
+    # also mix the network with a count model of the prior text and the text read (mixing.py)
+    mix: Mix | None = None
     # The weights that adapt: top (the head and the last RNN layer: ~1.4x faster than all, for a
     # few thousandths of a nat), all, or head (the output layer).
     learn: str = "top"
@@ -62,9 +64,11 @@ class Adapt:
         if not (math.isfinite(self.decay) and 0 <= self.decay < 1):
             raise ValueError(f"the decay toward the trained weights must be in [0, 1), not {self.decay}")
         if not (isinstance(self.chunk, int) and self.chunk >= 1):
-            raise ValueError(f"the adaptation chunk must be a positive whole number of chars, not {self.chunk}")
+            raise ValueError("the adaptation chunk must be a positive whole number of chars, not "
+                             f"{self.chunk}")
         if self.learn not in LEARNABLE:
-            raise ValueError(f"the weights to adapt must be one of {', '.join(LEARNABLE)}, not {self.learn!r}")
+            raise ValueError(f"the weights to adapt must be one of {', '.join(LEARNABLE)}, "
+                             f"not {self.learn!r}")
         if self.mix is not None and not isinstance(self.mix, Mix):
             raise ValueError(f"mix must be charrnn.mixing.Mix settings or None, not {self.mix!r}")
 
@@ -133,8 +137,8 @@ def score(model: CharRNN, ids: torch.Tensor, adapt: Adapt | None = None, progres
     if ids.dim() != 1 or len(ids) < 2:
         raise ValueError("need a 1-D sequence of at least 2 token ids to score")
     prior = torch.zeros(0, dtype=torch.long) if prior is None or adapt is None or adapt.mix is None else prior
-    bar = tqdm(total=len(ids) - 1, unit="char", unit_scale=True, disable=not progress, leave=False, mininterval=1,
-               desc="adaptive" if adapt else "static", file=sys.stderr)
+    bar = tqdm(total=len(ids) - 1, unit="char", unit_scale=True, disable=not progress, leave=False,
+               mininterval=1, desc="adaptive" if adapt else "static", file=sys.stderr)
     adapted = None
     with bar:
         bar = _Ticking(bar, len(ids) - 1, tick)
@@ -290,7 +294,8 @@ def _adaptive(model: CharRNN, ids: torch.Tensor, adapt: Adapt, bar, prior: torch
     device = params[0].device
     x_all, y_all = ids[:-1].to(device)[None], ids[1:].to(device)[None]  # (1, N-1)
     counts = None
-    if adapt.mix is not None:  # stream: the prior text, then ids; target j of ids[1:] is stream position P + 1 + j
+    # stream: the prior text, then ids; target j of ids[1:] is stream position P + 1 + j
+    if adapt.mix is not None:
         stream = torch.cat([prior.cpu(), ids.cpu()]).numpy().astype("int64")
         counts = CountMixer(adapt.mix, stream, len(model.vocab), learned=len(prior))
     state, out = None, []
@@ -340,7 +345,8 @@ def _features(frozen: Part | None, x_all: torch.Tensor, chunk: int, block: int =
     state = None
     for b in range(0, x_all.size(1), block):
         with torch.no_grad():
-            feats, state = (x_all[:, b: b + block], None) if frozen is None else frozen(x_all[:, b: b + block], state)
+            feats, state = (x_all[:, b: b + block],
+                            None) if frozen is None else frozen(x_all[:, b: b + block], state)
         for i in range(0, feats.size(1), chunk):
             yield b + i, feats[:, i: i + chunk]
 
@@ -387,7 +393,8 @@ def _mix_from(orders: str) -> Mix:
     try:
         return Mix(orders=tuple(int(n) for n in orders.split(",")))
     except ValueError:
-        raise ValueError(f"--mix-orders must be comma-separated whole numbers from 1 to 16, not {orders!r}") from None
+        raise ValueError(f"--mix-orders must be comma-separated whole numbers from 1 to 16, "
+                         f"not {orders!r}") from None
 
 
 def _prior_ids(model: CharRNN, prior: str) -> torch.Tensor:
@@ -401,28 +408,36 @@ def _prior_ids(model: CharRNN, prior: str) -> torch.Tensor:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m charrnn.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--weights", default="weights", help="folder with config.json + model.safetensors, or a Hub repo id")
-    p.add_argument("--data", default=None, help="UTF-8 text file to score (default: the corpus train.py finds)")
-    p.add_argument("--split", choices=["all", "val"], default="all", help="val: only the last 20%% (train.py's validation split)")
-    p.add_argument("--max-chars", type=int, default=None, help="score at most this many chars (from the start of the split)")
-    p.add_argument("--adapt", action="store_true", help="adaptive scoring: the model learns from each chunk after scoring it")
-    p.add_argument("--adapt-lr", type=float, default=Adapt.lr, help="Adam learning rate of the adaptive steps (default: %(default)s)")
+    p.add_argument("--weights", default="weights",
+                   help="folder with config.json + model.safetensors, or a Hub repo id")
+    p.add_argument("--data", default=None,
+                   help="UTF-8 text file to score (default: the corpus train.py finds)")
+    p.add_argument("--split", choices=["all", "val"], default="all",
+                   help="val: only the last 20%% (train.py's validation split)")
+    p.add_argument("--max-chars", type=int, default=None,
+                   help="score at most this many chars (from the start of the split)")
+    p.add_argument("--adapt", action="store_true",
+                   help="adaptive scoring: the model learns from each chunk after scoring it")
+    p.add_argument("--adapt-lr", type=float, default=Adapt.lr,
+                   help="Adam learning rate of the adaptive steps (default: %(default)s)")
     p.add_argument("--adapt-decay", type=float, default=Adapt.decay,
                    help="share of the way back to the trained weights after each step (default: %(default)s)")
     p.add_argument("--adapt-learn", choices=LEARNABLE, default=Adapt.learn,
                    help="the weights that adapt: all, top (the output layer and the last RNN layer) or head "
                         "(the output layer): fewer read faster (default: %(default)s)")
     p.add_argument("--mix", action="store_true",
-                   help="adaptive scoring mixed with a count model of the prior text and the text read (implies --adapt)")
+                   help="adaptive scoring mixed with a count model of the prior text and the text read "
+                        "(implies --adapt)")
     p.add_argument("--mix-orders", default=",".join(map(str, Mix.orders)),
                    help="context lengths of the count model mixed with the network (default: %(default)s)")
     p.add_argument("--mix-prior", default="train",
-                   help="text the counts start from: 'train' (the training split of the corpus train.py finds), "
-                        "'none', or a UTF-8 text file (default: %(default)s)")
+                   help="text the counts start from: 'train' (the training split of the corpus train.py "
+                        "finds), 'none', or a UTF-8 text file (default: %(default)s)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="bf16: matrix products in bfloat16; auto: bf16 where the CPU or GPU does it in hardware, "
-                        "except the adaptive read's learning (charrnn/precision.py) (default: %(default)s)")
+                   help="bf16: matrix products in bfloat16; auto: bf16 where the CPU or GPU does it in "
+                        "hardware, except the adaptive read's learning (charrnn/precision.py) (default: "
+                        "%(default)s)")
     return p
 
 

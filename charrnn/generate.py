@@ -120,7 +120,8 @@ class Output:
     probs: list[float] = field(default_factory=list)  # model probability (temperature 1) of each sampled char
     notices: list[str] = field(default_factory=list)  # what was done to the seed, for the user
     finished: bool = False
-    candidates: list[tuple[str, float]] = field(default_factory=list)  # likeliest next chars after seed+sampled
+    # likeliest next chars after seed+sampled
+    candidates: list[tuple[str, float]] = field(default_factory=list)
     sampling_seed: int | None = None  # the seed the sampled row used: reuse it to get the same text
 
 
@@ -154,7 +155,8 @@ def prepare_seed(model: CharRNN, text: str, max_chars: int = MAX_SEED_CHARS) -> 
     if dropped:
         shown = " ".join(repr(c) for c, _ in dropped.most_common(12))
         more = f" and {len(dropped) - 12} more" if len(dropped) > 12 else ""
-        notices.append(f"Dropped {sum(dropped.values())} character(s) the model does not know: {shown}{more}.")
+        notices.append(f"Dropped {sum(dropped.values())} character(s) the model does not know: "
+                       f"{shown}{more}.")
     kept = [c for c in text if c in stoi]
     text = "".join(kept)
     if len(text) > max_chars:
@@ -178,7 +180,8 @@ def make_step(model: CharRNN) -> Step:
     (model.precision) the gates' products run in bf16; the state and the head stay fp32."""
     rnn = model.rnn
     cell = torch.lstm_cell if model.cell == "lstm" else torch.gru_cell
-    weights = [tuple(getattr(rnn, f"{name}_l{i}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    weights = [tuple(getattr(rnn, f"{name}_l{i}") for name in ("weight_ih", "weight_hh",
+                                                               "bias_ih", "bias_hh"))
                for i in range(rnn.num_layers)]
     embed, head_w, head_b = model.embed.weight, model.head.weight, model.head.bias
 
@@ -287,7 +290,8 @@ class Job:
         self.stops = STOPS.get(settings.stop_at, "")
         self.growing = [True, True]  # greedy, sampled row: False once at its length or its stop rule
         self.end_probs = None  # (V,) the distribution after seed + sampled text, for the candidates
-        self.start = None  # (logits (1, V), state per layer (1, H)) after the seed, once read_seed() has read it
+        # (logits (1, V), state per layer (1, H)) after the seed, once read_seed() has read it
+        self.start = None
         self.finished = False  # set once the last char and the candidates after it are in (Output.finished)
         self.lock = threading.Lock()
 
@@ -297,7 +301,8 @@ class Job:
         calling thread: the engine reads seeds in a thread of their own, beside the batch's steps."""
         if self.start is None:
             device = next(self.model.parameters()).device
-            self.start = read(self.model, torch.tensor([self.model.vocab.encode(self.out.seed)], device=device))
+            self.start = read(self.model,
+                              torch.tensor([self.model.vocab.encode(self.out.seed)], device=device))
         return self.start
 
     def rows(self) -> tuple[list[float], list[int], list[float]]:
@@ -359,7 +364,8 @@ class Batch:
         """Append the job's greedy and sampled rows, reading its seed first if job.read_seed() has not."""
         logits, layers = job.read_seed()  # (1, V), per layer (1, H)
         logits = logits.expand(2, -1)  # (2, V): both rows start from the seed
-        layers = [tuple(t.expand(2, -1) for t in s) if isinstance(s, tuple) else s.expand(2, -1) for s in layers]
+        layers = [tuple(t.expand(2, -1) for t in s) if isinstance(s,
+                                                                  tuple) else s.expand(2, -1) for s in layers]
         temperature, top_k, top_p = (torch.tensor(v, device=self.device) for v in job.rows())
         job.end_probs = logits[SAMPLED].float().softmax(-1)
         if not self.rows:

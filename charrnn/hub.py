@@ -38,7 +38,8 @@ def save_weights(model: CharRNN, out: Path) -> None:
 def training_curve(history: list[dict]) -> tuple[list[float], list[float]]:
     """(minutes, train loss) of the metrics rows' training-loss points (rows written before those
     points existed give one point each: the mean since the evaluation before)."""
-    points = [p for r in history for p in r.get("train_points") or [[r.get("step"), r["elapsed_s"], r["train_loss"]]]]
+    points = [p for r in history for p in r.get("train_points") or [[r.get("step"), r["elapsed_s"],
+                                                                     r["train_loss"]]]]
     return [p[1] / 60 for p in points], [p[2] for p in points]
 
 
@@ -54,12 +55,12 @@ def plot_losses(history: list[dict], path: Path, title: str, corpus=None, machin
     ax.plot(*training_curve(history), label="train", lw=1)
     bounded = corpus is not None and not corpus.exact
     val_label = "validation (last 20%)" + (f", its first {corpus.eval_chars:,} chars" if bounded else "")
-    ax.plot([r["elapsed_s"] / 60 for r in history], [r["val_loss"] for r in history], label=val_label, marker="o",
-            ms=3)
+    ax.plot([r["elapsed_s"] / 60 for r in history], [r["val_loss"] for r in history],
+            label=val_label, marker="o", ms=3)
     if corpus is None or corpus.default:
         ax.axhline(1.2446, color="gray", ls="--", lw=1, label="PyTorch tutorial best val (1.2446)")
-    ax.set(xlabel="minutes of the run" + (f" ({machine})" if machine else ""), ylabel="cross-entropy (nats/char)",
-           title=title)
+    ax.set(xlabel="minutes of the run" + (f" ({machine})" if machine else ""),
+           ylabel="cross-entropy (nats/char)", title=title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -75,12 +76,13 @@ def model_card(summary: dict, samples: list[tuple[str, str]], command: str, load
     cfg, model = summary["config"], summary["model"]
     facts = [("training", f"{summary['steps']:,} steps, {summary['minutes']:.1f} min, best at step "
                           f"{summary['best_step']:,}")]
-    recipe = [f"- Recipe `{cfg.recipe}` (`python train.py --help` lists its settings), with the settings below.",
+    recipe = [f"- Recipe `{cfg.recipe}` (`python train.py --help` lists its settings), with the settings "
+              "below.",
               f"- Every position is a target; {cfg.batch_size} contiguous streams read in {cfg.seq_len}-char "
               f"chunks with the recurrent state carried between chunks (stateful truncated BPTT).",
-              f"- AdamW (lr {cfg.lr}, weight decay {cfg.weight_decay}), {cfg.warmup_frac:.0%} warmup then cosine to "
-              f"{cfg.min_lr_frac:.0%}, gradient clipping {cfg.grad_clip}, dropout {cfg.dropout}; the checkpoint with "
-              f"the best validation loss kept."]
+              f"- AdamW (lr {cfg.lr}, weight decay {cfg.weight_decay}), {cfg.warmup_frac:.0%} warmup then "
+              f"cosine to {cfg.min_lr_frac:.0%}, gradient clipping {cfg.grad_clip}, dropout {cfg.dropout}; "
+              f"the checkpoint with the best validation loss kept."]
     card = render(model, repo_id=load_from, corpus=corpus or summary["profile"], facts=facts, recipe=recipe,
                   samples=samples, command=command, plot=True)
     return str(card)

@@ -190,7 +190,8 @@ def cell_trace(model: CharRNN, text: str, cell: int) -> tuple[str, list[float | 
     return text, _scaled(activations(model, ids)[:, cell], known)
 
 
-_RANKINGS: "weakref.WeakKeyDictionary[CharRNN, dict]" = weakref.WeakKeyDictionary()  # model -> {passages: rows}
+# model -> {passages: rows}
+_RANKINGS: "weakref.WeakKeyDictionary[CharRNN, dict]" = weakref.WeakKeyDictionary()
 
 
 def passage_ranking(model: CharRNN, passages: tuple[str, ...]) -> list[dict]:

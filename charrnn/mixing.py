@@ -32,8 +32,10 @@ class Mix:
 
     def __post_init__(self):
         orders = tuple(self.orders)
-        if not orders or any(not isinstance(n, int) or not 1 <= n <= 16 for n in orders) or len(set(orders)) != len(orders):
-            raise ValueError(f"the mixed orders must be distinct whole numbers from 1 to 16, not {self.orders}")
+        whole = all(isinstance(n, int) and 1 <= n <= 16 for n in orders)
+        if not orders or not whole or len(set(orders)) != len(orders):
+            raise ValueError("the mixed orders must be distinct whole numbers from 1 to 16, not "
+                             f"{self.orders}")
         object.__setattr__(self, "orders", tuple(sorted(orders)))
         if not (math.isfinite(self.discount) and 0 <= self.discount < 1):
             raise ValueError(f"the count discount must be in [0, 1), not {self.discount}")
@@ -107,7 +109,8 @@ class CountMixer:
         return np.stack(out, axis=1), seen
 
     def predict(self, a: int, b: int, net_logp: np.ndarray) -> np.ndarray:
-        """Mixed log-probabilities of stream targets a..b-1 (the network's given), from what was learnt so far."""
+        """Mixed log-probabilities of stream targets a..b-1 (the network's given), from what was
+        learnt so far."""
         if a < self.learned:
             raise ValueError("a char must be scored before the counts learn it")
         probs, sel = self.components(a, b)
@@ -119,7 +122,8 @@ class CountMixer:
         return np.log(mixed)
 
     def learn(self) -> None:
-        """After `predict`: the mixer takes a gradient step on those chars' log loss, and the counts add them."""
+        """After `predict`: the mixer takes a gradient step on those chars' log loss, and the counts
+        add them."""
         a, b, sel, w, probs, mixed = self._last
         grad = w - w * probs / mixed[:, None]  # d(-log mixed)/d theta[sel], (T, K)
         np.add.at(self.theta, sel, -self.mix.lr * grad)

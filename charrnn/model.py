@@ -34,7 +34,8 @@ MAX_LAYERS = 16
 
 
 class CharRNN(nn.Module, PyTorchModelHubMixin, library_name="charrnn", pipeline_tag="text-generation"):
-    optional_files: tuple[str, ...] = ()  # files from_pretrained also fetches from a Hub repo, when it has them
+    # files from_pretrained also fetches from a Hub repo, when it has them
+    optional_files: tuple[str, ...] = ()
 
     def __init__(self, vocab: str, strip_accents: bool = False, cell: str = "lstm",
                  embed_dim: int = 128, hidden_size: int = 512, num_layers: int = 2,
@@ -125,7 +126,8 @@ class CharRNN(nn.Module, PyTorchModelHubMixin, library_name="charrnn", pipeline_
     # ---------------------------------------------------------------- the one loading path
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *, cache_dir: str | None = None,
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *,
+                        cache_dir: str | None = None,
                         map_location: torch.device | str = "cpu", log=None) -> "CharRNN":
         """A weights folder (config.json + model.safetensors) or a Hub repo id, loaded strictly and
         checked before anything is allocated: the config a JSON object of this class's settings,
@@ -134,7 +136,8 @@ class CharRNN(nn.Module, PyTorchModelHubMixin, library_name="charrnn", pipeline_
         within seconds) a repo id comes from the local cache, and `log` says so. Any failure is
         one WeightsError line."""
         name = pretrained_model_name_or_path
-        folder = weights.weights_folder(name, cache_dir, log or _stderr, cls.optional_files)  # says where itself
+        # says where itself
+        folder = weights.weights_folder(name, cache_dir, log or _stderr, cls.optional_files)
         try:
             config = weights.read_config(folder / "config.json", set(_settings(cls)))
             header = weights.read_header(folder / "model.safetensors")

@@ -28,7 +28,8 @@ class CharRNN(model.CharRNN, tags=list(TAGS), license=LICENSE,  # tags: a copy, 
         """The continuation of `text` (without it), sampled as the app samples: temperature 0 is
         greedy, top_k 0 and top_p 1 are off, the same `seed` gives the same text. Characters the
         model does not know are mapped to close ones or dropped. Bad settings raise ValueError."""
-        settings = Settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p, sampling_seed=seed)
+        settings = Settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p,
+                            sampling_seed=seed)
         return complete(self, text, settings).sampled
 
     def generate_model_card(self, *args, **kwargs) -> ModelCard:
@@ -44,7 +45,8 @@ class CharRNN(model.CharRNN, tags=list(TAGS), license=LICENSE,  # tags: a copy, 
 
     def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict | None = None, **kwargs):
         """The mixin's push_to_hub; the card's code loads from the repo pushed to."""
-        return super().push_to_hub(repo_id, model_card_kwargs={**(model_card_kwargs or {}), "repo_id": repo_id},
+        return super().push_to_hub(repo_id,
+                                   model_card_kwargs={**(model_card_kwargs or {}), "repo_id": repo_id},
                                    **kwargs)
 
 

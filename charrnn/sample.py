@@ -21,18 +21,23 @@ from .weights import WeightsError
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=prog("charrnn.sample"), description=__doc__.split("\n")[0],
                                 formatter_class=DefaultsHelpFormatter)
-    p.add_argument("--weights", default="weights", help="folder with config.json + model.safetensors, or a Hub repo id")
+    p.add_argument("--weights", default="weights",
+                   help="folder with config.json + model.safetensors, or a Hub repo id")
     p.add_argument("--seed-text", default="", help="beginning of the text (empty: start from a new line)")
     p.add_argument("--length", type=int, default=300, help=f"new chars, 1 to {MAX_LENGTH}")
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = more adventurous")
     p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest chars only (0 = off)")
-    p.add_argument("--top-p", type=float, default=1.0, help="sample within this much probability mass (1 = off)")
+    p.add_argument("--top-p", type=float, default=1.0,
+                   help="sample within this much probability mass (1 = off)")
     p.add_argument("--sampling-seed", type=int, default=None, help="same seed + same settings = same text")
-    p.add_argument("--stop-at", choices=sorted(STOPS), default=None, help="stop at the end of a sentence or paragraph")
+    p.add_argument("--stop-at", choices=sorted(STOPS), default=None,
+                   help="stop at the end of a sentence or paragraph")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--greedy", action="store_true", help="print the greedy continuation (most likely char each step)")
+    which.add_argument("--greedy", action="store_true",
+                       help="print the greedy continuation (most likely char each step)")
     which.add_argument("--both", action="store_true", help="print the greedy and the sampled continuations")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available, or $CHARRNN_DEVICE), cpu or cuda")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA if available, or $CHARRNN_DEVICE), cpu or cuda")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="bf16: the steps' matrix products in bfloat16; auto: bf16 on CUDA, fp32 on CPUs, "
                         "where bf16 steps measured slower (charrnn/precision.py)")
@@ -75,7 +80,8 @@ def main(argv=None) -> int:
         sys.stdout = open(os.devnull, "w")
         return 0
     if not args.greedy and args.sampling_seed is None:
-        print(f"(sampling seed {out.sampling_seed}: pass --sampling-seed {out.sampling_seed} to get this text again)",
+        print(f"(sampling seed {out.sampling_seed}: pass --sampling-seed {out.sampling_seed} to get this "
+              "text again)",
               file=sys.stderr)
     return 0
 

@@ -146,11 +146,12 @@ class DatasetSource:
         self.column = column
         columns = self.dataset.column_names
         if column not in columns:
-            raise DataError(f"the dataset {name} has no column {column!r}; its columns: {', '.join(columns)}. "
-                            f"Pass --text-column NAME")
+            raise DataError(f"the dataset {name} has no column {column!r}; its columns: "
+                            f"{', '.join(columns)}. Pass --text-column NAME")
         kind = str(self.dataset.features[column])
         if "string" not in kind or "List" in kind or "Sequence" in kind:
-            raise DataError(f"the column {column!r} of {name} holds {kind}, not text; pick another with --text-column")
+            raise DataError(f"the column {column!r} of {name} holds {kind}, not text; pick another with "
+                            "--text-column")
         self.name = f"{name}" + (f" ({config})" if config else "") + f", column {column!r}"
         self.location, self.unit, self.total = name, "rows", len(self.dataset)
         if not self.total:
@@ -198,8 +199,8 @@ def load_dataset(name: str, config: str | None):
         raise
     except Exception as e:  # not found, offline, a bad config: each library layer raises its own kind
         if offline:
-            raise DataError(f"{offline} and the dataset {name} could not be read from the local Hugging Face cache "
-                            f"({first_line(e)}): connect and try again, or pass --data FILE") from None
+            raise DataError(f"{offline} and the dataset {name} could not be read from the local Hugging Face "
+                            f"cache ({first_line(e)}): connect and try again, or pass --data FILE") from None
         raise DataError(f"could not load the dataset {name}: {first_line(e)}") from None
     if isinstance(ds, datasets.DatasetDict):
         if "train" not in ds:

@@ -14,8 +14,8 @@ checkpoint, metrics, weights and card, and pushes:
     torchrun --standalone --nproc_per_node 2 train.py --out runs/ddp           # 2 processes, this machine
     torchrun --standalone --nproc_per_node 8 train.py --device cuda            # 8 GPUs
     torchrun --nnodes 2 --node_rank 0 --nproc_per_node 8 --rdzv_backend c10d \
-        --rdzv_endpoint HOST:29500 train.py --device cuda                      # on each of 2 machines (node_rank 0, 1)
-    torchrun --standalone --nproc_per_node 2 train.py --out runs/ddp --resume  # continue (any number of processes)
+        --rdzv_endpoint HOST:29500 train.py --device cuda          # on each of 2 machines (node_rank 0, 1)
+    torchrun --standalone --nproc_per_node 2 train.py --out runs/ddp --resume  # continue (any number)
 """
 import argparse
 import importlib.util
@@ -38,15 +38,16 @@ from .threads import configure
 from .weights import first_line
 
 HELP = {
-    "data": "UTF-8 text file or folder of .txt files; without it el_quijote.txt, from the cache, ../shared/data, "
-            "or downloaded and hash-checked",
-    "dataset": "a Hugging Face dataset instead of --data: a folder written by save_to_disk, or a Hub dataset id "
-               "(its train split)",
+    "data": "UTF-8 text file or folder of .txt files; without it el_quijote.txt, from the cache, "
+            "../shared/data, or downloaded and hash-checked",
+    "dataset": "a Hugging Face dataset instead of --data: a folder written by save_to_disk, or a Hub dataset "
+               "id (its train split)",
     "dataset_config": "with --dataset: the dataset's configuration name",
     "text_column": "with --dataset: the column that holds the text",
     "max_eval_chars": "evaluations read at most this many validation chars, from the start of the split "
                       "(the default corpus's 204k are all read)",
-    "title": "the corpus's name on the card, the app and the Space (default: from the file, folder or dataset)",
+    "title": "the corpus's name on the card, the app and the Space (default: from the file, folder or "
+             "dataset)",
     "description": "one line on the corpus for the card, the app and the Space (default: its file name)",
     "language": "the corpus's language as an ISO 639 code, e.g. en (default: detected from the text, "
                 "'unknown' when unsure)",
@@ -55,21 +56,23 @@ HELP = {
               f"short for --max-minutes up to {SHORT_MAX_MINUTES:g} and long above (here: %(default)s)",
     "cell": "recurrent cell: lstm or gru",
     "dropout": "dropout on the embedding's and the RNN's outputs and between layers",
-    "locked_dropout": "one dropout mask per sequence, the same at every step (AWD-LSTM's variational dropout)",
+    "locked_dropout": "one dropout mask per sequence, the same at every step (AWD-LSTM's variational "
+                      "dropout)",
     "embed_dropout": "fraction of the embedding table's rows (chars) zeroed per batch",
     "weight_drop": "DropConnect on the hidden-to-hidden weights: fraction zeroed per batch",
-    "ema_decay": "also score a moving average of the weights (this decay per step) at each evaluation, and keep it "
-                 "when it reads better than the latest weights; 0: off",
+    "ema_decay": "also score a moving average of the weights (this decay per step) at each evaluation, and "
+                 "keep it when it reads better than the latest weights; 0: off",
     "warmup_frac": "fraction of the run over which the lr warms up linearly",
     "min_lr_frac": "where the cosine decay ends, as a fraction of --lr",
-    "max_minutes": "the whole run's time budget, evaluations and the final score included; training and its lr "
-                   "schedule end early enough for them, or at --epochs if that comes first",
+    "max_minutes": "the whole run's time budget, evaluations and the final score included; training and its "
+                   "lr schedule end early enough for them, or at --epochs if that comes first",
     "device": "auto (cuda if available, else cpu), cpu or cuda",
-    "precision": "fp32, bf16 (matrix products in bfloat16 under autocast), or auto: the steps in fp32 (bf16 is "
-                 "not yet shown at the long recipe's horizon), the evaluations in bf16 where the hardware does "
-                 "it (charrnn/precision.py)",
-    "snapshots": "when to keep a half-precision snapshot of the weights in OUT/snapshots/ (the app's Watch it "
-                 "learn tab): steps (500), epochs (epoch1), a share of the run (25%%, half), best; or none",
+    "precision": "fp32, bf16 (matrix products in bfloat16 under autocast), or auto: the steps in fp32 (bf16 "
+                 "is not yet shown at the long recipe's horizon), the evaluations in bf16 where the hardware "
+                 "does it (charrnn/precision.py)",
+    "snapshots": "when to keep a half-precision snapshot of the weights in OUT/snapshots/ (the app's "
+                 "Watch it learn tab): steps (500), epochs (epoch1), a share of the run (25%%, half), best; "
+                 "or none",
     "out": "folder for config.json, model.safetensors, README.md, metrics.jsonl, loss.png, checkpoint.pt",
 }
 RECIPE_FIELDS = tuple(dict.fromkeys(k for settings in RECIPES.values() for k in settings))
@@ -88,9 +91,11 @@ def as_flag(name: str, value) -> str:
 
 
 def recipes_help() -> str:
-    rows = [f"  {name:6} " + ", ".join(as_flag(k, v) for k, v in settings.items()) for name, settings in RECIPES.items()]
+    rows = [f"  {name:6} " + ", ".join(as_flag(k, v) for k, v in settings.items())
+            for name, settings in RECIPES.items()]
     return "\n".join([f"recipes (--recipe; default: gpu on CUDA, else short for --max-minutes up to "
-                      f"{SHORT_MAX_MINUTES:g} and long above; a flag given with it overrides that part):", *rows,
+                      f"{SHORT_MAX_MINUTES:g} and long above; a flag given with it overrides that part):",
+                      *rows,
                       f"--resume applies only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} "
                       f"(and --out, --device); other settings come from the checkpoint."])
 
@@ -143,9 +148,11 @@ def build_parser(recipe: str) -> argparse.ArgumentParser:
             kind = type(default) if type(default) in (int, float) else str
             p.add_argument(flag, type=kind, default=default, help=text)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--overwrite", action="store_true", help="replace files in --out that no charrnn run wrote "
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files in --out that no charrnn run wrote "
                    "(e.g. a README.md of your own); without it such a folder is refused")
-    p.add_argument("--push-to-hub", metavar="OWNER/NAME", help="upload the weights folder with its model card")
+    p.add_argument("--push-to-hub", metavar="OWNER/NAME",
+                   help="upload the weights folder with its model card")
     p.add_argument("--private", action="store_true", help="with --push-to-hub: create a private repo")
     return p
 
@@ -198,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     except training.Interrupted as e:
         if distributed.is_main():
             again = "the same torchrun command with" if distributed.world_size() > 1 else "python train.py"
-            print(f"\nStopped: {e}. Continue with: {again} --resume --out {shlex.quote(cfg.out)}", file=sys.stderr)
+            print(f"\nStopped: {e}. Continue with: {again} --resume --out {shlex.quote(cfg.out)}",
+                  file=sys.stderr)
         return 130
     except (DataError, ValueError, FileNotFoundError) as e:
         return fail(str(e))
@@ -210,14 +218,16 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(cfg.out)
     print(f"wrote {out}/: config.json, model.safetensors, README.md, corpus.json, metrics.jsonl, loss.png")
     seeds = result.profile.seeds
-    print(f"val loss {result.val_loss:.4f} nats/char; try: charrnn sample --weights {shlex.quote(str(cfg.out))}"
+    print(f"val loss {result.val_loss:.4f} nats/char; try: charrnn sample --weights "
+          f"{shlex.quote(str(cfg.out))}"
           + (f" --seed-text {shlex.quote(seeds[0])}" if seeds else ""))
     if args.push_to_hub:
         try:
             url = push(out, args.push_to_hub, private=args.private)
         except Exception as e:  # the network went away since the check: the local files are safe
-            return fail(f"could not push to {args.push_to_hub}: {first_line(e)}. Everything is saved in {out}/; "
-                        f"push it later with: python -m charrnn.hub {shlex.quote(str(out))} {args.push_to_hub}")
+            return fail(f"could not push to {args.push_to_hub}: {first_line(e)}. Everything is saved in "
+                        f"{out}/; push it later with: python -m charrnn.hub {shlex.quote(str(out))} "
+                        f"{args.push_to_hub}")
         print(f"pushed to {url}")
     return 0
 
@@ -242,7 +252,8 @@ def reproduce_command(cfg: TrainConfig) -> str:
 
 def write_outputs(result, out: Path, command: str, load_from: str) -> None:
     """Weights, loss plot, corpus profile and model card (with samples from the corpus's own seeds)
-    of a finished run (a TrainResult), into `out`; `load_from` is the folder or repo id as the user gave it."""
+    of a finished run (a TrainResult), into `out`; `load_from` is the folder or repo id as the user
+    gave it."""
     model, cfg = result.model, result.config
     hub.save_weights(model, out)  # through the module: a test replaces each step of the end in turn
     write_best(out, result)  # snapshots/best: these weights' step and loss, for the Watch it learn tab
@@ -252,7 +263,8 @@ def write_outputs(result, out: Path, command: str, load_from: str) -> None:
     samples = [(o.seed, o.sampled) for o in (complete(model, seed, Settings(length=300, temperature=0.8,
                                                                           sampling_seed=i))
                                              for i, seed in enumerate(result.profile.seeds[:CARD_SAMPLES]))]
-    card = hub.model_card(vars(result), samples, command, load_from)  # the card reads the result's fields by name
+    # the card reads the result's fields by name
+    card = hub.model_card(vars(result), samples, command, load_from)
     (out / "README.md").write_text(card, encoding="utf-8")
 
 

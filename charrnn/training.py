@@ -65,7 +65,8 @@ class TrainResult:
     stop_reason: str  # "budget" or "early stop"
     history: list[dict]
     corpus: data.CorpusInfo  # what was read: name, sizes, and how many validation chars were evaluated
-    profile: corpus_profile.CorpusProfile | None = None  # the corpus as pages tell it, with the validation score
+    # the corpus as pages tell it, with the validation score
+    profile: corpus_profile.CorpusProfile | None = None
     machine: str = ""  # the processor it trained on (CPU model or GPU name), for the loss plot's axis
 
 
@@ -128,7 +129,8 @@ def build_ema(cfg: TrainConfig, model: CharRNN, ckpt: dict | None = None) -> Ave
         try:
             ema.load_state_dict(ckpt["ema"])
         except (RuntimeError, TypeError, KeyError) as e:
-            raise CheckpointError(f"{cfg.out}/{CHECKPOINT} is damaged: its weight average: {first_line(e)}") from None
+            raise CheckpointError(f"{cfg.out}/{CHECKPOINT} is damaged: its weight average: "
+                                  f"{first_line(e)}") from None
     return ema
 
 
@@ -220,8 +222,8 @@ def check_out_dir(out: Path, overwrite: bool = False) -> None:
     try:
         foreign = [] if overwrite or not out.is_dir() else foreign_outputs(out)
         if foreign:
-            raise ValueError(f"--out {out} already holds {', '.join(foreign)}, which no charrnn run wrote: choose "
-                             f"another --out, or pass --overwrite to replace them")
+            raise ValueError(f"--out {out} already holds {', '.join(foreign)}, which no charrnn run wrote: "
+                             f"choose another --out, or pass --overwrite to replace them")
         nearest = next(p for p in [out, *out.parents] if p.exists())
         if not nearest.is_dir():
             raise ValueError(f"--out {out} is a file, not a folder" if nearest == out else
@@ -236,8 +238,8 @@ def check_out_dir(out: Path, overwrite: bool = False) -> None:
         raise ValueError(f"--out {out} cannot be written: {e.strerror or first_line(e)}") from None
 
 
-OUTPUT_FILES = ("config.json", "model.safetensors", "README.md", corpus_profile.PROFILE_FILE, "loss.png", METRICS,
-                CHECKPOINT, SNAPSHOTS)
+OUTPUT_FILES = ("config.json", "model.safetensors", "README.md", corpus_profile.PROFILE_FILE,
+                "loss.png", METRICS, CHECKPOINT, SNAPSHOTS)
 
 
 def foreign_outputs(out: Path) -> list[str]:
@@ -307,7 +309,8 @@ class StopRequest:
         if distributed.is_main():
             again = ("torchrun ends the processes in 30 s" if distributed.launched_by_torchrun()
                      else "Ctrl-C again to quit now")
-            print(f"\nCtrl-C: stopping after this step and saving a checkpoint ({again})", file=sys.stderr, flush=True)
+            print(f"\nCtrl-C: stopping after this step and saving a checkpoint ({again})",
+                  file=sys.stderr, flush=True)
 
     def restore(self):
         if self.previous is not None:
@@ -336,7 +339,8 @@ class Window:
     def mark(self, run: RunState) -> None:
         """A point of the training curve: the mean loss of the steps since the last one."""
         if self.point_steps:
-            self.points.append([run.step, round(run.elapsed_s, 1), round(self.point_sum / self.point_steps, 4)])
+            self.points.append([run.step, round(run.elapsed_s, 1),
+                                round(self.point_sum / self.point_steps, 4)])
             self.point_sum, self.point_steps = 0.0, 0
 
     def mean_loss(self) -> float:
@@ -394,9 +398,10 @@ def evaluate_and_save(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer:
     val, kept = nats_per_char(model, val_ids, streams=cfg.eval_streams), model
     row = dict(step=run.step, epoch=round(epochs, 3), elapsed_s=round(run.elapsed_s, 1),
                train_loss=round(window.mean_loss(), 4), val_loss=None, val_chars=len(val_ids),
-               lr=optimizer.param_groups[0]["lr"], chars_per_s=round(speed, 1), world_size=distributed.world_size(),
-               train_points=window.points)
-    if run.ema is not None:  # both scored: the run keeps whichever reads better, and shows what averaging gave
+               lr=optimizer.param_groups[0]["lr"], chars_per_s=round(speed, 1),
+               world_size=distributed.world_size(), train_points=window.points)
+    # both scored: the run keeps whichever reads better, and shows what averaging gave
+    if run.ema is not None:
         val_ema = nats_per_char(run.ema.module, val_ids, streams=cfg.eval_streams)
         row.update(val_loss_latest=round(val, 4), val_loss_ema=round(val_ema, 4))
         if val_ema < val:
@@ -438,7 +443,8 @@ def advance(run: RunState, cfg: TrainConfig, n_train: int, clock: float, world_s
     return now
 
 
-def evaluate_now(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.optim.Optimizer, run: RunState,
+def evaluate_now(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.optim.Optimizer,
+                 run: RunState,
                  window: Window, val_ids: torch.Tensor, out: Path, budget: Budget, epochs: float) -> bool:
     """evaluate_and_save by rank 0 (every rank joins the collective calls), timed: the budget expects
     the next evaluation to take as long. Returns whether to stop early (rank 0's decision)."""
@@ -474,27 +480,30 @@ def train_loop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.
     clock = time.perf_counter()
     try:
         while progress() < 1:
-            x, y = read_batch(train_ids, cfg, run.epoch, run.chunk_index, device, rank, world)  # (B, T), (B, T)
+            # (B, T), (B, T)
+            x, y = read_batch(train_ids, cfg, run.epoch, run.chunk_index, device, rank, world)
             if run.chunk_index == 0:
                 run.carried = None  # each epoch reads the streams from their start
             set_lr(optimizer, lr_at(cfg, progress()))
             state, loss = train_step(net, model, optimizer, x, y, run.carried, cfg.grad_clip, run.ema)
             run.carried = detach_state(state)  # committed only once the step is complete
             clock = advance(run, cfg, len(train_ids), clock, world)
-            run.elapsed_s, mean_loss, stop_now = distributed.sync_step(run.elapsed_s, loss.item(), stop.requested,
-                                                                       device)
+            run.elapsed_s, mean_loss, stop_now = distributed.sync_step(run.elapsed_s, loss.item(),
+                                                                       stop.requested, device)
             window.add(mean_loss, x.numel() * world)
             if int(CURVE_POINTS * progress()) > point:
                 point = int(CURVE_POINTS * progress())
                 window.mark(run)
             bar.update(run, window)
-            if keeper is not None:  # rank 0 keeps the snapshots --snapshots asks for; off the clock, not the budget
+            # rank 0 keeps the snapshots --snapshots asks for; off the clock, not the budget
+            if keeper is not None:
                 spent = keeper.take_due(model, run, progress(), val_ids)
                 clock, window.started = clock + spent, window.started + spent
                 budget.off_clock_s += spent
 
             due = run.step % cfg.eval_every == 0
-            last = progress() >= 1 or (due and budget.last_eval_now(run.elapsed_s))  # synced: the same on every rank
+            # synced: the same on every rank
+            last = progress() >= 1 or (due and budget.last_eval_now(run.elapsed_s))
             if due or last:
                 bar.update(run, window, "evaluating")
                 early = evaluate_now(cfg, vocab, model, optimizer, run, window, val_ids, out, budget,
@@ -550,7 +559,8 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
     run = RunState(world_size=world)
     if ckpt is not None:  # every check passes before any file is written
         run = restore_run(ckpt, cfg, vocab, model, optimizer, out, len(train_ids), log)
-    run.ema = build_ema(cfg, model, ckpt) if distributed.is_main() else None  # rank 0 alone scores and saves it
+    # rank 0 alone scores and saves it
+    run.ema = build_ema(cfg, model, ckpt) if distributed.is_main() else None
     seed_rank(cfg, rank, run.step)
     run.carried = distributed.my_rows(run.carried, cfg.batch_size)  # the checkpoint holds every rank's rows
     if distributed.is_main():
@@ -571,8 +581,8 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
         stop_reason = train_loop(cfg, vocab, model, optimizer, run, train_ids, val_ids, out, budget, bar)
         if not distributed.is_main():
             return None
-        return end_run(cfg, model, run, stop_reason, corpus.info, val_ids, out, log, write_outputs, profile, budget,
-                       bar)
+        return end_run(cfg, model, run, stop_reason, corpus.info, val_ids, out, log, write_outputs,
+                       profile, budget, bar)
     finally:
         bar.close()
 
@@ -618,8 +628,9 @@ def end_run(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, c
     except KeyboardInterrupt:  # the checkpoint holds the whole run: --resume does the finishing again
         raise Interrupted(out / CHECKPOINT, run.step, finishing=True) from None
     except (OSError, RuntimeError) as e:  # a full disk while writing the weights, plot, card or marker
-        raise OutputError(f"could not write the outputs into {out}: {getattr(e, 'strerror', None) or first_line(e)}; "
-                          f"the run is kept: make room, then finish it with --resume") from None
+        raise OutputError(f"could not write the outputs into {out}: "
+                          f"{getattr(e, 'strerror', None) or first_line(e)}; the run is kept: make room, "
+                          "then finish it with --resume") from None
     return result
 
 

@@ -72,7 +72,8 @@ def weights_folder(weights: str | os.PathLike, cache_dir: str | None = None, log
     if path.is_dir():
         missing = [f for f in WEIGHT_FILES if not (path / f).is_file()]
         if missing:
-            raise WeightsError(f"{path} is missing {', '.join(missing)}: train with `python train.py --out {path}`")
+            raise WeightsError(f"{path} is missing {', '.join(missing)}: train with `python train.py --out "
+                               f"{path}`")
         return path
     if path.exists() or not is_repo_id(str(weights)):
         raise WeightsError(f"no weights folder at {weights} (and it is not a Hub repo id like OWNER/NAME)")
@@ -129,7 +130,8 @@ def read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
     not_float = {k: d for k, (_, d) in header.items() if d not in FLOAT_DTYPES}
     if not_float:
         name, dtype = next(iter(sorted(not_float.items())))
-        raise WeightsError(f"{path.name}: tensor {name} is {dtype}, not floating point: these are not trained weights")
+        raise WeightsError(f"{path.name}: tensor {name} is {dtype}, not floating point: these are not "
+                           "trained weights")
     return header
 
 
@@ -166,7 +168,8 @@ def first_difference(expected: dict, got: dict) -> str:
         if name not in got:
             return f"the weights lack tensor {name}, which config.json implies"
         if got[name] != expected[name]:
-            return f"tensor {name} is {list(got[name])} in the weights, config.json implies {list(expected[name])}"
+            return (f"tensor {name} is {list(got[name])} in the weights, "
+                    f"config.json implies {list(expected[name])}")
     name = next(n for n in got if n not in expected)
     return f"the weights have tensor {name} {list(got[name])}, which config.json does not imply"
 
@@ -181,7 +184,8 @@ def disagreeing_fields(said: dict, got: dict) -> str:
     except (KeyError, ValueError):
         return ""
     cell = {4: "lstm", 3: "gru"}.get(gates // hidden if hidden else 0)
-    implied = {"vocab": vocab, "embed_dim": embed_dim, "hidden_size": hidden, "num_layers": layers, "cell": cell}
+    implied = {"vocab": vocab, "embed_dim": embed_dim, "hidden_size": hidden, "num_layers": layers,
+               "cell": cell}
     said = {k: said[k] for k in implied}
     said["vocab"] = len(said["vocab"])
     wrong = [k for k in implied if implied[k] is not None and said[k] != implied[k]]

@@ -97,8 +97,8 @@ def profile_of(model, name: str = "el_quijote.txt", nats: float | None = None, c
     from charrnn.data import CORPUS_SHA256
 
     digest = CORPUS_SHA256 if name == "el_quijote.txt" else "0" * 64
-    profile = corpus_profile.from_corpus(given.pop("val_text", ""), model.vocab.chars, name=name, digest=digest,
-                                         chars=chars, log=lambda *a: None, **given)
+    profile = corpus_profile.from_corpus(given.pop("val_text", ""), model.vocab.chars, name=name,
+                                         digest=digest, chars=chars, log=lambda *a: None, **given)
     if nats is not None:
         profile = corpus_profile.with_validation(profile, nats, chars // 5, chars // 5, 0.2)
     return profile
@@ -185,8 +185,8 @@ def client(url):
 # ---------------------------------------------------------------- a browser
 
 CHROMIUM = os.environ.get("CHARRNN_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-dev-shm-usage"]
 
 
 def _browser_missing() -> str | None:
@@ -242,7 +242,8 @@ def hub_calls(monkeypatch) -> list:
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")  # a logged-in user, as far as the checks can tell
     monkeypatch.setattr(hub, "hub_reachable", lambda timeout=hub.PROBE_TIMEOUT_S: True)
     monkeypatch.setattr(HfApi, "whoami", lambda self: {"name": "someone"})
-    monkeypatch.setattr(HfApi, "repo_exists", lambda self, repo_id, repo_type=None: repo_id == "someone/pushed")
+    monkeypatch.setattr(HfApi, "repo_exists", lambda self, repo_id,
+                        repo_type=None: repo_id == "someone/pushed")
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
     return calls

@@ -1,4 +1,5 @@
-"""The app (charrnn/app, started by app.py) served on a free local port and called through gradio_client, as an API user would."""
+"""The app (charrnn/app, started by app.py) served on a free local port and called through
+gradio_client, as an API user would."""
 import html
 import json
 import re
@@ -30,7 +31,8 @@ def still_serving(client) -> bool:
 
 def test_named_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/generate", "/resample", "/score", "/inside", "/watch", "/write_like"}  # label-only events: private
+    # label-only events: private
+    assert set(endpoints) == {"/generate", "/resample", "/score", "/inside", "/watch", "/write_like"}
     assert [p["parameter_name"] for p in endpoints["/generate"]["parameters"]] == list(GOOD)
 
 
@@ -69,7 +71,8 @@ def test_resample_draws_a_new_sampled_side(client, tiny_model):
         sampled, surprise, candidates, info = client.predict(*args(length=200, sampling_seed=field),
                                                              api_name="/resample")
         assert sampled.startswith(SEED) and len(sampled) == len(SEED) + 200
-        want = complete(tiny_model, SEED, Settings(length=200, temperature=0.8, sampling_seed=sampling_seed_of(info)))
+        want = complete(tiny_model, SEED,
+                        Settings(length=200, temperature=0.8, sampling_seed=sampling_seed_of(info)))
         assert sampled == SEED + want.sampled  # the reported sampling seed is the one used
         texts.add(sampled)
         seeds.add(sampling_seed_of(info))
@@ -105,7 +108,8 @@ def test_resample_draws_a_new_sampled_side(client, tiny_model):
     (dict(seed=123), "The seed must be text"),
 ], ids=lambda v: json.dumps(v) if isinstance(v, dict) else "")
 def test_bad_input_gives_a_clear_error_and_the_server_stays_up(client, changes, says):
-    endpoints = ["/generate"] + (["/resample"] if "sampling_seed" not in changes else [])  # resample draws its own
+    # resample draws its own
+    endpoints = ["/generate"] + (["/resample"] if "sampling_seed" not in changes else [])
     for endpoint in endpoints:
         with pytest.raises(AppError) as e:
             client.predict(*args(**changes), api_name=endpoint)
@@ -119,12 +123,14 @@ def test_no_sampling_seed_means_a_fresh_one_each_time(client, tiny_model, random
     for _ in range(3):
         greedy, sampled, *_, info = client.predict(*args(sampling_seed=random_seed), api_name="/generate")
         seeds.add(sampling_seed_of(info))
-        want = complete(tiny_model, SEED, Settings(length=60, temperature=0.8, sampling_seed=sampling_seed_of(info)))
+        want = complete(tiny_model, SEED,
+                        Settings(length=60, temperature=0.8, sampling_seed=sampling_seed_of(info)))
         assert sampled == SEED + want.sampled  # the reported sampling seed replays the text
     assert len(seeds) == 3
 
 
-@pytest.mark.parametrize("seed, notice", [("", "empty"), (None, "empty"), ("kiwi ™ ñ", "Dropped 3 character(s)"),
+@pytest.mark.parametrize("seed, notice",
+                         [("", "empty"), (None, "empty"), ("kiwi ™ ñ", "Dropped 3 character(s)"),
                                           ("Ñandú", "'Ñ' → 'ñ'")])
 def test_odd_seeds_give_output_and_a_visible_notice(client, seed, notice):
     greedy, sampled, surprise, candidates, info = client.predict(*args(seed=seed), api_name="/generate")
@@ -230,7 +236,8 @@ def test_missing_or_corrupt_weights_give_a_page_level_error(launch_app, tiny_mod
 def test_about_shows_the_model_card_metrics(tiny_model, tiny_model_dir, tmp_path):
     from conftest import profile_of
 
-    card = tiny_model.generate_model_card(corpus=profile_of(tiny_model, "tiny.txt", 1.23456, 600), recipe=["secret"])
+    card = tiny_model.generate_model_card(corpus=profile_of(tiny_model, "tiny.txt", 1.23456, 600),
+                                          recipe=["secret"])
     (tmp_path / "README.md").write_text(str(card), encoding="utf-8")
     text = views.about(tiny_model, str(tmp_path))  # from the card's model-index, not its Markdown
     assert "**1.2346 nats/char** (1.7811 bits/char) on `tiny.txt`, validation (last 20%" in text
@@ -264,7 +271,8 @@ def test_a_device_error_gives_device_advice(tiny_model_dir, monkeypatch, device)
 
 def test_weights_errors_end_in_one_period(monkeypatch):
     def offline(*args):
-        raise server.WeightsError("owner/name is not cached and the Hub cannot be reached: HF_HUB_OFFLINE is on.")
+        raise server.WeightsError("owner/name is not cached and the Hub cannot be reached: HF_HUB_OFFLINE is "
+                                  "on.")
 
     monkeypatch.setattr(server, "load_model", offline)
     model, error = server.load("owner/name", "cpu")
@@ -318,7 +326,8 @@ def test_user_mistakes_print_no_traceback_in_the_server_log(client, capfd):
     assert "Traceback" not in log.err + log.out
 
 
-def test_the_log_says_which_model_device_serving_mode_and_threads_at_start(monkeypatch, tiny_model_dir, capsys):
+def test_the_log_says_which_model_device_serving_mode_and_threads_at_start(monkeypatch, tiny_model_dir,
+                                                                           capsys):
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: None)
     monkeypatch.setattr(server.torch, "set_num_threads", lambda n: None)
     server.main(["--model", str(tiny_model_dir), "--device", "cpu"])
@@ -332,7 +341,8 @@ def test_the_log_says_which_model_device_serving_mode_and_threads_at_start(monke
 NOVEL = ["Quijote", "Cervantes", "Spanish", "Mancha", "ñ, ¿ and ¡"]
 GREEK = ("Καλημέρα σας, τι κάνετε σήμερα; Ο καιρός είναι ωραίος και η θάλασσα ήσυχη. "
          "Πήγαμε στο λιμάνι με τους φίλους μας το πρωί. Τα παιδιά έπαιζαν στην άμμο ως το βράδυ.\n") * 20
-CHINESE = "我们今天去公园散步，天气很好。他说：“明天会下雨吗？”我不知道。孩子们在草地上玩耍，笑声不断。\n" * 20
+CHINESE = ("我们今天去公园散步，天气很好。他说：“明天会下雨吗？”"
+           "我不知道。孩子们在草地上玩耍，笑声不断。\n") * 20
 
 
 @pytest.mark.parametrize("text", [GREEK, CHINESE], ids=["greek", "chinese"])
@@ -354,6 +364,7 @@ def test_a_page_for_another_script_says_nothing_of_the_novel(text, tmp_path):
         demo.engine.close()
     assert not [w for w in NOVEL if w in config], [w for w in NOVEL if w in config]
     assert demo.config["title"] == "charrnn · t" and profile.seeds[0] in config
-    assert json.dumps(profile.passages[0], ensure_ascii=False)[1:-1] in config  # offered, and Look inside's text
+    # offered, and Look inside's text
+    assert json.dumps(profile.passages[0], ensure_ascii=False)[1:-1] in config
     about = views.about(model, str(tmp_path))
     assert views.shown_vocabulary(model.vocab.chars) in about and profile.language in about

@@ -72,7 +72,8 @@ def test_train_quality(tiny):
                "--results", tiny["results"])
     body = section(tiny["results"], "train_quality_0.02min")
     rows = table_rows(body)
-    assert [r[0] for r in rows[:3]] == ["ours (charrnn default)", "PyTorch tutorial recipe", "TensorFlow tutorial recipe"]
+    assert [r[0] for r in rows[:3]] == ["ours (charrnn default)", "PyTorch tutorial recipe",
+                                        "TensorFlow tutorial recipe"]
     for r in rows[:3]:
         assert float(r[4]) > 0 and re.fullmatch(r"\d+\.\d{4} ± \d+\.\d{3}", r[5]) and r[-1].endswith("x")
     assert (tiny["results"].parent / "train_quality_0.02min.png").stat().st_size > 1000
@@ -81,7 +82,8 @@ def test_train_quality(tiny):
 
 
 def test_generate(tiny):
-    run("generate.py", "--weights", tiny["weights"], "--runs", 1, "--length", 10, "--results", tiny["results"])
+    run("generate.py", "--weights", tiny["weights"], "--runs", 1, "--length", 10, "--results",
+        tiny["results"])
     body = section(tiny["results"], "generate")
     rows = table_rows(body)
     assert len(rows) == 3 and all(float(r[1].replace(",", "")) > 0 for r in rows)
@@ -125,8 +127,8 @@ def test_precision(tiny):
 
 
 def test_style(tiny):
-    run("style.py", "--weights", tiny["weights"], "--data", tiny["text"], "--adapt-chars", 300, "--score-chars", 200,
-        "--results", tiny["results"])
+    run("style.py", "--weights", tiny["weights"], "--data", tiny["text"], "--adapt-chars", 300,
+        "--score-chars", 200, "--results", tiny["results"])
     body = section(tiny["results"], "style")
     rows = table_rows(body)
     assert [r[0] for r in rows] == ["novel", "carta", "noticia", "english"]

@@ -32,14 +32,16 @@ def test_type_slide_generate_and_see_both_outputs(browser, launch_app, tiny_mode
     page.wait_for_function(f"document.querySelector('#sampled textarea').value.length > {len(SEED)}",
                            polling="raf", timeout=20_000)
     first_ms = page.evaluate("performance.now()") - started
-    page.wait_for_function("document.querySelector('#info').innerText.includes('characters in')", timeout=20_000)
+    page.wait_for_function("document.querySelector('#info').innerText.includes('characters in')",
+                           timeout=20_000)
 
     greedy = page.locator("#greedy textarea").input_value()
     sampled = page.locator("#sampled textarea").input_value()
     assert greedy.startswith(SEED) and len(greedy) == len(SEED) + 400
     assert sampled.startswith(SEED) and len(sampled) == len(SEED) + 400
     assert "400 greedy + 400 sampled" in page.locator("#info").inner_text()
-    assert "Sampled (temperature 1.2)" in page.locator("#sampled").inner_text()  # the slider move reached the app
+    # the slider move reached the app
+    assert "Sampled (temperature 1.2)" in page.locator("#sampled").inner_text()
     assert page.locator("#candidates").inner_text().strip()  # next-char candidates are shown
     assert page.locator("#surprise").inner_text().replace("\n", "")  # the coloured view is filled
     shots = Path(os.environ.get("CHARRNN_SCREENSHOT_DIR") or tmp_path)
@@ -53,7 +55,8 @@ def test_type_slide_generate_and_see_both_outputs(browser, launch_app, tiny_mode
     page.wait_for_function(f"(t => t.includes('characters in') && t !== {info!r})"
                            "(document.querySelector('#info').innerText)", timeout=20_000)
     page.wait_for_function(f"document.querySelector('#sampled textarea').value.length == {len(sampled)}"
-                           f" && document.querySelector('#sampled textarea').value !== {sampled!r}", timeout=20_000)
+                           f" && document.querySelector('#sampled textarea').value !== {sampled!r}",
+                           timeout=20_000)
     resampled = page.locator("#sampled textarea").input_value()
     assert resampled.startswith(SEED)
     assert page.locator("#greedy textarea").input_value() == greedy
@@ -80,7 +83,8 @@ def test_the_coloured_view_keeps_line_breaks(browser, launch_app, tiny_model, ti
     page.locator("#seed textarea").fill("dijo Sancho,\n–¿Qué gigantes?")
     page.locator("#length input[type=range]").fill("50")
     page.locator("#generate").click()
-    page.wait_for_function("document.querySelector('#info').innerText.includes('characters in')", timeout=20_000)
+    page.wait_for_function("document.querySelector('#info').innerText.includes('characters in')",
+                           timeout=20_000)
     shown = page.locator("#surprise").inner_text()
     assert "dijo Sancho," in shown and "–¿Qué gigantes?" in shown
     between = shown[shown.index("dijo Sancho,"):shown.index("–¿Qué gigantes?")]

@@ -25,8 +25,8 @@ def summary_of(model, data=None) -> dict:
     corpus = CorpusInfo(name=name, source=str(data), default=data is None,
                         sha256="0" * 64, strip_accents=False, chars=10_000, vocab_size=len(model.vocab),
                         train_chars=8000, val_chars=2000, eval_chars=2000)
-    return dict(config=cfg, model=model, val_loss=1.23456, steps=1234, minutes=2.5, best_step=1200, corpus=corpus,
-                profile=profile_of(model, name, 1.23456, source=data))
+    return dict(config=cfg, model=model, val_loss=1.23456, steps=1234, minutes=2.5, best_step=1200,
+                corpus=corpus, profile=profile_of(model, name, 1.23456, source=data))
 
 
 def test_save_pretrained_writes_our_card_not_the_mixins_default(tiny_model, tmp_path):
@@ -53,7 +53,8 @@ def test_push_to_hub_card_names_the_repo_and_carries_the_metrics(tiny_model, mon
         sent.update({p.name: p.read_bytes() for p in Path(folder_path).iterdir()})
 
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
-    tiny_model.push_to_hub("someone/tiny", model_card_kwargs={"corpus": profile_of(tiny_model, "tiny.txt", 2.0)})
+    tiny_model.push_to_hub("someone/tiny",
+                           model_card_kwargs={"corpus": profile_of(tiny_model, "tiny.txt", 2.0)})
     assert {"config.json", "model.safetensors", "README.md"} <= set(sent)
     card = ModelCard(sent["README.md"].decode("utf-8"))
     assert 'CharRNN.from_pretrained("someone/tiny")' in card.text
@@ -71,18 +72,22 @@ def test_train_card_has_the_model_index_samples_and_default_corpus(tiny_model):
     assert results["nats_per_char"].dataset_split == "validation (last 20%, by position)"
     assert "**1.2346 nats/char** (1.7811 bits/char)" in text and "PyTorch tutorial's best" in text
     assert "10,000 chars after normalization; the first 80% for training, the last 20% for validation" in text
-    assert "**Seed:** `'En un'`\n\n```text\nEn un lugar\n```" in text and "Reproduce: `python train.py`" in text
+    assert "**Seed:** `'En un'`\n\n```text\nEn un lugar\n```" in text
+    assert "Reproduce: `python train.py`" in text
     assert "don-quijote" in card.data.tags and 'from_pretrained("someone/q")' in text
 
 
 def test_another_corpus_is_described_as_itself_without_the_tutorial(tiny_model):
-    text = hub.model_card(summary_of(tiny_model, data="/texts/cartas.txt"), [], "python train.py --data x", "w")
+    text = hub.model_card(summary_of(tiny_model, data="/texts/cartas.txt"), [],
+                          "python train.py --data x", "w")
     card = ModelCard(text)
     assert card.data.datasets == ["cartas.txt"] and "don-quijote" not in card.data.tags
     assert "tutorial" not in text and "Cervantes" not in text and "`cartas.txt`, 10,000 chars" in text
-    assert "charrnn evaluate --weights w --data /texts/cartas.txt --split val" in text  # its own text, as given
+    # its own text, as given
+    assert "charrnn evaluate --weights w --data /texts/cartas.txt --split val" in text
     profile = summary_of(tiny_model, data="/texts/cartas.txt")["profile"]
-    assert "charrnn evaluate --weights a/b --data /texts/cartas.txt --split val" in retarget(text, "a/b", profile)
+    moved = retarget(text, "a/b", profile)
+    assert "charrnn evaluate --weights a/b --data /texts/cartas.txt --split val" in moved
     assert read_metrics_of(text).dataset == "cartas.txt"
 
 
@@ -95,11 +100,12 @@ def read_metrics_of(text: str):
 
 
 def test_metrics_read_back_as_data(tiny_model, tmp_path):
-    (tmp_path / "README.md").write_text(str(tiny_model.generate_model_card(corpus=profile_of(tiny_model, nats=1.5))),
-                                        encoding="utf-8")
+    card = tiny_model.generate_model_card(corpus=profile_of(tiny_model, nats=1.5))
+    (tmp_path / "README.md").write_text(str(card), encoding="utf-8")
     m = hub.card_metrics(tmp_path)
     assert (m.nats_per_char, m.bits_per_char, m.dataset) == (1.5, 2.1640, "el_quijote.txt")
-    (tmp_path / "README.md").write_text("---\nlicense: mit\n---\n## Metrics\n| 1.2 nats/char |\n", encoding="utf-8")
+    (tmp_path / "README.md").write_text("---\nlicense: mit\n---\n## Metrics\n| 1.2 nats/char |\n",
+                                        encoding="utf-8")
     assert hub.card_metrics(tmp_path) is None  # Markdown is not data
     assert hub.card_metrics(tmp_path / "nowhere") is None
 
@@ -135,7 +141,8 @@ def test_retarget_changes_only_the_usage(tiny_model):
 
 
 def test_generate_is_the_apps_sampled_text(tiny_model):
-    out = complete(tiny_model, "En un lugar", Settings(length=50, temperature=0.9, top_k=5, top_p=0.9, sampling_seed=7))
+    out = complete(tiny_model, "En un lugar",
+                   Settings(length=50, temperature=0.9, top_k=5, top_p=0.9, sampling_seed=7))
     text = tiny_model.generate("En un lugar", length=50, temperature=0.9, top_k=5, top_p=0.9, seed=7)
     assert text == out.sampled and len(text) == 50
     assert tiny_model.generate("En un lugar", length=50, temperature=0) == out.greedy
@@ -165,10 +172,14 @@ def test_a_hub_dataset_is_named_by_its_id_not_as_the_novel(tiny_model):
 def test_the_card_says_the_validation_loss_read_only_the_start_of_a_large_split(tiny_model, data):
     summary = summary_of(tiny_model, data)
     summary["corpus"] = replace(summary["corpus"], eval_chars=500)  # --max-eval-chars 500 of 2,000
-    summary["profile"] = with_validation(summary["profile"], 1.23456, 500, 2000, 0.2)  # as training records it
+    # as training records it
+    summary["profile"] = with_validation(summary["profile"], 1.23456, 500, 2000, 0.2)
     card = ModelCard(hub.model_card(summary, [], "python train.py --max-eval-chars 500", "w"))
     assert "validation loss (first 500 chars of the last 20% of the text, state carried" in card.text
-    assert card.data.eval_results[0].dataset_split == "validation (first 500 chars of the last 20%, by position)"
+    split = card.data.eval_results[0].dataset_split
+    assert split == "validation (first 500 chars of the last 20%, by position)"
 
-    whole = ModelCard(hub.model_card(summary_of(tiny_model, data), [], "python train.py", "w"))  # all 2,000 read
-    assert "validation loss (last 20% of the text, state carried" in whole.text and "first 2,000" not in whole.text
+    # all 2,000 read
+    whole = ModelCard(hub.model_card(summary_of(tiny_model, data), [], "python train.py", "w"))
+    assert "validation loss (last 20% of the text, state carried" in whole.text
+    assert "first 2,000" not in whole.text

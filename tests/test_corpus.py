@@ -69,7 +69,8 @@ def test_folder_of_txt_files_is_read_in_name_order_one_document_after_another(tm
 
 def test_dataset_saved_to_disk_is_read_through_datasets(tmp_path):
     datasets = pytest.importorskip("datasets")
-    rows = ["En un lugar de la Mancha,", "de cuyo nombre no quiero acordarme,\n", "", "no ha mucho tiempo"] * 100
+    rows = ["En un lugar de la Mancha,", "de cuyo nombre no quiero acordarme,\n", "",
+            "no ha mucho tiempo"] * 100
     ds = datasets.Dataset.from_dict({"id": list(range(len(rows))), "texto": rows})
     datasets.DatasetDict({"train": ds, "test": ds.select(range(3))}).save_to_disk(tmp_path / "ds")
     corpus = prepared(sources.open_source(dataset=str(tmp_path / "ds"), text_column="texto"))
@@ -82,9 +83,11 @@ def test_dataset_saved_to_disk_is_read_through_datasets(tmp_path):
         sources.open_source(dataset=str(tmp_path / "ds"))
     with pytest.raises(data.DataError, match="holds .*not text"):
         sources.open_source(dataset=str(tmp_path / "ds"), text_column="id")
-    with pytest.raises(data.DataError, match="^HF_HUB_OFFLINE is set and the dataset no-such/dataset-here could "
+    with pytest.raises(data.DataError,
+                       match="^HF_HUB_OFFLINE is set and the dataset no-such/dataset-here could "
                                              "not be read from the local Hugging Face cache"):
-        sources.open_source(dataset="no-such/dataset-here")  # offline (HF_HUB_OFFLINE=1): one line, no traceback
+        # offline (HF_HUB_OFFLINE=1): one line, no traceback
+        sources.open_source(dataset="no-such/dataset-here")
 
 
 def test_second_preparation_of_the_same_content_reads_the_cache(tmp_path, monkeypatch):
@@ -152,7 +155,9 @@ def test_evaluation_reads_a_bounded_stated_number_of_validation_chars(tmp_path):
     text = make_text(tmp_path / "t.txt", n_chars=20_000)
     corpus = prepared(sources.FileSource(text), max_eval_chars=1500)
     n_val = corpus.info.val_chars
-    assert n_val == int(corpus.info.chars * 0.2) > 1500 and corpus.info.eval_chars == 1500 and not corpus.info.exact
+    assert n_val == int(corpus.info.chars * 0.2) > 1500
+    assert corpus.info.eval_chars == 1500
+    assert not corpus.info.exact
     assert torch.equal(corpus.eval_ids(), data.as_tensor(corpus.val[:1500]))  # the start of the split
     assert f"{n_val:,} val chars (evaluated on the first 1,500)" in corpus.info.describe()
 
@@ -164,7 +169,9 @@ def test_evaluation_reads_a_bounded_stated_number_of_validation_chars(tmp_path):
     assert any("evaluated on the first 1,500" in line for line in logs)
     rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     assert rows and all(r["val_chars"] == 1500 for r in rows)
-    assert summary.corpus.eval_chars == 1500 and summary.corpus.val_chars == n_val and summary.corpus == corpus.info
+    assert summary.corpus.eval_chars == 1500
+    assert summary.corpus.val_chars == n_val
+    assert summary.corpus == corpus.info
 
 
 def test_loss_plot_compares_with_the_tutorial_only_on_the_default_corpus(tmp_path, monkeypatch):
@@ -272,6 +279,7 @@ def test_a_hub_dataset_without_a_network_is_one_line_at_once(tmp_path, capsys, m
         huggingface_hub.set_client_factory(_http.default_client_factory)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "Traceback" not in "\n".join(err)
-    assert err[-1].startswith("error: the Hub cannot be reached (no answer from it within 3 s) and the dataset "
-                              "someone/cartas could not be read from the local Hugging Face cache"), err
+    said = ("error: the Hub cannot be reached (no answer from it within 3 s) and the dataset someone/cartas "
+            "could not be read from the local Hugging Face cache")
+    assert err[-1].startswith(said), err
     assert requests == [] and datasets.config.HF_HUB_OFFLINE is False  # no request; the setting restored

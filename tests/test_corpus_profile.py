@@ -39,8 +39,8 @@ def test_another_script_gets_its_language_and_a_card_without_the_novel(text, lan
     assert p.language == language and p.seeds and p.passages
     model = CharRNN("".join(sorted(set(text))), hidden_size=16, embed_dim=8, num_layers=1)
     samples = [(seed, model.generate(seed, length=40, seed=0)) for seed in p.seeds[:3]]
-    card = str(model.generate_model_card(repo_id="runs/mine", corpus=cp.with_validation(p, 2.5, 100, 100, 0.2),
-                                         samples=samples))
+    card = str(model.generate_model_card(repo_id="runs/mine",
+                                         corpus=cp.with_validation(p, 2.5, 100, 100, 0.2), samples=samples))
     assert ModelCard(card).data.language == language
     assert not [w for w in NOVEL if w in card] and "language: es" not in card
     assert f"**Seed:** `{p.seeds[0]!r}`" in card and json.dumps(p.seeds[0], ensure_ascii=False) in card
@@ -75,6 +75,8 @@ def test_the_projects_corpus_keeps_its_page_texts_through_the_same_path():
     p = cp.from_corpus("", shipped.vocab.chars, name="el_quijote.txt", digest=CORPUS_SHA256)
     assert (p.title, p.language, p.tutorial) == ("Don Quijote", "es", True)
     assert p.seeds == cp.KNOWN[CORPUS_SHA256]["seeds"] and p.passages == cp.KNOWN[CORPUS_SHA256]["passages"]
-    shipped_profile = cp.load(ROOT / "weights")  # the shipped weights carry such a file, written by from_corpus
-    assert (shipped_profile.title, shipped_profile.seeds, shipped_profile.passages) == (p.title, p.seeds, p.passages)
+    # the shipped weights carry such a file, written by from_corpus
+    shipped_profile = cp.load(ROOT / "weights")
+    assert (shipped_profile.title, shipped_profile.seeds,
+            shipped_profile.passages) == (p.title, p.seeds, p.passages)
     assert round(shipped_profile.validation.nats_per_char, 4) == 1.1942 and shipped_profile.validation.exact

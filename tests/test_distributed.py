@@ -19,7 +19,8 @@ TINY = ["--cell", "gru", "--embed-dim", "16", "--hidden-size", "32", "--num-laye
 
 
 def torchrun(*args, nproc=2, env=None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+           **(env or {})}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                            str(nproc), str(ROOT / "tests" / "ddp_probe.py"), *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
@@ -39,11 +40,13 @@ def test_two_gloo_ranks_stay_identical_and_rank0_alone_writes(tmp_path):
     assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])  # DDP kept them in step
     metrics = rows(out)
     assert metrics and all(row["world_size"] == 2 for row in metrics)
-    steps = training.steps_per_epoch(TrainConfig(batch_size=4, seq_len=32), int(len(text.read_text()) * 0.8), 2)
+    steps = training.steps_per_epoch(TrainConfig(batch_size=4, seq_len=32),
+                                     int(len(text.read_text()) * 0.8), 2)
     assert metrics[-1]["step"] == steps  # the 2 x 4 streams' epoch: half the steps of 4 streams each
     written = load_file(out / "model.safetensors")
     best = min(metrics, key=lambda row: row["val_loss"])
-    assert best["step"] == metrics[-1]["step"], metrics  # so the weights written are those the loop ended with
+    # so the weights written are those the loop ended with
+    assert best["step"] == metrics[-1]["step"], metrics
     assert all(torch.equal(written[k], ranks[0][k]) for k in written)
     assert proc.stdout.count("wrote ") == 1 and proc.stdout.count("parameters, corpus") == 1  # rank 0 alone
 
@@ -115,4 +118,5 @@ def test_resumed_by_another_number_of_processes_the_run_starts_the_next_epoch(tm
     same = restore_checkpoint(ckpt, vocab, model, optimizer, cfg, tmp_path / "c.pt", world_size=2)
     assert (same.epoch, same.chunk_index, same.carried.shape) == (2, 5, (1, 8, 16))
     other = restore_checkpoint(ckpt, vocab, model, optimizer, cfg, tmp_path / "c.pt", world_size=1)
-    assert (other.step, other.epoch, other.chunk_index, other.carried, other.world_size) == (30, 3, 0, None, 1)
+    assert (other.step, other.epoch, other.chunk_index, other.carried,
+            other.world_size) == (30, 3, 0, None, 1)

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 MINE = Settings(length=150, temperature=0.9, top_k=12, top_p=0.95, sampling_seed=7)
 # Busy neighbours with every kind of setting, joining before and after the request under test.
 NEIGHBOURS = [(s, Settings(length=100 + 37 * i, temperature=(0, 0.5, 1.0, 1.7)[i % 4], top_k=(0, 3)[i % 2],
-                           top_p=(1.0, 0.8)[i % 3 == 0], sampling_seed=i, stop_at=(None, "sentence")[i % 5 == 0]))
+                           top_p=(1.0, 0.8)[i % 3 == 0], sampling_seed=i,
+                           stop_at=(None, "sentence")[i % 5 == 0]))
               for i, s in enumerate(["Dijo don Quijote", "¿Qué gigantes?", "", "Sancho Panza"] * 4)]
 
 
@@ -55,7 +56,8 @@ def test_a_request_gets_the_same_text_alone_and_among_16_busy_neighbours(engine,
 
 
 def test_rows_leave_the_batch_on_stop_finish_and_cancel(tiny_model):
-    stopping = next(Settings(length=300, temperature=0.8, sampling_seed=s, stop_at="sentence") for s in range(50)
+    stopping = next(Settings(length=300, temperature=0.8, sampling_seed=s,
+                             stop_at="sentence") for s in range(50)
                     if len(complete(tiny_model, SEED, Settings(length=300, temperature=0.8, sampling_seed=s,
                                                                stop_at="sentence")).sampled) < 100)
     batch = Batch(tiny_model)
@@ -72,7 +74,8 @@ def test_rows_leave_the_batch_on_stop_finish_and_cancel(tiny_model):
     assert cancelled not in [job for job, _ in batch.rows]
     while stops.growing[SAMPLED]:
         batch.step()
-    assert [job for job, _ in batch.rows].count(stops) == 1  # its stopped sampled row left, its greedy row goes on
+    # its stopped sampled row left, its greedy row goes on
+    assert [job for job, _ in batch.rows].count(stops) == 1
     assert stops.out.sampled[-1] in ".!?" and len(stops.out.greedy) == len(stops.out.sampled)
 
 

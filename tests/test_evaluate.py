@@ -35,11 +35,14 @@ def test_static_score_is_the_mean_surprise_per_char_in_nats_and_bits(tiny_model,
     s = score(tiny_model, ids)
     with torch.no_grad():
         logits, _, _ = tiny_model(ids[:-1][None])  # (1, N-1, V) the whole text in one call
-    probs = torch.softmax(logits[0].double(), -1).gather(1, ids[1:, None])[:, 0]  # (N-1,) p(char i+1 | chars 0..i)
+    # (N-1,) p(char i+1 | chars 0..i)
+    probs = torch.softmax(logits[0].double(), -1).gather(1, ids[1:, None])[:, 0]
     nats, bits = -probs.log().mean().item(), -probs.log2().mean().item()
     assert s.chars == len(ids)  # the first char, which nothing predicts, is counted as read
-    assert (s.nats_per_char, s.bits_per_char) == (pytest.approx(nats, abs=1e-5), pytest.approx(bits, abs=1e-5))
-    assert s.summary(3) == {"nats_per_char": pytest.approx(nats, abs=1e-5), "bits_per_char": pytest.approx(bits, abs=1e-5),
+    assert (s.nats_per_char, s.bits_per_char) == (pytest.approx(nats, abs=1e-5),
+                                                  pytest.approx(bits, abs=1e-5))
+    assert s.summary(3) == {"nats_per_char": pytest.approx(nats, abs=1e-5),
+                            "bits_per_char": pytest.approx(bits, abs=1e-5),
                             "chars": len(ids), "unknown_chars": 3, "adaptive": False}
     assert nats_per_char(tiny_model, ids) == pytest.approx(nats, abs=1e-5)  # training's exact validation loss
     assert nats_per_char(tiny_model, ids, streams=4) == pytest.approx(nats, abs=0.05)  # its faster estimate
@@ -87,7 +90,8 @@ def test_a_failing_layer_raises_instead_of_hanging(tiny_model, monkeypatch, laye
             raise RuntimeError("broken layer")
 
     rnn_layers = type(tiny_model).rnn_layers
-    monkeypatch.setattr(type(tiny_model), "rnn_layers", lambda self, lo, hi: Broken() if lo == layer else rnn_layers(self, lo, hi))
+    monkeypatch.setattr(type(tiny_model), "rnn_layers", lambda self, lo,
+                        hi: Broken() if lo == layer else rnn_layers(self, lo, hi))
     error = score_failing(tiny_model, TINY_TEXT * 8)  # 10 blocks: more than a queue holds
     assert "broken layer" in str(error) and not layer_threads()  # no layer's thread is left blocked
 
@@ -125,14 +129,15 @@ def test_adaptive_scores_each_chunk_before_learning_from_it(tiny_model, one_thre
     adapt = Adapt(lr=1e-2, decay=0.001, chunk=50)
     adaptive = score(tiny_model, ids, adapt)
     first = slice(0, adapt.chunk)
-    assert torch.allclose(adaptive.logprobs[first], static.logprobs[first], atol=1e-5)  # the first chunk: no learning yet
+    # the first chunk: no learning yet
+    assert torch.allclose(adaptive.logprobs[first], static.logprobs[first], atol=1e-5)
     assert not torch.allclose(adaptive.logprobs[adapt.chunk:], static.logprobs[adapt.chunk:], atol=1e-3)
     # Having learnt the line, the adapting model reads its last copies far better than the static one.
     last = len(ids) // 4
     assert -adaptive.logprobs[-last:].mean() < -static.logprobs[-last:].mean() - 1.0
     summary = adaptive.summary()
-    assert summary["adaptive"] is True and summary["adapt"] == {"method": "adam+decay", "lr": 1e-2, "decay": 0.001,
-                                                                "chunk": 50, "learn": "top"}
+    assert summary["adaptive"] is True and summary["adapt"] == {"method": "adam+decay", "lr": 1e-2,
+                                                                "decay": 0.001, "chunk": 50, "learn": "top"}
 
 
 def test_adaptive_is_deterministic_and_leaves_the_model_alone(tiny_model, ids, one_thread):
@@ -173,17 +178,21 @@ def adapt_by_freezing(model, ids, adapt):
 
 
 @pytest.mark.parametrize("learn", ["top", "head"])
-def test_adapting_some_weights_learns_only_those_and_scores_as_freezing_the_rest_would(tiny_model, learn, one_thread):
+def test_adapting_some_weights_learns_only_those_and_scores_as_freezing_the_rest_would(tiny_model, learn,
+                                                                                       one_thread):
     reader = copy.deepcopy(tiny_model)
     frozen, learner = evaluate.split_reader(reader, learn)
     assert reader.rnn.num_layers > 1  # (a 1-layer model could not tell top from all)
     assert not any(p.requires_grad for p in frozen.parameters())
     want = [reader.head.weight, reader.head.bias]
     if learn == "top":
-        want += [getattr(reader.rnn, f"{n}_l{reader.rnn.num_layers - 1}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        want += [getattr(reader.rnn,
+                         f"{n}_l{reader.rnn.num_layers - 1}") for n in ("weight_ih", "weight_hh",
+                                                                        "bias_ih", "bias_hh")]
     assert sorted(p.numel() for p in learner.parameters()) == sorted(p.numel() for p in want)
     assert all(any(torch.equal(p, q) for q in learner.parameters()) for p in want)
-    ids = torch.tensor(tiny_model.vocab.encode(PHRASE * 4))  # over 2,048 chars: the frozen part reads 2 blocks
+    # over 2,048 chars: the frozen part reads 2 blocks
+    ids = torch.tensor(tiny_model.vocab.encode(PHRASE * 4))
     with torch.no_grad():  # the two parts, one after the other, are the whole network
         feats, _ = frozen(ids[None])
         assert torch.allclose(learner(feats)[0], reader(ids[None])[0], atol=1e-5)
@@ -213,7 +222,8 @@ def test_cuda_scores_as_the_cpu_does(tiny_model_dir, ids):
 
     cpu, cuda = load_model(tiny_model_dir, "cpu"), load_model(tiny_model_dir, "cuda")
     for adapt in (None, Adapt(lr=3e-3, decay=0.01)):
-        assert score(cuda, ids, adapt).nats_per_char == pytest.approx(score(cpu, ids, adapt).nats_per_char, abs=1e-3)
+        assert score(cuda, ids,
+                     adapt).nats_per_char == pytest.approx(score(cpu, ids, adapt).nats_per_char, abs=1e-3)
     assert torch.equal(score(cuda, ids, Adapt()).logprobs, score(cuda, ids, Adapt()).logprobs)
 
 
@@ -225,7 +235,8 @@ def run_cli(capsys, *argv):
     return code, out, err
 
 
-def test_cli_adapt_reports_its_settings_and_never_writes_the_weights(tiny_model_dir, tmp_path, capsys, one_thread):
+def test_cli_adapt_reports_its_settings_and_never_writes_the_weights(tiny_model_dir, tmp_path, capsys,
+                                                                     one_thread):
     text = tmp_path / "t.txt"
     text.write_text(PHRASE, encoding="utf-8")
     before = weights_hash(tiny_model_dir)
@@ -233,11 +244,13 @@ def test_cli_adapt_reports_its_settings_and_never_writes_the_weights(tiny_model_
     assert code == 0, err
     static = json.loads(out)
     code, out, err = run_cli(capsys, "--weights", tiny_model_dir, "--data", text, "--device", "cpu",
-                             "--adapt", "--adapt-lr", "0.01", "--adapt-decay", "0.001", "--adapt-learn", "top")
+                             "--adapt", "--adapt-lr", "0.01", "--adapt-decay", "0.001",
+                             "--adapt-learn", "top")
     assert code == 0, err
     adaptive = json.loads(out)
     assert static["adaptive"] is False and "adapt" not in static
-    assert adaptive["adaptive"] is True and adaptive["adapt"] == {"method": "adam+decay", "lr": 0.01, "decay": 0.001,
+    assert adaptive["adaptive"] is True and adaptive["adapt"] == {"method": "adam+decay", "lr": 0.01,
+                                                                  "decay": 0.001,
                                                                   "chunk": Adapt.chunk, "learn": "top"}
     assert adaptive["chars"] == static["chars"] == len(PHRASE)
     assert adaptive["nats_per_char"] < static["nats_per_char"]
@@ -276,13 +289,15 @@ def test_bench_compressors_writes_its_table(tiny_model_dir, tmp_path):
     text = tmp_path / "t.txt"
     text.write_text(TINY_TEXT * 10, encoding="utf-8")
     results = tmp_path / "RESULTS.md"
-    proc = subprocess.run([sys.executable, "bench/compressors.py", "--weights", str(tiny_model_dir), "--data", str(text),
-                           "--max-chars", "300", "--only", "gzip,bz2,xz", "--no-install", "--results", str(results)],
+    proc = subprocess.run([sys.executable, "bench/compressors.py", "--weights", str(tiny_model_dir),
+                           "--data", str(text), "--max-chars", "300", "--only", "gzip,bz2,xz", "--no-install",
+                           "--results", str(results)],
                           cwd=ROOT, capture_output=True, text=True, timeout=240,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     body = results.read_text(encoding="utf-8")
-    for row in ["charrnn static", "charrnn adaptive (", "charrnn adaptive + counts", "gzip -9", "bzip2 -9", "xz -9e"]:
+    for row in ["charrnn static", "charrnn adaptive (", "charrnn adaptive + counts", "gzip -9",
+                "bzip2 -9", "xz -9e"]:
         assert row in body
     assert "zpaq" not in body.split("| reader")[1].split("- Text")[0]  # not asked for, so not in the table
 
@@ -305,7 +320,8 @@ def test_read_aligns_logprobs_with_the_text_and_skips_unknown_chars(tiny_model, 
 
 # ------------------------------------------------------------------------- mixing with a count model
 
-def reference_count_probs(mix: Mix, seen: list[int], context: list[int], target: int, vocab_size: int) -> list[float]:
+def reference_count_probs(mix: Mix, seen: list[int], context: list[int], target: int,
+                          vocab_size: int) -> list[float]:
     """mixing.py's interpolated estimate by hand, with Python dicts: p_n for each mixed order."""
     p, out = 1.0 / vocab_size, []
     padded = [-1] * 16 + seen  # the stream's start is padded, as in mixing.py
@@ -332,11 +348,13 @@ def test_mixed_first_chunk_is_the_static_network_mixed_with_the_prior_counts(tin
     w /= w.sum()
     seen = prior.tolist()
     for j in range(adapt.chunk):
-        counts = reference_count_probs(mix, seen, seen + ids[: j + 1].tolist(), ids[j + 1].item(), len(tiny_model.vocab))
+        counts = reference_count_probs(mix, seen, seen + ids[: j + 1].tolist(), ids[j + 1].item(),
+                                       len(tiny_model.vocab))
         expected = math.log(w[0] * math.exp(static.logprobs[j].item()) + w[1] * counts[0] + w[2] * counts[1])
         assert mixed.logprobs[j].item() == pytest.approx(expected, abs=1e-5)
     assert mixed.summary()["adapt"] == {"method": "adam+decay+counts", "lr": 1e-2, "decay": 0.0, "chunk": 20,
-                                        "learn": "top", "mix": {"orders": [1, 3], "discount": 0.4, "strength": 0.7, "lr": 0.5,
+                                        "learn": "top",
+                                        "mix": {"orders": [1, 3], "discount": 0.4, "strength": 0.7, "lr": 0.5,
                                                 "prior_chars": len(prior)}}
 
 
@@ -366,7 +384,8 @@ def test_counts_of_the_prior_text_help_and_mixing_is_deterministic(tiny_model, o
     assert torch.equal(primed.logprobs, score(tiny_model, ids, adapt, prior=ids).logprobs)
 
 
-@pytest.mark.parametrize("bad", [dict(orders=()), dict(orders=(0, 2)), dict(orders=(3, 3)), dict(orders=(17,)),
+@pytest.mark.parametrize("bad",
+                         [dict(orders=()), dict(orders=(0, 2)), dict(orders=(3, 3)), dict(orders=(17,)),
                                  dict(discount=1.0), dict(discount=-0.1), dict(strength=0), dict(lr=-1),
                                  dict(lr=float("inf"))])
 def test_bad_mix_settings_are_refused(bad):
@@ -374,33 +393,37 @@ def test_bad_mix_settings_are_refused(bad):
         Mix(**bad)
 
 
-def test_cli_mix_primes_the_counts_and_records_the_settings(tiny_model_dir, tmp_path, capsys, monkeypatch, one_thread):
+def test_cli_mix_primes_the_counts_and_records_the_settings(tiny_model_dir, tmp_path, capsys, monkeypatch,
+                                                            one_thread):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(PHRASE * 5, encoding="utf-8")
     monkeypatch.setattr("charrnn.data.find_corpus", lambda: corpus)
     runs = {}
     for name, flags in {"adapt": ["--adapt"], "mix": ["--mix", "--mix-orders", "2,4"],
                         "unprimed": ["--mix", "--mix-orders", "2,4", "--mix-prior", "none"]}.items():
-        code, out, err = run_cli(capsys, "--weights", tiny_model_dir, "--split", "val", "--device", "cpu", *flags)
+        code, out, err = run_cli(capsys, "--weights", tiny_model_dir, "--split", "val", "--device",
+                                 "cpu", *flags)
         assert code == 0, err
         runs[name] = json.loads(out)
     train_chars = len(PHRASE * 5) - len(PHRASE * 5) // 5
-    assert runs["mix"]["adapt"]["mix"] == {"orders": [2, 4], "discount": Mix.discount, "strength": Mix.strength,
-                                           "lr": Mix.lr, "prior_chars": train_chars}
+    assert runs["mix"]["adapt"]["mix"] == {"orders": [2, 4], "discount": Mix.discount,
+                                           "strength": Mix.strength, "lr": Mix.lr, "prior_chars": train_chars}
     assert runs["unprimed"]["adapt"]["mix"]["prior_chars"] == 0 and runs["adapt"]["adaptive"] is True
     assert runs["mix"]["nats_per_char"] < runs["unprimed"]["nats_per_char"] < runs["adapt"]["nats_per_char"]
 
 
 @pytest.mark.parametrize("adapt", [None, Adapt()], ids=["static", "adaptive"])
 def test_a_tick_follows_the_reading_piece_by_piece(tiny_model, adapt, one_thread):
-    ids = torch.tensor(tiny_model.vocab.encode(TINY_TEXT * 8), dtype=torch.long)  # 4,000+ chars: several pieces
+    # 4,000+ chars: several pieces
+    ids = torch.tensor(tiny_model.vocab.encode(TINY_TEXT * 8), dtype=torch.long)
     ticks = []
     score(tiny_model, ids, adapt, tick=lambda done, total: ticks.append((done, total)))
     assert len(ticks) > 3 and ticks[-1] == (len(ids) - 1, len(ids) - 1)
     assert [d for d, _ in ticks] == sorted(d for d, _ in ticks)
 
 
-def test_a_tick_that_raises_stops_the_static_read_early_and_its_threads_end(tiny_model, monkeypatch, one_thread):
+def test_a_tick_that_raises_stops_the_static_read_early_and_its_threads_end(tiny_model, monkeypatch,
+                                                                            one_thread):
     blocks = []
     stage = evaluate._layer_stage
 

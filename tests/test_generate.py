@@ -59,7 +59,8 @@ def test_sampling_seed_reproduces_the_text(tiny_model):
               for s in (8, 9, 10)}
     assert len(others | {first.sampled}) > 1  # the seed matters
     fresh = complete(tiny_model, SEED, Settings(length=120, temperature=1.0))
-    replay = complete(tiny_model, SEED, Settings(length=120, temperature=1.0, sampling_seed=fresh.sampling_seed))
+    replay = complete(tiny_model, SEED,
+                      Settings(length=120, temperature=1.0, sampling_seed=fresh.sampling_seed))
     assert fresh.sampled == replay.sampled  # the reported seed of a random run replays it
 
 

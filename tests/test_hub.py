@@ -76,7 +76,8 @@ def test_push_uploads_weights_and_card_to_the_repo(model, tmp_path, hub_calls):
 
     assert url == "https://huggingface.co/someone/quijote-rnn"
     assert [c[0] for c in hub_calls] == ["create_repo", "create_commit"]
-    assert hub_calls[0][1:] == ("someone/quijote-rnn", {"private": True, "exist_ok": True, "repo_type": "model"})
+    assert hub_calls[0][1:] == ("someone/quijote-rnn",
+                                {"private": True, "exist_ok": True, "repo_type": "model"})
     repo_id, kw = hub_calls[1][1:]
     assert repo_id == "someone/quijote-rnn" and kw["repo_type"] == "model"
     files = kw["files"]
@@ -109,7 +110,8 @@ def test_check_can_push_names_what_is_missing(monkeypatch):
         raise ValueError("Invalid user token.\nmore detail")
 
     monkeypatch.setattr(HfApi, "whoami", rejected)
-    with pytest.raises(PushError, match=r"does not accept the token \(Invalid user token.\): run `hf auth login`"):
+    with pytest.raises(PushError,
+                       match=r"does not accept the token \(Invalid user token.\): run `hf auth login`"):
         hub.check_can_push(token="hf_fake")
     monkeypatch.setattr(HfApi, "whoami", lambda self: {"name": "someone"})
     hub.check_can_push(token="hf_good")  # no error
@@ -160,10 +162,13 @@ def test_half_precision_weights_still_load(model, tmp_path):
 @pytest.mark.parametrize("field, value, says", [
     ("hidden_size", 32, r"config.json has hidden_size 32, the weights 16 \(tensor rnn\.weight_ih_l0 is "
                         r"\[\d+, 8\] in the weights, config.json implies \[\d+, 8\]\)"),
-    ("embed_dim", 4, r"config.json has embed_dim 4, the weights 8 \(tensor embed\.weight is \[\d+, 8\] in the "
+    ("embed_dim", 4,
+     r"config.json has embed_dim 4, the weights 8 \(tensor embed\.weight is \[\d+, 8\] in the "
                      r"weights, config.json implies \[\d+, 4\]\)"),
-    ("num_layers", 3, r"config.json has num_layers 3, the weights 2 \(the weights lack tensor rnn\.weight_ih_l2"),
-    ("vocab", VOCAB + "xyz", r"config.json has vocab \d+ characters, the weights \d+ characters \(tensor embed"),
+    ("num_layers", 3, r"config.json has num_layers 3, the weights 2 \(the weights lack tensor "
+                      r"rnn\.weight_ih_l2"),
+    ("vocab", VOCAB + "xyz", r"config.json has vocab \d+ characters, the weights \d+ characters \(tensor "
+                             r"embed"),
 ])
 def test_mismatch_names_the_field_tensor_and_shapes(model, tmp_path, field, value, says):
     folder = _saved(model, tmp_path)
@@ -177,7 +182,8 @@ def test_mismatched_cell_is_named(tmp_path):
     folder = _saved(CharRNN(VOCAB, cell="gru", embed_dim=8, hidden_size=16), tmp_path)
     _edit_config(folder, cell="lstm")
     with pytest.raises(WeightsError, match=r"config.json has cell 'lstm', the weights 'gru' \(tensor "
-                                           r"rnn.weight_ih_l0 is \[48, 8\] in the weights, config.json implies \[64, 8\]"):
+                                           r"rnn.weight_ih_l0 is \[48, 8\] in the weights, config.json "
+                                           r"implies \[64, 8\]"):
         load_model(folder)
 
 
@@ -203,7 +209,8 @@ def test_a_huge_config_fails_before_allocating(model, tmp_path, monkeypatch):
 def test_unknown_config_settings_are_named(model, tmp_path):
     folder = _saved(model, tmp_path)
     _edit_config(folder, hiden_size=16, colour="red")
-    with pytest.raises(WeightsError, match="config.json has settings CharRNN does not take: colour, hiden_size$"):
+    with pytest.raises(WeightsError,
+                       match="config.json has settings CharRNN does not take: colour, hiden_size$"):
         load_model(folder)
 
 
@@ -233,7 +240,8 @@ def _cache_with(folder: Path, cache: Path, repo_id: str) -> None:
 def test_offline_repo_id_not_in_cache_fails_at_once_saying_why(tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "hub_reachable", lambda timeout=0: pytest.fail("probed although offline"))
     with pytest.raises(WeightsError, match="^HF_HUB_OFFLINE is set and someone/quijote is not in the local "
-                                           "Hugging Face cache: connect and try again, or pass a weights folder$"):
+                                           "Hugging Face cache: connect and try again, or pass a weights "
+                                           "folder$"):
         load_model("someone/quijote", cache_dir=str(tmp_path))
 
 
@@ -254,9 +262,11 @@ def test_unreachable_hub_uses_the_cache_and_says_so_once(model, tmp_path, monkey
     said = []
     loaded = load_model("someone/quijote", cache_dir=str(tmp_path / "cache"), log=said.append)
     assert torch.equal(loaded.head.weight, model.head.weight)
-    assert said == ["the Hub cannot be reached (no answer from it within 3 s): using the cached copy of someone/quijote"]
+    assert said == ["the Hub cannot be reached (no answer from it within 3 s): using the cached copy of "
+                    "someone/quijote"]
     assert calls and all(calls)  # every file from the cache: no request that would retry for 25 s
-    with pytest.raises(WeightsError, match="^the Hub cannot be reached .* and someone/other is not in the local"):
+    with pytest.raises(WeightsError,
+                       match="^the Hub cannot be reached .* and someone/other is not in the local"):
         load_model("someone/other", cache_dir=str(tmp_path / "cache"))
 
 
@@ -287,13 +297,16 @@ def _nested(folder: Path) -> None:
 
 
 BAD_WEIGHTS = {
-    "no folder": lambda tmp, model: "weights",  # relative, as `CharRNN.from_pretrained("weights")` in a fresh folder
+    # relative, as `CharRNN.from_pretrained("weights")` in a fresh folder
+    "no folder": lambda tmp, model: "weights",
     "a folder without weights": lambda tmp, model: (tmp / "weights").mkdir() or "weights",
     "a repo id, offline, not cached": lambda tmp, model: "someone/absent",
     "non-finite weights": lambda tmp, model: _rewrite_tensors(_saved(model, tmp / "w"), lambda s: s[
         "head.weight"].view(-1).__setitem__(0, float("nan"))) or tmp / "w",
-    "hidden_size 1e9": lambda tmp, model: _edit_config(_saved(model, tmp / "w"), hidden_size=1e9) or tmp / "w",
-    "hidden_size 10**9": lambda tmp, model: _edit_config(_saved(model, tmp / "w"), hidden_size=10 ** 9) or tmp / "w",
+    "hidden_size 1e9": lambda tmp,
+    model: _edit_config(_saved(model, tmp / "w"), hidden_size=1e9) or tmp / "w",
+    "hidden_size 10**9": lambda tmp,
+    model: _edit_config(_saved(model, tmp / "w"), hidden_size=10 ** 9) or tmp / "w",
     "deeply nested config.json": lambda tmp, model: _nested(_saved(model, tmp / "w")) or tmp / "w",
 }
 
@@ -306,7 +319,8 @@ def test_from_pretrained_and_load_model_say_the_same_one_line(model, tmp_path, m
     from charrnn import load_model as public_load
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(weights, "hub_reachable", lambda timeout=0: pytest.fail("asked the Hub although offline"))
+    monkeypatch.setattr(weights, "hub_reachable",
+                        lambda timeout=0: pytest.fail("asked the Hub although offline"))
     where = BAD_WEIGHTS[case](tmp_path, model)
     said = []
     for load in (Public.from_pretrained, CharRNN.from_pretrained, public_load):

@@ -9,12 +9,16 @@ from conftest import TINY_TEXT, train_tiny
 def test_features_on_a_dialogue():
     text = "Dijo así:\n–¿Quién es? –preguntó Sancho–. No sé.\nFin"
     f = inside.features(text)
-    at = lambda name, sub, k=0: f[name][text.index(sub) + k].item()
+
+    def at(name, sub, k=0):  # the feature's value k chars after where `sub` starts
+        return f[name][text.index(sub) + k].item()
+
     assert at("dialogue", "Dijo") == 0 and at("dialogue", "Quién") == 1
     assert at("dialogue", "preguntó") == 0 and at("dialogue", "No sé") == 1 and at("dialogue", "Fin") == 0
     assert at("question", "¿") == 1 and at("question", "es?", 1) == 1 and at("question", " –pre") == 0
     assert [at("word_position", "Quién", k) for k in range(6)] == [1, 2, 3, 4, 5, 0]
-    assert at("line_position", "Dijo") == 0 and at("line_position", "–¿") == 0 and at("line_position", "¿") == 1
+    assert at("line_position", "Dijo") == 0 and at("line_position",
+                                                   "–¿") == 0 and at("line_position", "¿") == 1
     assert at("after_sentence_end", ". No", 0) == 1 and at("after_sentence_end", ". No", 1) == 1
     assert at("after_sentence_end", ". No", 2) == 0
     assert at("capitalised", "Sancho", 3) == 1 and at("capitalised", "preguntó", 3) == 0
@@ -126,6 +130,7 @@ def test_cell_trace_scales_one_cell_to_the_text_and_skips_unknown_chars(tiny_mod
     assert [v is None for v in values] == [c not in tiny_model.vocab.stoi for c in shown]
     acts = inside.activations(tiny_model, torch.tensor(tiny_model.vocab.encode(shown, errors="drop")))[:, 7]
     known = torch.tensor([v for v in values if v is not None])
-    assert torch.allclose(known, acts / acts.abs().max(), atol=1e-6) and known.abs().max() == pytest.approx(1.0)
+    assert torch.allclose(known, acts / acts.abs().max(),
+                          atol=1e-6) and known.abs().max() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no character the model knows"):
         inside.cell_trace(tiny_model, "€€€", 7)

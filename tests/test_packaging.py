@@ -13,9 +13,10 @@ from conftest import ROOT
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 IMPORT_TO_DIST = {"huggingface_hub": "huggingface_hub", "safetensors": "safetensors", "torch": "torch",
-                  "numpy": "numpy", "tqdm": "tqdm", "matplotlib": "matplotlib", "gradio": "gradio", "datasets": "datasets",
-                  "py3langid": "py3langid",
-                  "starlette": "gradio"}  # the app's middleware base: gradio's own web framework, installed with it
+                  "numpy": "numpy", "tqdm": "tqdm", "matplotlib": "matplotlib", "gradio": "gradio",
+                  "datasets": "datasets", "py3langid": "py3langid",
+                  # the app's middleware base: gradio's own web framework, installed with it
+                  "starlette": "gradio"}
 
 
 def dist_name(requirement: str) -> str:
@@ -27,7 +28,8 @@ def test_pyproject_declares_a_free_name_the_package_and_the_command():
     assert project["name"] == "charrnn-quijote"  # `charrnn` on the package index is someone else's
     assert PYPROJECT["tool"]["setuptools"]["packages"] == ["charrnn", "charrnn.app"]
     assert project["scripts"] == {"charrnn": "charrnn.cli:main"}
-    assert {dist_name(r) for r in project["dependencies"]} == {"torch", "numpy", "safetensors", "huggingface_hub"}
+    assert {dist_name(r) for r in project["dependencies"]} == {"torch", "numpy", "safetensors",
+                                                               "huggingface_hub"}
     assert all("<" in r and ">=" in r for r in project["dependencies"])  # ranges, not pins
     assert set(project["optional-dependencies"]) == {"app", "train", "datasets", "dev"}
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
@@ -35,30 +37,35 @@ def test_pyproject_declares_a_free_name_the_package_and_the_command():
 
 def test_every_third_party_import_of_the_package_is_declared():
     declared = {dist_name(r) for r in PYPROJECT["project"]["dependencies"]}
-    declared |= {dist_name(r) for extra in PYPROJECT["project"]["optional-dependencies"].values() for r in extra}
+    extras = PYPROJECT["project"]["optional-dependencies"].values()
+    declared |= {dist_name(r) for extra in extras for r in extra}
     for path in (ROOT / "charrnn").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
             for top in {n.split(".")[0] for n in names} - set(sys.stdlib_module_names) - {"charrnn"}:
-                assert IMPORT_TO_DIST.get(top) in declared, f"{path.name} imports {top}, which pyproject lacks"
+                lacking = f"{path.name} imports {top}, which pyproject lacks"
+                assert IMPORT_TO_DIST.get(top) in declared, lacking
 
 
 @pytest.mark.slow
 def test_the_wheel_holds_the_package_alone(tmp_path):
     """Built from a copy of the working tree with its clutter (runs/, bench/, weights/, tests/)."""
     src = tmp_path / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "build", "dist"))
+    shutil.copytree(ROOT, src,
+                    ignore=shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", "build", "dist"))
     (src / "runs").mkdir(exist_ok=True)
     (src / "runs" / "stray.py").write_text("", encoding="utf-8")
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                          "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+                          "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True,
+                          timeout=300)
     assert out.returncode == 0, out.stderr
     [wheel] = (tmp_path / "dist").glob("charrnn_quijote-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"charrnn", wheel.name.split("-py3")[0] + ".dist-info"}
-    assert {p.relative_to(ROOT).as_posix() for p in (ROOT / "charrnn").rglob("*.py")} == {n for n in names if n.startswith("charrnn/")}
+    package = {p.relative_to(ROOT).as_posix() for p in (ROOT / "charrnn").rglob("*.py")}
+    assert package == {n for n in names if n.startswith("charrnn/")}
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "charrnn = charrnn.cli:main" in entry
 
@@ -107,5 +114,6 @@ def test_the_library_imports_without_gradio_and_app_py_starts_the_packaged_app()
     code = "import sys, charrnn, charrnn.app.views; print('gradio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
-    out = subprocess.run([sys.executable, "app.py", "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    out = subprocess.run([sys.executable, "app.py", "--help"], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
     assert out.returncode == 0 and "--model" in out.stdout and "--device" in out.stdout, out.stderr

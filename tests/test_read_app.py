@@ -1,4 +1,5 @@
-"""The "Read a text" and "Look inside" tabs: their endpoints through gradio_client, and both tabs in a browser."""
+"""The "Read a text" and "Look inside" tabs: their endpoints through gradio_client, and both tabs
+in a browser."""
 import html
 import json
 import re
@@ -27,10 +28,13 @@ def test_score_static_agrees_with_the_cli(client, tiny_model_dir, tmp_path, caps
     text = TINY_TEXT * 3
     view, totals, summary, words = client.predict(text, False, api_name="/score")
     (tmp_path / "t.txt").write_text(text, encoding="utf-8")
-    assert evaluate.main(["--weights", str(tiny_model_dir), "--data", str(tmp_path / "t.txt"), "--device", "cpu"]) == 0
+    assert evaluate.main(["--weights", str(tiny_model_dir), "--data", str(tmp_path / "t.txt"), "--device",
+                          "cpu"]) == 0
     assert summary == json.loads(capsys.readouterr().out)
     assert summary["adaptive"] is False and summary["unknown_chars"] == 0
-    assert f"{summary['nats_per_char']:.3f} nats/char" in totals and "model card" not in totals and "novel" not in totals
+    assert f"{summary['nats_per_char']:.3f} nats/char" in totals
+    assert "model card" not in totals
+    assert "novel" not in totals
     assert shown(view) == text and "white-space: pre-wrap" in view  # every char shown, line breaks kept
     assert words["headers"] == ["word", "bits"] and len(words["data"]) == 10
     bits = [row[1] for row in words["data"]]
@@ -72,11 +76,13 @@ def test_inside_colours_the_text_by_one_cell(client, tiny_model, tiny_model_dir)
     text = "dijo que\n–Así es, señor."
     view, info, ranking = client.predict(text, 40, api_name="/inside")
     assert f"Cell **40** = {inside.cell_name(tiny_model, 40)}" in info
-    assert shown(view) == tiny_model.vocab.map_unknown(text)[0] and "rgba(" in view  # 'A' read as 'a', as a seed's
+    # 'A' read as 'a', as a seed's
+    assert shown(view) == tiny_model.vocab.map_unknown(text)[0] and "rgba(" in view
     assert "'A' → 'a'" in info
     assert ranking["headers"] == ["feature", "cell", "which", "correlation"]
     passages = corpus_profile.load(tiny_model_dir).passages  # ranked on the model's own passages
-    assert {row[0] for row in ranking["data"]} == {inside.FEATURES[f] for f in inside.features("\n\n".join(passages))}
+    features = inside.features("\n\n".join(passages))
+    assert {row[0] for row in ranking["data"]} == {inside.FEATURES[f] for f in features}
     assert "ranks cells on passages of the model's own corpus" in info
 
 
@@ -114,10 +120,12 @@ def test_both_tabs_in_a_browser(browser, url):
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
     page.goto(url, wait_until="networkidle")
     page.get_by_role("tab", name="Read a text").click()
-    page.locator("#read-text textarea").fill("–Mire vuestra merced –respondió Sancho–\nque aquellos no son gigantes.")
+    page.locator("#read-text textarea").fill("–Mire vuestra merced –respondió Sancho–\nque aquellos no son "
+                                             "gigantes.")
     page.locator("#read-adapt input").check()
     page.locator("#read-go").click()
-    page.wait_for_function("document.querySelector('#read-totals').innerText.includes('nats/char')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#read-totals').innerText.includes('nats/char')",
+                           timeout=30_000)
     assert "adapting as it read" in page.locator("#read-totals").inner_text()
     view = page.locator("#read-view")
     assert "que aquellos no son gigantes." in view.inner_text()
@@ -127,7 +135,8 @@ def test_both_tabs_in_a_browser(browser, url):
     page.get_by_role("tab", name="Look inside").click()
     page.locator("#inside-cell input").fill("5")
     page.locator("#inside-go").click()
-    page.wait_for_function("document.querySelector('#inside-info').innerText.includes('Cell 5')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#inside-info').innerText.includes('Cell 5')",
+                           timeout=30_000)
     assert page.locator("#inside-view span").count() > 3
     assert "position in the word" in page.locator("#inside-ranking").inner_text()
     page.locator("#inside-cell input").fill("99999")
@@ -171,7 +180,8 @@ def test_the_reference_is_the_models_own_card_score(launch_app, tiny_model, tmp_
     card = tiny_model.generate_model_card(corpus=profile_of(tiny_model, "tiny.txt", 1.23456, 600))
     (tmp_path / "README.md").write_text(str(card), encoding="utf-8")
     url = launch_app(tiny_model, str(tmp_path))
-    _, totals, _, _ = Client(url, analytics_enabled=False, verbose=False).predict(TINY_TEXT, False, api_name="/score")
+    _, totals, _, _ = Client(url, analytics_enabled=False,
+                             verbose=False).predict(TINY_TEXT, False, api_name="/score")
     assert "the model's validation score from its model card: 1.2346 nats/char on `tiny.txt`" in totals
 
 
@@ -196,7 +206,8 @@ def test_one_surprise_scale_for_both_tabs():
             found = re.search(r'<span style="([^"]*)">b</span>', html)
             return found.group(1) if found else ""
         assert style_of_b(generated) == style_of_b(read), p
-        assert style_of_b(generated) == ("" if p > 0.5 else f"background-color: {views.COLORS[views.surprise_label(math.log(p))]}")
+        assert style_of_b(generated) == ("" if p > 0.5 else "background-color: "
+                                                            f"{views.COLORS[views.surprise_label(math.log(p))]}")
 
 
 def test_both_tabs_show_the_same_legend(url):
@@ -206,7 +217,8 @@ def test_both_tabs_show_the_same_legend(url):
 
     config = urllib.request.urlopen(url + "config", timeout=30).read().decode()
     scale = views.legend_html()
-    assert config.count(json.dumps(scale.split(": ", 1)[1][:200])[1:-1]) == 2  # the scale's items, in both tabs
+    # the scale's items, in both tabs
+    assert config.count(json.dumps(scale.split(": ", 1)[1][:200])[1:-1]) == 2
 
 
 def test_the_read_tab_maps_unknown_chars_as_the_generator_does(client):

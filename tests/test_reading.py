@@ -1,4 +1,5 @@
-"""charrnn.reading: readings admitted by the scheduler's rules, taking turns, stopped when their caller goes."""
+"""charrnn.reading: readings admitted by the scheduler's rules, taking turns, stopped when their
+caller goes."""
 import asyncio
 import threading
 import time

@@ -28,7 +28,8 @@ def test_prints_the_sampled_continuation_reproducibly(capsys, tiny_model_dir, ti
 
 
 def test_greedy_flag_prints_the_greedy_continuation(capsys, tiny_model_dir, tiny_model):
-    code, out, _ = run(capsys, "--weights", str(tiny_model_dir), "--seed-text", SEED, "--length", "50", "--greedy")
+    code, out, _ = run(capsys, "--weights", str(tiny_model_dir), "--seed-text", SEED, "--length",
+                       "50", "--greedy")
     assert code == 0 and out == SEED + complete(tiny_model, SEED, Settings(50, 0)).greedy + "\n"
 
 

@@ -14,7 +14,8 @@ from charrnn.hub import save_weights
 from conftest import profile_of
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = sorted(f"charrnn/{p.relative_to(ROOT / 'charrnn').as_posix()}" for p in (ROOT / "charrnn").rglob("*.py"))
+PACKAGE = sorted(f"charrnn/{p.relative_to(ROOT / 'charrnn').as_posix()}"
+                 for p in (ROOT / "charrnn").rglob("*.py"))
 WEIGHTS = ["weights/README.md", "weights/config.json", "weights/corpus.json", "weights/metrics.jsonl",
            "weights/model.safetensors"]
 
@@ -43,11 +44,13 @@ def test_dry_run_reports_address_front_matter_files_sizes_total_and_sends_nothin
     assert calls == []
     assert out.startswith("Space: https://huggingface.co/spaces/someone/demo (dry run: nothing is sent)\n")
     assert f"weights: {mine} loads: LSTM 2x32, {len(tiny_model.vocab)}-character vocabulary" in out
-    assert "title: charrnn Release notes\n" in out and "short_description: A character-level model trained on " \
-                                                        "Release notes\n" in out
-    listed = {line.split()[1]: int(line.split()[0].replace(",", "")) for line in out.split(" files:\n")[1].splitlines()}
+    assert "title: charrnn Release notes\n" in out
+    assert "short_description: A character-level model trained on Release notes\n" in out
+    rows = out.split(" files:\n")[1].splitlines()
+    listed = {line.split()[1]: int(line.split()[0].replace(",", "")) for line in rows}
     total = listed.pop("total")
-    assert sorted(listed) == sorted(["LICENSE", "README.md", "app.py", "requirements.txt", *PACKAGE, *WEIGHTS])
+    assert sorted(listed) == sorted(["LICENSE", "README.md", "app.py", "requirements.txt",
+                                     *PACKAGE, *WEIGHTS])
     assert listed["weights/model.safetensors"] == (mine / "model.safetensors").stat().st_size
     assert total == sum(listed.values())
 
@@ -71,7 +74,8 @@ def test_deploy_creates_a_gradio_space_and_uploads_those_files_in_one_commit(min
     assert f"gradio=={gradio.__version__}" in files["requirements.txt"].decode().splitlines()
     readme = files["README.md"].decode("utf-8")
     front = SpaceCard(readme).data
-    assert (front.title, front.sdk, front.app_file, front.sdk_version) == ("charrnn Release notes", "gradio", "app.py",
+    assert (front.title, front.sdk, front.app_file,
+            front.sdk_version) == ("charrnn Release notes", "gradio", "app.py",
                                                                           gradio.__version__)
     assert front.models is None and "models:" not in readme.split("\n---\n")[0]  # no repo named: absent
     assert 'CharRNN.from_pretrained("weights")' in readme  # the card's code loads what the Space holds
@@ -89,8 +93,8 @@ def test_model_option_names_a_pushed_repo_in_the_front_matter(mine, capsys, hub_
 def test_a_model_repo_that_does_not_exist_is_refused_before_anything_is_created(mine, capsys, hub_calls):
     calls = hub_calls
     assert space.main(["someone/demo", "--weights", str(mine), "--model", "someone/never-pushed"]) == 2
-    assert capsys.readouterr().err == ("error: there is no model repo someone/never-pushed on the Hub: push the "
-                                       "weights first with `charrnn push WEIGHTS someone/never-pushed`\n")
+    assert capsys.readouterr().err == ("error: there is no model repo someone/never-pushed on the Hub: push "
+                                       "the weights first with `charrnn push WEIGHTS someone/never-pushed`\n")
     assert calls == []
 
 
@@ -107,8 +111,8 @@ def test_offline_deploy_fails_in_one_line(mine, capsys):
 
 def test_weights_that_do_not_load_or_are_not_there_are_not_deployed(mine, tmp_path, capsys):
     assert space.main(["someone/demo", "--weights", str(tmp_path / "nowhere"), "--dry-run"]) == 2
-    assert capsys.readouterr().err == (f"error: no weights folder at {tmp_path / 'nowhere'}: pass --weights FOLDER, "
-                                       "a folder that `charrnn train --out FOLDER` wrote\n")
+    assert capsys.readouterr().err == (f"error: no weights folder at {tmp_path / 'nowhere'}: pass --weights "
+                                       "FOLDER, a folder that `charrnn train --out FOLDER` wrote\n")
     (mine / "model.safetensors").write_bytes(b"\0garbage")
     assert space.main(["someone/demo", "--weights", str(mine), "--dry-run"]) == 2
     assert "could not load weights" in capsys.readouterr().err
@@ -123,17 +127,20 @@ def test_an_installed_package_deploys_without_a_checkout(mine, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     shutil.copytree(mine, elsewhere / "runs" / "mine")
     env = {**os.environ, "PYTHONPATH": str(site)}
-    proc = subprocess.run([sys.executable, "-m", "charrnn.cli", "space", "someone/demo", "--weights", "runs/mine",
+    proc = subprocess.run([sys.executable, "-m", "charrnn.cli", "space", "someone/demo", "--weights",
+                           "runs/mine",
                            "--dry-run"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "weights: runs/mine loads: LSTM 2x32" in proc.stdout and "title: charrnn Release notes" in proc.stdout
+    assert "weights: runs/mine loads: LSTM 2x32" in proc.stdout
+    assert "title: charrnn Release notes" in proc.stdout
     assert " app.py\n" in proc.stdout and " charrnn/app/server.py\n" in proc.stdout
     assert " weights/model.safetensors\n" in proc.stdout and " weights/corpus.json\n" in proc.stdout
 
 
 def test_the_shipped_weights_deploy_as_the_novels_space(capsys):
     contents = space.space_contents(ROOT / "weights")
-    assert not [f for f in contents if f.split("/")[0] in ("tests", "bench", "runs", "notes") or f.endswith(".pt")]
+    assert not [f for f in contents if f.split("/")[0] in ("tests", "bench", "runs",
+                                                           "notes") or f.endswith(".pt")]
     assert {"app.py", "LICENSE", "requirements.txt", "weights/model.safetensors", "weights/corpus.json",
             "charrnn/space.py", "charrnn/app/page.py"} <= set(contents)
     front = SpaceCard(contents["README.md"].decode("utf-8")).data

@@ -24,7 +24,7 @@ def run(*args, timeout=240, **kw):
 def assert_clean_error(proc, pattern):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert lines and pattern in lines[-1], proc.stderr
 
 
@@ -39,11 +39,13 @@ def test_train_writes_weights_card_metrics_plot_then_evaluate(tmp_path):
     card = (out / "README.md").read_text(encoding="utf-8")
     profile = json.loads((out / "corpus.json").read_text(encoding="utf-8"))
     assert profile["name"] == "text.txt" and profile["source"] == str(text) and profile["seeds"]
-    assert f"**Seed:** `{profile['seeds'][0]!r}`" in card  # the card's samples start from the corpus's own seeds
-    assert f"--seed-text '{profile['seeds'][0]}'" in proc.stdout.splitlines()[-1]  # and so does the closing hint
+    # the card's samples start from the corpus's own seeds
+    assert f"**Seed:** `{profile['seeds'][0]!r}`" in card
+    # and so does the closing hint
+    assert f"--seed-text '{profile['seeds'][0]}'" in proc.stdout.splitlines()[-1]
     assert "nats/char" in card and "loss.png" in card and "from_pretrained" in card
     assert "Recipe `long`" in card  # TINY's flags override parts of the default recipe, which is recorded
-    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"step", "elapsed_s", "train_loss", "val_loss", "lr", "chars_per_s"} <= set(rows[0])
 
     ev = run("-m", "charrnn.evaluate", "--weights", str(out), "--data", str(text), "--split", "val")
@@ -77,14 +79,14 @@ def test_ctrl_c_then_resume(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "python train.py --resume" in err
-    steps_before = [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines()]
+    steps_before = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
 
     resumed = run("train.py", "--resume", "--out", str(out))
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from step" in resumed.stdout
     step = int(resumed.stdout.split("resuming from step ")[1].split()[0])
     assert step >= steps_before[-1]
-    steps_after = [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines()]
+    steps_after = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps_after[: len(steps_before)] == steps_before and steps_after == sorted(steps_after)
     assert len(steps_after) > len(steps_before) and (out / "model.safetensors").exists()
 
@@ -109,7 +111,8 @@ def test_bad_input_gives_one_line_error(tmp_path, args, message):
 def test_a_bad_device_in_the_environment_is_one_line_too(tmp_path):
     text = make_text(tmp_path / "text.txt", n_chars=5000)  # $CHARRNN_DEVICE is read to pick the recipe, too
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CHARRNN_DEVICE": "tpu"}
-    proc = subprocess.run([sys.executable, "train.py", "--data", str(text), "--out", str(tmp_path / "o"), *TINY],
+    proc = subprocess.run([sys.executable, "train.py", "--data", str(text), "--out", str(tmp_path / "o"),
+                           *TINY],
                           cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
     assert_clean_error(proc, "unknown device")
 
@@ -117,7 +120,8 @@ def test_a_bad_device_in_the_environment_is_one_line_too(tmp_path):
 @pytest.mark.slow
 def test_bad_corpus_files(tmp_path):
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")
-    assert_clean_error(run("train.py", "--data", str(tmp_path / "empty.txt"), *TINY), "training needs at least")
+    assert_clean_error(run("train.py", "--data", str(tmp_path / "empty.txt"), *TINY),
+                       "training needs at least")
     (tmp_path / "latin1.txt").write_bytes(("el año " * 500).encode("latin-1"))
     assert_clean_error(run("train.py", "--data", str(tmp_path / "latin1.txt"), *TINY), "not UTF-8")
     proc = run("train.py", "--hidden-size", "abc")
@@ -164,7 +168,8 @@ def test_flags_left_out_follow_the_budget_and_the_reproduce_command_says_only_th
     # a named recipe is said only where the budget would pick the other one
     assert config("--recipe", "short").cell == "gru"
     assert reproduce_command(config("--recipe", "short")) == "python train.py --recipe short"
-    assert reproduce_command(config("--recipe", "short", "--max-minutes", "5")) == "python train.py --max-minutes 5.0"
+    assert reproduce_command(config("--recipe", "short", "--max-minutes",
+                                    "5")) == "python train.py --max-minutes 5.0"
     assert reproduce_command(config("--max-minutes=5", "--recipe=long")) == \
         "python train.py --recipe long --max-minutes 5.0"
 
@@ -204,7 +209,7 @@ def call_main(capsys, *argv) -> tuple[int, str, str]:
 
 
 def assert_one_line_error(rc, err, pattern):
-    lines = [l for l in err.strip().splitlines() if l.strip()]
+    lines = [line for line in err.strip().splitlines() if line.strip()]
     assert rc == 2 and "Traceback" not in err, err
     assert lines and lines[-1].startswith("error: ") and pattern in lines[-1], err
 
@@ -288,7 +293,8 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
-def test_resume_from_a_damaged_checkpoint_is_one_line_and_touches_nothing(stopped_run, tmp_path, capsys, damage):
+def test_resume_from_a_damaged_checkpoint_is_one_line_and_touches_nothing(stopped_run, tmp_path, capsys,
+                                                                          damage):
     out = copy_run(stopped_run, tmp_path)
     DAMAGE[damage](out / "checkpoint.pt")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -312,7 +318,8 @@ def test_resume_reads_a_checkpoint_of_the_earlier_format(stopped_run, tmp_path, 
         config, progress = ckpt["config"], ckpt["progress"]
         config["warmup"], config["min_lr"] = config.pop("warmup_frac"), config.pop("min_lr_frac")
         del config["recipe"], ckpt["vocab"]
-        for new, old in [("chunk_index", "chunk"), ("elapsed_s", "elapsed"), ("evals_without_gain", "bad_evals")]:
+        for new, old in [("chunk_index", "chunk"), ("elapsed_s", "elapsed"),
+                         ("evals_without_gain", "bad_evals")]:
             progress[old] = progress.pop(new)
 
     out = copy_run(stopped_run, tmp_path)
@@ -391,7 +398,8 @@ def fake_hub(monkeypatch, tmp_path):
     from huggingface_hub import constants
     from huggingface_hub.utils import _http
 
-    hub = {"whoami": {"name": "someone", "orgs": [{"name": "team"}], "auth": {"accessToken": {"role": "write"}}},
+    hub = {"whoami": {"name": "someone", "orgs": [{"name": "team"}],
+                      "auth": {"accessToken": {"role": "write"}}},
            "down": False, "requests": []}
 
     def answer(request):
@@ -400,7 +408,8 @@ def fake_hub(monkeypatch, tmp_path):
             raise httpx2.ConnectError("[Errno -2] Name or service not known", request=request)
         if request.url.path == "/api/whoami-v2":
             if isinstance(hub["whoami"], int):
-                return httpx2.Response(hub["whoami"], json={"error": "Invalid credentials in Authorization header"})
+                return httpx2.Response(hub["whoami"],
+                                       json={"error": "Invalid credentials in Authorization header"})
             return httpx2.Response(200, json=hub["whoami"])
         if request.method == "HEAD" and request.url.path in ("", "/"):
             return httpx2.Response(200)
@@ -504,8 +513,8 @@ def outputs(out: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("error", [KeyboardInterrupt(), OSError(28, "No space left on device")],
                          ids=["Ctrl-C", "full disk"])
 @pytest.mark.parametrize("step", FINISHING_STEPS)
-def test_a_stop_while_finishing_keeps_the_run_and_resume_completes_it(spent_run, tmp_path, capsys, monkeypatch,
-                                                                      step, error):
+def test_a_stop_while_finishing_keeps_the_run_and_resume_completes_it(spent_run, tmp_path, capsys,
+                                                                      monkeypatch, step, error):
     import torch
 
     folder, reference = spent_run
@@ -527,8 +536,8 @@ def test_a_stop_while_finishing_keeps_the_run_and_resume_completes_it(spent_run,
 
 @pytest.mark.parametrize("error", [
     OSError(28, "No space left on device"),
-    RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/3: "
-                 "file write failed"),
+    RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+                 "data/3: file write failed"),
 ], ids=["OSError", "torch's zip writer"])
 def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, capsys, monkeypatch, error):
     import torch
@@ -545,7 +554,8 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path,
         raise error
 
     monkeypatch.setattr(torch, "save", save_until_the_disk_fills)
-    rc, _, err = call_main(capsys, "--data", text, "--out", out, *TINY, "--epochs", "0.5", "--eval-every", "4")
+    rc, _, err = call_main(capsys, "--data", text, "--out", out, *TINY, "--epochs", "0.5",
+                           "--eval-every", "4")
     assert_one_line_error(rc, err, "the previous checkpoint is kept")
     monkeypatch.undo()
     assert len(saves) == 2 and not (out / "checkpoint.pt.tmp").exists()
@@ -569,7 +579,8 @@ def test_out_expands_the_home_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rc, stdout, err = call_main(capsys, "--data", text, "--out", "~/runs/x", *TINY, "--epochs", "0.3")
     assert rc == 0, err
-    assert (tmp_path / "home" / "runs" / "x" / "model.safetensors").is_file() and not (tmp_path / "~").exists()
+    assert (tmp_path / "home" / "runs" / "x" / "model.safetensors").is_file()
+    assert not (tmp_path / "~").exists()
     assert f"wrote {tmp_path / 'home' / 'runs' / 'x'}/" in stdout
 
 
@@ -609,7 +620,8 @@ def test_missing_training_extras_are_named_before_any_training(tmp_path, capsys,
     from charrnn import training
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in absent else find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name,
+                        *a: None if name in absent else find_spec(name, *a))
     monkeypatch.setattr(training, "train", lambda *a, **kw: pytest.fail("trained without the [train] extra"))
     rc, _, err = call_main(capsys, "--out", tmp_path / "w", *TINY)
     assert_one_line_error(rc, err, 'pip install "charrnn-quijote[train]"')
@@ -622,7 +634,8 @@ def test_the_extras_training_checks_are_in_the_train_extra():
 
     from charrnn.train_cli import TRAIN_NEEDS
 
-    extra = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    extra = pyproject["project"]["optional-dependencies"]
     assert set(TRAIN_NEEDS) <= {r.split(">")[0].split("<")[0].split("=")[0] for r in extra["train"]}
 
 

@@ -34,8 +34,10 @@ def test_lr_schedule_warms_up_then_decays_to_floor():
 def test_the_budget_picks_the_recipe_and_explicit_settings_win():
     short = TrainConfig.from_recipe(max_minutes=10).validate()
     long = TrainConfig.from_recipe().validate()  # default: 27 minutes
-    assert (short.cell, short.num_layers, short.batch_size, short.seq_len, short.dropout) == ("gru", 1, 64, 64, 0.2)
-    assert (long.cell, long.num_layers, long.batch_size, long.seq_len, long.dropout) == ("lstm", 2, 16, 128, 0.25)
+    assert (short.cell, short.num_layers, short.batch_size, short.seq_len,
+            short.dropout) == ("gru", 1, 64, 64, 0.2)
+    assert (long.cell, long.num_layers, long.batch_size, long.seq_len,
+            long.dropout) == ("lstm", 2, 16, 128, 0.25)
     assert short.recipe == "short" and long.recipe == "long"
     assert TrainConfig() == long  # the plain defaults are the long recipe: what `python train.py` runs
     assert TrainConfig.from_recipe(max_minutes=config.SHORT_MAX_MINUTES).cell == "gru"  # the edge is short
@@ -56,8 +58,10 @@ def test_cuda_picks_the_gpu_recipe_whatever_the_budget():
 
 
 def test_the_gpu_recipe_trains_on_the_cpu_at_a_small_size(tmp_path):
-    small = dict(hidden_size=48, embed_dim=16, batch_size=8, seq_len=32, epochs=2.0, eval_every=20, eval_streams=4)
-    cfg = TrainConfig.from_recipe("gpu", data=str(make_text(tmp_path / "text.txt")), out=str(tmp_path / "out"), **small)
+    small = dict(hidden_size=48, embed_dim=16, batch_size=8, seq_len=32, epochs=2.0, eval_every=20,
+                 eval_streams=4)
+    cfg = TrainConfig.from_recipe("gpu", data=str(make_text(tmp_path / "text.txt")),
+                                  out=str(tmp_path / "out"), **small)
     assert (cfg.num_layers, cfg.locked_dropout) == (3, True) and min(cfg.weight_drop, cfg.ema_decay) > 0
     result = train(cfg, log=lambda *_: None)  # its regularizers and the average, on the CPU
     assert result.val_loss < math.log(len(result.model.vocab)) - 0.5
@@ -74,14 +78,17 @@ def test_with_a_weight_average_the_run_keeps_whichever_weights_read_better(tmp_p
     assert result.best_step == best["step"] and best["val_loss_ema"] < best["val_loss_latest"]
     val_ids = training.open_corpus(cfg, log=lambda *_: None).eval_ids()
     kept = nats_per_char(result.model, val_ids, streams=cfg.eval_streams)
-    assert kept == pytest.approx(best["val_loss"], abs=1e-4)  # the weights kept are the average that scored it
+    # the weights kept are the average that scored it
+    assert kept == pytest.approx(best["val_loss"], abs=1e-4)
 
 
-REGULARIZED = dict(cell="lstm", num_layers=2, dropout=0.2, locked_dropout=True, embed_dropout=0.1, weight_drop=0.2,
+REGULARIZED = dict(cell="lstm", num_layers=2, dropout=0.2, locked_dropout=True, embed_dropout=0.1,
+                   weight_drop=0.2,
                    ema_decay=0.9)  # every regularizer, and the weight average that the checkpoint must carry
 
 
-@pytest.mark.parametrize("kwargs", [dict(epochs=2.0), dict(epochs=2.0, **REGULARIZED)], ids=["plain", "regularized"])
+@pytest.mark.parametrize("kwargs", [dict(epochs=2.0), dict(epochs=2.0, **REGULARIZED)],
+                         ids=["plain", "regularized"])
 def test_ctrl_c_saves_checkpoint_and_resume_matches_uninterrupted_run(tmp_path, monkeypatch, kwargs):
     full = train(tiny_config(tmp_path / "a", **kwargs), log=lambda *_: None)
 
@@ -168,7 +175,8 @@ class Killed(BaseException):
 
 @pytest.mark.parametrize("module, victim", [(checkpoint, "atomic_save"), (training, "append_jsonl")],
                          ids=["checkpoint save", "metrics row"])
-def test_a_kill_during_a_save_then_resume_leaves_no_step_twice_in_the_metrics(tmp_path, monkeypatch, module, victim):
+def test_a_kill_during_a_save_then_resume_leaves_no_step_twice_in_the_metrics(tmp_path, monkeypatch, module,
+                                                                              victim):
     cfg = tiny_config(tmp_path, epochs=2.0)
     original, calls = getattr(module, victim), []
 
@@ -183,7 +191,8 @@ def test_a_kill_during_a_save_then_resume_leaves_no_step_twice_in_the_metrics(tm
         train(cfg, log=lambda *_: None)
     monkeypatch.undo()
     result = train(TrainConfig(out=cfg.out), resume=True, log=lambda *_: None)
-    steps = [json.loads(line)["step"] for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
+    metrics = (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(line)["step"] for line in metrics]
     assert steps == [row["step"] for row in result.history]  # each evaluation once, none lost
     assert steps == sorted(set(steps)) and steps[:3] == [10, 20, 30] and steps[-1] == result.steps
 
@@ -207,7 +216,8 @@ def recording_bars(monkeypatch) -> list:
     return bars
 
 
-@pytest.mark.parametrize("budget", [dict(epochs=1.0), dict(epochs=50.0, max_minutes=0.02)], ids=["epochs", "time"])
+@pytest.mark.parametrize("budget", [dict(epochs=1.0), dict(epochs=50.0, max_minutes=0.02)],
+                         ids=["epochs", "time"])
 def test_the_progress_bar_keeps_its_total_and_always_shows_the_step_and_loss(tmp_path, monkeypatch, budget):
     bars = recording_bars(monkeypatch)
     cfg = tiny_config(tmp_path, eval_every=10, **budget)

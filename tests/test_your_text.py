@@ -66,7 +66,8 @@ def read_reference(page, text: str) -> str:
     page.get_by_role("tab", name="Read a text").click()
     page.locator("#read-text textarea").fill(text)
     page.locator("#read-go").click()
-    page.wait_for_function("document.querySelector('#read-totals').innerText.includes('nats/char')", timeout=60_000)
+    page.wait_for_function("document.querySelector('#read-totals').innerText.includes('nats/char')",
+                           timeout=60_000)
     return page.locator("#read-totals").inner_text()
 
 

@@ -81,7 +81,8 @@ def sampled_label(temperature):
     """The sampled box's label follows the temperature; a bad value is left to the generation's
     own error message."""
     try:
-        return gr.update(label=f"Sampled (temperature {check_settings(300, temperature, 0, 1.0).temperature:g})")
+        return gr.update(label="Sampled (temperature "
+                               f"{check_settings(300, temperature, 0, 1.0).temperature:g})")
     except SettingsError:
         return gr.update()
 
@@ -184,7 +185,8 @@ def looker(model: CharRNN | None, error: str | None, readers: Readers, passages:
         styles = [views.surprise_style(None) if v is None else views.activation_style(v) for v in seen.values]
         ranking = [[r["feature"], r["cell"], r["name"], r["correlation"]] for r in seen.ranking]
         info = (f"Cell **{cell}** = {cells.cell_name(model, cell)}: blue where it is negative, red where "
-                f"positive (scaled to its largest value on this text). The table ranks cells on {seen.ranked_on}.")
+                "positive (scaled to its largest value on this text). The table ranks cells on "
+                f"{seen.ranked_on}.")
         info = "\n\n".join([info] + [f"⚠️ {n}" for n in mapping_notices(subs)])
         yield views.spans_html(seen.text, styles, "text coloured by a cell"), info, ranking
 

@@ -31,7 +31,8 @@ def controls(vocab_size: int, corpus: CorpusProfile) -> dict:
             if corpus.seeds:
                 gr.Examples(list(corpus.seeds), inputs=c["seed"], label=f"Beginnings from {corpus.title}")
         with gr.Column(scale=2):
-            c["temperature"] = gr.Slider(*TEMPERATURE[:2], value=TEMPERATURE[2], step=0.05, label="Temperature",
+            c["temperature"] = gr.Slider(*TEMPERATURE[:2], value=TEMPERATURE[2], step=0.05,
+                                         label="Temperature",
                                          info="Low: safe and repetitive. High: adventurous, then garbled.",
                                          elem_id="temperature")
             c["length"] = gr.Slider(*LENGTH[:2], value=LENGTH[2], step=1, label="Length (characters)",
@@ -41,7 +42,8 @@ def controls(vocab_size: int, corpus: CorpusProfile) -> dict:
                                        info="Sample only among the k likeliest characters.")
                 c["top_p"] = gr.Slider(*TOP_P[:2], value=TOP_P[2], step=0.05, label="Top-p (1 = off)",
                                        info="Sample only within this much probability mass.")
-                c["sampling_seed"] = gr.Number(-1, precision=0, minimum=-1, label="Sampling seed (-1 = random)",
+                c["sampling_seed"] = gr.Number(-1, precision=0, minimum=-1,
+                                               label="Sampling seed (-1 = random)",
                                                info="Same seed and settings give the same text.")
                 c["stop_at"] = gr.Radio(list(STOP_AT), value="don't stop", label="Stop at")
             with gr.Row():
@@ -67,7 +69,8 @@ def outputs() -> dict:
             o["surprise"] = gr.HTML(label="Sampled text, coloured by how surprising each character was",
                                     elem_id="surprise")
         with gr.Column(scale=2, min_width=MIN_COLUMN):
-            o["candidates"] = gr.Label(num_top_classes=10, label="Likeliest next characters after the sampled text",
+            o["candidates"] = gr.Label(num_top_classes=10,
+                                       label="Likeliest next characters after the sampled text",
                                        elem_id="candidates")
     return o
 
@@ -87,22 +90,24 @@ def build_demo(model: CharRNN | None, source: str = "weights", error: str | None
         c = controls(accepted.top_k[1], corpus)
         o = outputs()
         with gr.Accordion("About", open=False):
-            gr.Markdown(views.about(model, source, corpus) if model is not None else f"No model is loaded: {error}")
-        read_tab(model, error, readers, views.card_reference(card_metrics(source)) if model is not None else None,
-                 corpus.passages)
+            gr.Markdown(views.about(model, source,
+                                    corpus) if model is not None else f"No model is loaded: {error}")
+        read_tab(model, error, readers,
+                 views.card_reference(card_metrics(source)) if model is not None else None, corpus.passages)
         inside_tab(model, error, readers, corpus.passages)
         watch_tab(handlers.snapshot_engines(model, source, engine), accepted, error, corpus.seeds)
         write_tab(model, accepted, error, readers)
 
-        inputs = [c[k] for k in ("seed", "length", "temperature", "top_k", "top_p", "sampling_seed", "stop_at")]
+        inputs = [c[k] for k in ("seed", "length", "temperature", "top_k", "top_p",
+                                 "sampling_seed", "stop_at")]
         shown = [o["sampled"], o["surprise"], o["candidates"], o["info"]]
         # The label is set first, outside the queue and off the API, so the API's outputs stay plain values.
         # preprocess=False: raw values reach the validator, which explains any bad one in a sentence.
         # No concurrency limit: the engine batches every request and applies its own limits.
         for triggers, resample, name in (([c["go"].click, c["seed"].submit], False, "generate"),
                                          ([c["again"].click], True, "resample")):
-            gr.on(triggers, handlers.sampled_label, c["temperature"], o["sampled"], queue=False, preprocess=False,
-                  api_visibility="private").success(
+            gr.on(triggers, handlers.sampled_label, c["temperature"], o["sampled"], queue=False,
+                  preprocess=False, api_visibility="private").success(
                 handlers.generation(engine, accepted, error, resample), inputs,
                 shown if resample else [o["greedy"], *shown], api_name=name, preprocess=False,
                 concurrency_limit=None)
@@ -117,7 +122,8 @@ def read_tab(model: CharRNN | None, error: str | None, readers: Readers, referen
         gr.Markdown("Paste a text and see how surprising each character was to the model, on the same scale "
                     "as the generated text. With *adapt*, the model learns from the text as it reads it "
                     "(dynamic evaluation).")
-        text = gr.Textbox(label=f"Text (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14, elem_id="read-text")
+        text = gr.Textbox(label=f"Text (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14,
+                          elem_id="read-text")
         if passages:
             gr.Examples(list(passages), inputs=text, label="Passages of the text it was trained on")
         with gr.Row():
@@ -127,22 +133,24 @@ def read_tab(model: CharRNN | None, error: str | None, readers: Readers, referen
         gr.HTML(views.legend_html((views.UNKNOWN_LABEL,)), elem_id="read-legend")
         view = gr.HTML(elem_id="read-view")
         with gr.Row():
-            words = gr.Dataframe(headers=["word", "bits"], label="Most surprising words", elem_id="read-words")
+            words = gr.Dataframe(headers=["word", "bits"], label="Most surprising words",
+                                 elem_id="read-words")
             result = gr.JSON(label="Totals (as charrnn evaluate prints them)", elem_id="read-json")
         # No Gradio concurrency limit: a reading starts at once and charrnn.reading decides when it
         # computes, so readings never wait in (or fill) the queue that generation uses.
-        go.click(handlers.scorer(model, error, readers, reference), [text, adapt], [view, totals, result, words],
-                 api_name="score", preprocess=False, concurrency_limit=None)
+        go.click(handlers.scorer(model, error, readers, reference), [text, adapt],
+                 [view, totals, result, words], api_name="score", preprocess=False, concurrency_limit=None)
 
 
-def inside_tab(model: CharRNN | None, error: str | None, readers: Readers, passages: tuple[str, ...] = ()) -> None:
+def inside_tab(model: CharRNN | None, error: str | None, readers: Readers,
+               passages: tuple[str, ...] = ()) -> None:
     """The "Look inside" tab: the text coloured by one cell's activation, and the cells that track
     features of text, ranked on the corpus's own passages. Endpoint /inside."""
     with gr.Tab("Look inside", id="inside"):
         gr.Markdown("Pick a cell of the network and see its value at every character. Cells are numbered "
-                    "across layers: for an LSTM, the cell states *c* of each layer first, then the hidden states *h*. "
-                    "The table ranks the cells that best follow features of text (position in the word and line, "
-                    "quotes, brackets, ...) on passages of the model's own corpus.")
+                    "across layers: for an LSTM, the cell states *c* of each layer first, then the hidden "
+                    "states *h*. The table ranks the cells that best follow features of text (position in "
+                    "the word and line, quotes, brackets, ...) on passages of the model's own corpus.")
         text = gr.Textbox(label=f"Text (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14,
                           value=passages[0] if passages else "", elem_id="inside-text")
         with gr.Row():

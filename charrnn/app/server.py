@@ -45,8 +45,9 @@ def load(source: str, device: str = "auto", precision: str = "auto") -> tuple[Ch
         use(model, precision)
         return model, None
     except (WeightsError, ValueError) as e:
-        return None, (f"{sentence(e)} Train a model with `python train.py` (it writes `weights/`), or point the app "
-                      "at a Hub repo with `--model OWNER/NAME` or the `CHARRNN_MODEL` environment variable.")
+        return None, (f"{sentence(e)} Train a model with `python train.py` (it writes `weights/`), or point "
+                      "the app at a Hub repo with `--model OWNER/NAME` or the `CHARRNN_MODEL` environment "
+                      "variable.")
 
 
 def sentence(e: Exception) -> str:
@@ -94,7 +95,8 @@ def main(argv=None, engine_maker: Callable[[CharRNN], Engine] | None = None) -> 
     p = argparse.ArgumentParser(prog="charrnn app", description="The charrnn demo page.")
     p.add_argument("--model", default=os.environ.get("CHARRNN_MODEL", "weights"),
                    help="weights folder or Hub repo id (default: $CHARRNN_MODEL or weights)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available, or $CHARRNN_DEVICE), cpu or cuda")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA if available, or $CHARRNN_DEVICE), cpu or cuda")
     p.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME, else 127.0.0.1")
     p.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT, else 7860")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",

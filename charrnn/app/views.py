@@ -57,7 +57,8 @@ def info(out: Output, seconds: float) -> str:
     lines = [f"⚠️ {n}" for n in out.notices]
     if out.finished:
         lines.append(f"{len(out.greedy)} greedy + {len(out.sampled)} sampled characters in {seconds:.2f} s · "
-                     f"sampling seed **{out.sampling_seed}** (enter it under *Advanced* to get this text again)")
+                     f"sampling seed **{out.sampling_seed}** (enter it under *Advanced* to get this text "
+                     "again)")
     else:
         lines.append("Generating…")
     return "\n\n".join(lines)
@@ -67,9 +68,9 @@ def intro(corpus: CorpusProfile) -> str:
     """The page's title and first lines, about the model's own corpus."""
     trained = f", trained on {corpus.description}," if corpus.description else ""
     return (f"# charrnn: *{corpus.title}*, one character at a time\n"
-            f"Type the beginning of a sentence and watch a character-level recurrent network{trained} continue it: "
-            "the **greedy** text takes the likeliest character at every step, the **sampled** one draws it at "
-            "random from the model's prediction.")
+            f"Type the beginning of a sentence and watch a character-level recurrent network{trained} "
+            "continue it: the **greedy** text takes the likeliest character at every step, the **sampled** "
+            "one draws it at random from the model's prediction.")
 
 
 def placeholder(corpus: CorpusProfile) -> str:
@@ -88,8 +89,9 @@ def about(model: CharRNN, source: str, corpus: CorpusProfile | None = None) -> s
     corpus = corpus or corpus_of(source)
     rnn = model.rnn
     text = "accent-free (the tutorials' setting)" if model.vocab.strip_accents else "NFC-normalized"
-    lines = [f"**Model:** {model.cell.upper()}, {rnn.num_layers} layer{'s' * (rnn.num_layers > 1)} × {rnn.hidden_size} units, "
-             f"{model.num_params():,} parameters, {len(model.vocab)}-character vocabulary ({text} text)."]
+    lines = [f"**Model:** {model.cell.upper()}, {rnn.num_layers} layer{'s' * (rnn.num_layers > 1)} × "
+             f"{rnn.hidden_size} units, {model.num_params():,} parameters, {len(model.vocab)}-character "
+             f"vocabulary ({text} text)."]
     language = f", language `{corpus.language}`" if corpus.language_name else ""
     lines.append(f"**Trained on:** {corpus.description or corpus.name} (`{corpus.name}`{language}).")
     metrics = card_metrics(source)
@@ -148,8 +150,8 @@ def read_totals(summary: dict, adapt: bool, reference: str | None, notices: list
     if unknown:
         shown = ", ".join(f"`{c!r}` ×{n}" for c, n in unknown.most_common(8))
         n = sum(unknown.values())
-        lines.append(f"⚠️ {n} character{'s' * (n != 1)} the model does not know {'were' if n != 1 else 'was'} "
-                     f"skipped (struck through): {shown}.")
+        lines.append(f"⚠️ {n} character{'s' * (n != 1)} the model does not know "
+                     f"{'were' if n != 1 else 'was'} skipped (struck through): {shown}.")
     return "\n\n".join(lines)
 
 
