@@ -216,7 +216,8 @@ def measure(design: str, args, levels: list[int], timed: set[int]) -> dict:
         big = oversized(app.url, app.proc.pid, args.big_seeds, 1.0) if args.big_seeds else None
         if big:
             print(f"  oversized: RSS {' -> '.join(f'{x:.0f}' for x in big['rss'])} MB, 1 MB: "
-                  f"{sorted(set(big['statuses']))}, 60 KB: {big['near_ok']}/30 ok, 200 MB: {big['huge'][0]}", flush=True)
+                  f"{sorted(set(big['statuses']))}, 60 KB: {big['near_ok']}/30 ok, 200 MB: {big['huge'][0]}",
+                  flush=True)
         jam = backlog(app.url, args.backlog, args.length) if args.backlog else None
         if jam:
             print(f"  backlog: {jam['accepted']} posts accepted, another's request took {ms(jam['worst'])} "
@@ -376,19 +377,21 @@ def notes(args, levels: list[int], timed: set[int], new: dict | None) -> str:
         ceiling += f"""
 - Side by side: both designs' apps up at once, one visitor alternating {args.pairs} requests to each
   (after one pair for lazy setup), so both see the same moments of this shared machine."""
-    return f"""- Each request streams {args.length} greedy + {args.length} sampled chars (temperature 0.8, a fixed
-  sampling seed per request) through the `generate` endpoint, as the page's Generate button does. Each
-  client is its own visitor (its own X-Forwarded-For address) and sends its next request when the last
-  is done. Levels {', '.join(str(n) for n in levels if n not in timed) or '—'} share {args.requests or '3 per client (at least 16)'}
-  requests; levels {', '.join(str(n) for n in levels if n in timed) or '—'} keep sending for {args.duration:g} s.
+    counted = ", ".join(str(n) for n in levels if n not in timed) or "—"
+    kept_sending = ", ".join(str(n) for n in levels if n in timed) or "—"
+    return f"""- Each request streams {args.length} greedy + {args.length} sampled chars (temperature 0.8, a
+  fixed sampling seed per request) through the `generate` endpoint, as the page's Generate button does.
+  Each client is its own visitor (its own X-Forwarded-For address) and sends its next request when the
+  last is done. Levels {counted} share {args.requests or '3 per client (at least 16)'}
+  requests; levels {kept_sending} keep sending for {args.duration:g} s.
   A level may take at most {args.timeout:g} s. Clients and app share this machine's cores (see the
   notes below the section for what else was running).
 - "first chunk" is the time from submit to the first streamed update (polled every {POLL_S * 1000:g} ms);
   "complete" to the final result. Requests/s and chars/s are over the level's wall time.
 - Backlog: one visitor posts {args.backlog} requests of 1000 chars to `/gradio_api/call/generate` and
   never reads them; another visitor's request is then timed three times (the worst is shown).
-- Oversized bodies (before the backlog): {args.big_seeds} requests with a 1 MB seed, then 30 read requests with
-  a 61 KB seed (5 clients at a time), then one that declares a 200 MB body and sends 1 MB of it; the
+- Oversized bodies (before the backlog): {args.big_seeds} requests with a 1 MB seed, then 30 read requests
+  with a 61 KB seed (5 clients at a time), then one that declares a 200 MB body and sends 1 MB of it; the
   app's RSS before and after each group.{ceiling}"""
 
 

@@ -30,7 +30,8 @@ NOTES = """- The token file (uint8 ids, one byte a char) is read through a memma
   128-unit GRU reads 100k chars in 0.7 s as 16 streams and in 2.8 s as one.
 - Wall times depend on what else runs on the 2 cores (other processes were running during these runs);
   peak RSS does not. The before row is stopped after --baseline-timeout seconds, whether or not it has
-  started training; had it gone on, its final score would have read all the validation chars as one sequence."""
+  started training; had it gone on, its final score would have read all the validation chars as one
+  sequence."""
 
 
 def make_corpus(path: Path, size: int) -> None:
@@ -102,8 +103,11 @@ def main(argv=None) -> int:
         make_corpus(path, size)
     shutil.rmtree(work, ignore_errors=True)
     env = {**os.environ, **common.QUIET_ENV, "CHARRNN_CACHE": str(work / "cache")}
-    train = lambda root, out: [sys.executable, str(root / "train.py"), "--data", str(path), "--max-minutes",
-                               str(args.minutes), *TRAIN_ARGS, "--out", str(work / out)]
+
+    def train(root, out):  # the train.py command of the checkout at `root`, writing into work/out
+        return [sys.executable, str(root / "train.py"), "--data", str(path), "--max-minutes",
+                str(args.minutes), *TRAIN_ARGS, "--out", str(work / out)]
+
     runs = []
     if args.baseline_rev:
         root = baseline_tree(args.baseline_rev, work / "baseline")
@@ -113,7 +117,8 @@ def main(argv=None) -> int:
     runs.append(("warm: token file found by hash",
                  timed_run(train(common.ROOT, "run-warm"), common.ROOT, env)))
     for name, r in runs:
-        print(f"{name}: " + "\n  ".join(r["stdout"][-4:] + ([] if r["rc"] == 0 else r["stderr_tail"][-3:])), flush=True)
+        tail = r["stdout"][-4:] + ([] if r["rc"] == 0 else r["stderr_tail"][-3:])
+        print(f"{name}: " + "\n  ".join(tail), flush=True)
 
     headers = ["run", "wall s (whole run)", "s until training starts", "peak RSS MB",
                "final val nats/char", "exit"]

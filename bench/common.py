@@ -99,7 +99,10 @@ def table(headers: list[str], rows: list[list]) -> str:
     """A markdown table (it also reads fine printed to a terminal)."""
     cells = [[str(c) for c in r] for r in [headers, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+
+    def line(r):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+
     return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
                       *map(line, cells[1:])])
 
@@ -189,8 +192,9 @@ class App:
         t0 = time.perf_counter()
         while True:
             if self.proc.poll() is not None:
+                command = " ".join(app_command(self.weights, self.port, self.script))
                 raise RuntimeError(f"the app exited with code {self.proc.returncode} before serving "
-                                   f"(command: {' '.join(app_command(self.weights, self.port, self.script))})")
+                                   f"(command: {command})")
             try:
                 with urllib.request.urlopen(self.url, timeout=2):
                     break

@@ -96,7 +96,8 @@ def main(argv=None) -> int:
     times = {}
     for name, fn in methods.items():
         times[name], all_runs = common.median_ms(fn, args.runs)
-        print(f"  {name}: {times[name]:,.1f} ms (runs: {', '.join(f'{t:.0f}' for t in all_runs)})", flush=True)
+        runs = ", ".join(f"{t:.0f}" for t in all_runs)
+        print(f"  {name}: {times[name]:,.1f} ms (runs: {runs})", flush=True)
     base = times[next(iter(methods))]
     rows = [[name, f"{ms:,.1f}", f"{ms / (2 * n):.3f}", f"{ms / base:.1f}x"] for name, ms in times.items()]
     table_md = common.table(["method", f"ms for {n} greedy + {n} sampled chars (median)", "ms per char",

@@ -3,8 +3,11 @@ repeats itself (share of repeated 20-grams in 1,000 greedy chars; the tutorial's
 loops), and the share of sampled words (temperature 0.8) that are words of the novel.
 
     python bench/quality.py                                  # ~3 min
-    python bench/quality.py --compare "PyTorch recipe"=runs/bench/pytorch   # side by side (see train_quality --save-dir)
-    python bench/quality.py --weights DIR --data tiny.txt --length 100 --samples 1 --windows 50 --results /tmp/R.md  # smoke
+    python bench/quality.py --compare "PyTorch recipe"=runs/bench/pytorch   # side by side
+    python bench/quality.py --weights DIR --data tiny.txt --length 100 --samples 1 --windows 50 \
+        --results /tmp/R.md                                  # smoke
+
+(--compare takes folders that train_quality --save-dir wrote.)
 """
 import argparse
 import math
@@ -92,8 +95,9 @@ def main(argv=None) -> int:
               f"real words {r['real']:.1%}", flush=True)
     # The novel's own repetition, as a floor: 1,000-char stretches of the validation text.
     val_text = split(list(text))[1]
-    stretches = ["".join(val_text[i: i + args.length]) for i in range(0, len(val_text) - args.length + 1,
-                                                                       max(1, (len(val_text) - args.length) // 4))][:5]
+    step = max(1, (len(val_text) - args.length) // 4)
+    stretches = ["".join(val_text[i: i + args.length])
+                 for i in range(0, len(val_text) - args.length + 1, step)][:5]
     novel_repeat = sum(map(repeated_share, stretches)) / max(1, len(stretches))
 
     headers = ["model", "accents", "val nats/char (exact)", "val bits/char",
@@ -108,18 +112,20 @@ def main(argv=None) -> int:
     print(table_md)
     first = next(iter(results.values()))
     excerpt = (SEEDS[0] + first["greedy"][:400]).replace("```", "'''")
-    notes = f"""- Validation = the last 20% of the text after the model's own normalization ({first['val_chars']:,} chars
-  for the shipped model), scored by `charrnn.evaluate.nats_per_char` with the state carried from its
-  first char. The tutorial's way scores {args.windows:,} random 100-char windows from a zero state, only
-  the char after each (± = standard error of that sample); the PyTorch tutorial's published 1.2446 is
-  of that kind, on accent-stripped text, so it compares only with a model whose accents are stripped.
-- Repetition: greedy continuations of {args.length:,} chars from {len(SEEDS)} seeds ({', '.join(repr(s) for s in SEEDS)}),
+    notes = f"""- Validation = the last 20% of the text after the model's own normalization
+  ({first['val_chars']:,} chars for the shipped model), scored by `charrnn.evaluate.nats_per_char` with
+  the state carried from its first char. The tutorial's way scores {args.windows:,} random 100-char
+  windows from a zero state, only the char after each (± = standard error of that sample); the PyTorch
+  tutorial's published 1.2446 is of that kind, on accent-stripped text, so it compares only with a
+  model whose accents are stripped.
+- Repetition: greedy continuations of {args.length:,} chars from {len(SEEDS)} seeds
+  ({', '.join(repr(s) for s in SEEDS)}),
   generated statefully by `charrnn.generate`; the share of their {NGRAM}-char windows that already
   occurred earlier in the same continuation, averaged over the seeds. Lower is better; the novel's own
   prose is the floor.
-- Real words: {args.samples} sampled continuations of {args.length:,} chars at temperature 0.8 (sampling seeds
-  0..{args.samples - 1}); the share of their words (runs of letters, lower-cased; the last, possibly cut-off word of
-  each dropped) that occur anywhere in the novel.
+- Real words: {args.samples} sampled continuations of {args.length:,} chars at temperature 0.8
+  (sampling seeds 0..{args.samples - 1}); the share of their words (runs of letters, lower-cased; the
+  last, possibly cut-off word of each dropped) that occur anywhere in the novel.
 
 Greedy output of the shipped model from {SEEDS[0]!r}, first 400 chars:
 

@@ -139,9 +139,10 @@ def train_ours(data_path, budget_min, eval_s, vocab, train_ids, shrink: int = 1)
     hist = result.history
     rows = [dict(minutes=r["elapsed_s"] / 60, val_loss=r["val_loss"], step=r["step"]) for r in hist]
     # chars_per_s of each row is the training rate since the previous evaluation
-    chars = sum(r["chars_per_s"] * (r["elapsed_s"] - p) for r,
-                p in zip(hist, [0] + [h["elapsed_s"] for h in hist]))
-    why = "an early stop" if result.stop_reason == "early stop" else f"the default {base.epochs:g}-epoch limit"
+    starts = [0] + [h["elapsed_s"] for h in hist]
+    chars = sum(r["chars_per_s"] * (r["elapsed_s"] - p) for r, p in zip(hist, starts))
+    why = ("an early stop" if result.stop_reason == "early stop"
+           else f"the default {base.epochs:g}-epoch limit")
     note = "" if result.minutes >= 0.99 * budget_min else (
         f"stopped after {result.minutes:.1f} of the {budget_min:g} minutes: {why} ended it")
     return dict(model=result.model, rows=rows, steps=result.steps, seconds=result.minutes * 60,
