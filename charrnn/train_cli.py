@@ -142,7 +142,8 @@ def build_parser(recipe: str) -> argparse.ArgumentParser:
         if f.type is bool:  # --locked-dropout / --no-locked-dropout: a recipe may have it on
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
         elif f.name in ("cell", "recipe", "precision"):
-            choices = {"cell": ["lstm", "gru"], "recipe": list(RECIPES), "precision": list(PRECISIONS)}[f.name]
+            choices = {"cell": ["lstm", "gru"], "recipe": list(RECIPES),
+                       "precision": list(PRECISIONS)}[f.name]
             p.add_argument(flag, choices=choices, default=default, help=text)
         else:  # int and float fields parse as such; the rest (paths, device) are strings
             kind = type(default) if type(default) in (int, float) else str

@@ -157,8 +157,8 @@ def test_sections_are_replaced_not_repeated(tmp_path):
 
 
 def test_visitors(tiny):
-    run("visitors.py", "--weights", tiny["weights"], "--chars", 300, "--rounds", 1, "--flood", 10, "--length", 50,
-        "--results", tiny["results"])
+    run("visitors.py", "--weights", tiny["weights"], "--chars", 300, "--rounds", 1, "--flood", 10,
+        "--length", 50, "--results", tiny["results"])
     body = section(tiny["results"], "visitors")
     rows = table_rows(body)
     assert [r[0].split(",")[0] for r in rows] == ["`/generate`", "`/score`"]
