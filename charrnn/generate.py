@@ -305,7 +305,7 @@ class Job:
                               torch.tensor([self.model.vocab.encode(self.out.seed)], device=device))
         return self.start
 
-    def rows(self) -> tuple[list[float], list[int], list[float]]:
+    def row_settings(self) -> tuple[list[float], list[int], list[float]]:
         """Each row's temperature, top-k and top-p: row 0 greedy, row 1 as the settings say."""
         s = self.settings
         return [0.0, float(s.temperature)], [0, s.top_k], [1.0, float(s.top_p)]
@@ -366,7 +366,7 @@ class Batch:
         logits = logits.expand(2, -1)  # (2, V): both rows start from the seed
         layers = [tuple(t.expand(2, -1) for t in s) if isinstance(s,
                                                                   tuple) else s.expand(2, -1) for s in layers]
-        temperature, top_k, top_p = (torch.tensor(v, device=self.device) for v in job.rows())
+        temperature, top_k, top_p = (torch.tensor(v, device=self.device) for v in job.row_settings())
         job.end_probs = logits[SAMPLED].float().softmax(-1)
         if not self.rows:
             self.logits, self.layers = logits.contiguous(), _map(layers, torch.Tensor.contiguous)
