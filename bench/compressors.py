@@ -81,7 +81,7 @@ def timed_score(model, ids, adapt, prior=None):
     return s, (len(ids) - 1) / (time.perf_counter() - t)
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--weights", default="weights")
     p.add_argument("--data", default=None, help="text file (default: the project's el_quijote.txt)")
@@ -96,7 +96,59 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.max_chars < 2:
         p.error("--max-chars must be at least 2")
+    return args
 
+
+def notes(*, val_chars, val_bytes, train_chars, chars, adapt, mixing, adaptive, mixed, static_speed,
+          adaptive_speed, mixed_speed) -> str:
+    """The section's notes: what was read, how each reader was scored, and how its settings were chosen."""
+    return f"""- Text: the model's normalization of the corpus (NFC, accents kept), unknown chars dropped;
+  the validation split's first {val_chars:,} chars ({val_bytes:,} bytes of UTF-8), after
+  {train_chars:,} training chars.
+- The model reads the validation text from a zero state and is scored on every char after the first;
+  a compressor is charged size(compress(train + val)) - size(compress(train)) bytes, converted to nats
+  and divided by the same {chars:,} chars, so it too has read the training text first.
+- Adaptive = `python -m charrnn.evaluate --split val --max-chars {val_chars} --adapt
+  --adapt-lr {adapt.lr:g} --adapt-decay {adapt.decay:g} --adapt-learn {adapt.learn}`:
+  each {adapt.chunk}-char chunk is scored, then the model (a copy) takes one Adam step on it and moves
+  {adapt.decay:g} of the way back toward the trained weights. Learning {adapt.learn}:
+  {LEARNABLE[adapt.learn]}.
+  Speeds: wall time of `charrnn.evaluate.score`
+  in this process, {torch.get_num_threads()} torch threads, after one untimed adaptive read of 2,000 chars.
+- How the settings were chosen (2026-11-26, first 15,000 validation chars, shipped weights, 64-char chunks):
+  Adam lr 3e-4 1.0992, with decay 0.003 1.0984, lr 6e-4 with decay 0.01 1.0990, only layer 2 and the head
+  adapted 1.1026 (static 1.1169). Decay 0.003 then read all 200,000 chars at 1.1357 against 1.1332
+  without (STACK-NOTES), so the default has no decay. Then (2026-11-26, first 20,000 validation chars,
+  2 threads, after only the top started running the frozen layers once per 2,048 chars): adapting the
+  top at lr 3e-4 1.1024, 5e-4 1.1014 (chosen), 8e-4 1.1056; 128-char chunks at 5e-4 1.1035; all the
+  weights at 3e-4 1.1000 but ~1.4x slower; the head alone 1.1177. Chunks, lr 5e-4, median of 3
+  interleaved runs after a warm-up: 64 chars 2,200 chars/s 1.1014, 96 chars 2,631 chars/s 1.1023
+  (chosen), 128 chars 2,908 chars/s 1.1035.
+- Adaptive + counts = `python -m charrnn.evaluate --split val --max-chars {val_chars} --mix
+  --adapt-learn {mixing.learn}` (charrnn/mixing.py): the network adapts as above, and each char's
+  probability is a linear mix of the network's and a count model's (interpolated absolute
+  discounting, D {mixing.mix.discount:g}, B {mixing.mix.strength:g}, one estimate per context length
+  {', '.join(map(str, mixing.mix.orders))}) with weights learned online (lr {mixing.mix.lr:g}), one
+  weight set per number of those contexts already seen. The counts start from the {train_chars:,}
+  training chars (built in the timed call) and learn each chunk after it is scored, as the mixer
+  does. Gain over adaptive alone: {adaptive.nats_per_char - mixed.nats_per_char:.4f} nats/char.
+- How the mixing settings were chosen (2026-11-26), on the first 15,000 validation chars (adaptive network
+  alone 1.0988): orders 1-6, D 0.6, B 0.5, mixer lr 0.02 and the network's starting weight e (against 1 for
+  each order) 1.1070; lr 0.2 and starting weight e^3 1.0905; orders 4,6,8 1.0838; D 0.3 1.0820; orders
+  3,5,7,9 1.0803, with D 0.3 1.0796 (chosen; 2,4,6,8,10 also 1.0796); one weight set per (orders seen, count
+  of the longest) 1.0863. Checked on the training split's last 100,000 chars, counts from the chars before
+  them (the network trained on them: adaptive alone 1.0358): chosen 1.0330, mixer lr 0.05 1.0346, D 0.6
+  1.0337, B 2 1.0342, orders 2,4,6,8 1.0341, orders 4,6,8 1.0339.
+- Targets (issue 13): <= 1.12 nats/char on these chars:
+  {'met' if mixed.nats_per_char <= 1.12 else 'not met'} ({mixed.nats_per_char:.4f} with counts,
+  {adaptive.nats_per_char:.4f} without; zpaq -method 5 is the bar to beat). >= 2,000 chars/s:
+  {'met' if mixed_speed >= 2000 else 'not met'} here ({mixed_speed:,.0f} chars/s with counts,
+  {adaptive_speed:,.0f} without, static {static_speed:,.0f}: the ratios to static are the
+  load-independent part)."""
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     model = load_model(args.weights, "cpu")
     text = model.vocab.normalize(read_text(args.data or find_corpus()))
     ids = torch.tensor(model.vocab.encode(text, errors="drop"), dtype=torch.long)
@@ -137,52 +189,12 @@ def main(argv=None) -> int:
         print(f"  {name}: {nats:.4f} nats/char", flush=True)
     table_md = common.table(["reader", "nats/char", "bits/char", "speed"], rows)
     print(table_md)
-    notes = f"""- Text: the model's normalization of the corpus (NFC, accents kept), unknown chars dropped;
-  the validation split's first {len(val_ids):,} chars ({len(val):,} bytes of UTF-8), after
-  {len(train_ids):,} training chars.
-- The model reads the validation text from a zero state and is scored on every char after the first;
-  a compressor is charged size(compress(train + val)) - size(compress(train)) bytes, converted to nats
-  and divided by the same {chars:,} chars, so it too has read the training text first.
-- Adaptive = `python -m charrnn.evaluate --split val --max-chars {len(val_ids)} --adapt
-  --adapt-lr {adapt.lr:g} --adapt-decay {adapt.decay:g} --adapt-learn {adapt.learn}`:
-  each {adapt.chunk}-char chunk is scored, then the model (a copy) takes one Adam step on it and moves
-  {adapt.decay:g} of the way back toward the trained weights. Learning {adapt.learn}:
-  {LEARNABLE[adapt.learn]}.
-  Speeds: wall time of `charrnn.evaluate.score`
-  in this process, {torch.get_num_threads()} torch threads, after one untimed adaptive read of 2,000 chars.
-- How the settings were chosen (2026-11-26, first 15,000 validation chars, shipped weights, 64-char chunks):
-  Adam lr 3e-4 1.0992, with decay 0.003 1.0984, lr 6e-4 with decay 0.01 1.0990, only layer 2 and the head
-  adapted 1.1026 (static 1.1169). Decay 0.003 then read all 200,000 chars at 1.1357 against 1.1332
-  without (STACK-NOTES), so the default has no decay. Then (2026-11-26, first 20,000 validation chars,
-  2 threads, after only the top started running the frozen layers once per 2,048 chars): adapting the
-  top at lr 3e-4 1.1024, 5e-4 1.1014 (chosen), 8e-4 1.1056; 128-char chunks at 5e-4 1.1035; all the
-  weights at 3e-4 1.1000 but ~1.4x slower; the head alone 1.1177. Chunks, lr 5e-4, median of 3
-  interleaved runs after a warm-up: 64 chars 2,200 chars/s 1.1014, 96 chars 2,631 chars/s 1.1023
-  (chosen), 128 chars 2,908 chars/s 1.1035.
-- Adaptive + counts = `python -m charrnn.evaluate --split val --max-chars {len(val_ids)} --mix
-  --adapt-learn {mixing.learn}` (charrnn/mixing.py): the network adapts as above, and each char's
-  probability is a linear mix of the network's and a count model's (interpolated absolute
-  discounting, D {mixing.mix.discount:g}, B {mixing.mix.strength:g}, one estimate per context length
-  {', '.join(map(str, mixing.mix.orders))}) with weights learned online (lr {mixing.mix.lr:g}), one
-  weight set per number of those contexts already seen. The counts start from the {len(train_ids):,}
-  training chars (built in the timed call) and learn each chunk after it is scored, as the mixer
-  does. Gain over adaptive alone: {adaptive.nats_per_char - mixed.nats_per_char:.4f} nats/char.
-- How the mixing settings were chosen (2026-11-26), on the first 15,000 validation chars (adaptive network
-  alone 1.0988): orders 1-6, D 0.6, B 0.5, mixer lr 0.02 and the network's starting weight e (against 1 for
-  each order) 1.1070; lr 0.2 and starting weight e^3 1.0905; orders 4,6,8 1.0838; D 0.3 1.0820; orders
-  3,5,7,9 1.0803, with D 0.3 1.0796 (chosen; 2,4,6,8,10 also 1.0796); one weight set per (orders seen, count
-  of the longest) 1.0863. Checked on the training split's last 100,000 chars, counts from the chars before
-  them (the network trained on them: adaptive alone 1.0358): chosen 1.0330, mixer lr 0.05 1.0346, D 0.6
-  1.0337, B 2 1.0342, orders 2,4,6,8 1.0341, orders 4,6,8 1.0339.
-- Targets (issue 13): <= 1.12 nats/char on these chars:
-  {'met' if mixed.nats_per_char <= 1.12 else 'not met'} ({mixed.nats_per_char:.4f} with counts,
-  {adaptive.nats_per_char:.4f} without; zpaq -method 5 is the bar to beat). >= 2,000 chars/s:
-  {'met' if mixed_speed >= 2000 else 'not met'} here ({mixed_speed:,.0f} chars/s with counts,
-  {adaptive_speed:,.0f} without, static {static_speed:,.0f}: the ratios to static are the
-  load-independent part)."""
+    notes_md = notes(val_chars=len(val_ids), val_bytes=len(val), train_chars=len(train_ids), chars=chars,
+                     adapt=adapt, mixing=mixing, adaptive=adaptive, mixed=mixed, static_speed=static_speed,
+                     adaptive_speed=adaptive_speed, mixed_speed=mixed_speed)
     common.write_section("compressors", common.section(
         "Reading the validation text: the model vs compressors", f"Text: `{args.data or 'el_quijote.txt'}`.",
-        table_md, notes), args.results)
+        table_md, notes_md), args.results)
     print(f"wrote the compressors section of {args.results}")
     return 0
 

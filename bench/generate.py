@@ -68,7 +68,7 @@ def app_memory(weights: str) -> dict[str, float]:
         return {**common.rss_mb(app.proc.pid), "start_s": app.start_s}
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--weights", default="weights", help="folder with config.json + model.safetensors")
     p.add_argument("--runs", type=int, default=5, help="timed runs of each method (median reported)")
@@ -80,8 +80,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.runs < 1 or args.length < 1 or args.threads < 1:
         p.error("--runs, --length and --threads must be positive")
-    torch.set_num_threads(args.threads)
+    return args
 
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     model = load_model(args.weights, "cpu")
     seed, _ = prepare_seed(model, SEED)
     ids = model.vocab.encode(seed)

@@ -65,7 +65,8 @@ def measure(model, text: str, length: int, samples: int, windows: int) -> dict:
                 n_words=len(sampled_words), accents="stripped" if model.vocab.strip_accents else "kept")
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> tuple[argparse.Namespace, dict[str, str]]:
+    """The arguments, and {table name: weights folder} of the models to measure."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--weights", default="weights", help="folder with config.json + model.safetensors")
     p.add_argument("--compare", action="append", default=[], metavar="NAME=DIR",
@@ -85,7 +86,36 @@ def main(argv=None) -> int:
         if not path:
             p.error(f"--compare takes NAME=DIR, not {c!r}")
         models[f"{name} (`{path}`)"] = path
+    return args, models
 
+
+def notes(args: argparse.Namespace, first: dict) -> str:
+    """The section's notes: how each column was measured, and the first model's greedy output."""
+    excerpt = (SEEDS[0] + first["greedy"][:400]).replace("```", "'''")
+    return f"""- Validation = the last 20% of the text after the model's own normalization
+  ({first['val_chars']:,} chars for the shipped model), scored by `charrnn.evaluate.nats_per_char` with
+  the state carried from its first char. The tutorial's way scores {args.windows:,} random 100-char
+  windows from a zero state, only the char after each (± = standard error of that sample); the PyTorch
+  tutorial's published 1.2446 is of that kind, on accent-stripped text, so it compares only with a
+  model whose accents are stripped.
+- Repetition: greedy continuations of {args.length:,} chars from {len(SEEDS)} seeds
+  ({', '.join(repr(s) for s in SEEDS)}),
+  generated statefully by `charrnn.generate`; the share of their {NGRAM}-char windows that already
+  occurred earlier in the same continuation, averaged over the seeds. Lower is better; the novel's own
+  prose is the floor.
+- Real words: {args.samples} sampled continuations of {args.length:,} chars at temperature 0.8
+  (sampling seeds 0..{args.samples - 1}); the share of their words (runs of letters, lower-cased; the
+  last, possibly cut-off word of each dropped) that occur anywhere in the novel.
+
+Greedy output of the shipped model from {SEEDS[0]!r}, first 400 chars:
+
+```text
+{excerpt}
+```"""
+
+
+def main(argv=None) -> int:
+    args, models = parse_args(argv)
     text = read_text(args.data or find_corpus())
     print(f"{common.machine()}", flush=True)
     results = {}
@@ -110,30 +140,9 @@ def main(argv=None) -> int:
     rows.append(["the novel itself (validation text)", "—", "—", "—", "—", f"{novel_repeat:.1%}", "—"])
     table_md = common.table(headers, rows)
     print(table_md)
-    first = next(iter(results.values()))
-    excerpt = (SEEDS[0] + first["greedy"][:400]).replace("```", "'''")
-    notes = f"""- Validation = the last 20% of the text after the model's own normalization
-  ({first['val_chars']:,} chars for the shipped model), scored by `charrnn.evaluate.nats_per_char` with
-  the state carried from its first char. The tutorial's way scores {args.windows:,} random 100-char
-  windows from a zero state, only the char after each (± = standard error of that sample); the PyTorch
-  tutorial's published 1.2446 is of that kind, on accent-stripped text, so it compares only with a
-  model whose accents are stripped.
-- Repetition: greedy continuations of {args.length:,} chars from {len(SEEDS)} seeds
-  ({', '.join(repr(s) for s in SEEDS)}),
-  generated statefully by `charrnn.generate`; the share of their {NGRAM}-char windows that already
-  occurred earlier in the same continuation, averaged over the seeds. Lower is better; the novel's own
-  prose is the floor.
-- Real words: {args.samples} sampled continuations of {args.length:,} chars at temperature 0.8
-  (sampling seeds 0..{args.samples - 1}); the share of their words (runs of letters, lower-cased; the
-  last, possibly cut-off word of each dropped) that occur anywhere in the novel.
-
-Greedy output of the shipped model from {SEEDS[0]!r}, first 400 chars:
-
-```text
-{excerpt}
-```"""
+    notes_md = notes(args, next(iter(results.values())))
     common.write_section("quality", common.section(
-        "Quality of the shipped weights", f"Text: `{args.data or 'el_quijote.txt'}`.", table_md, notes),
+        "Quality of the shipped weights", f"Text: `{args.data or 'el_quijote.txt'}`.", table_md, notes_md),
         args.results)
     print(f"wrote the quality section of {args.results}")
     return 0
