@@ -28,8 +28,9 @@ def test_score_static_agrees_with_the_cli(client, tiny_model_dir, tmp_path, caps
     text = TINY_TEXT * 3
     view, totals, summary, words = client.predict(text, False, api_name="/score")
     (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    # The fixture serves the model in fp32; the CLI's auto reads in bf16 where the CPU has it.
     assert evaluate.main(["--weights", str(tiny_model_dir), "--data", str(tmp_path / "t.txt"), "--device",
-                          "cpu"]) == 0
+                          "cpu", "--precision", "fp32"]) == 0
     assert summary == json.loads(capsys.readouterr().out)
     assert summary["adaptive"] is False and summary["unknown_chars"] == 0
     assert f"{summary['nats_per_char']:.3f} nats/char" in totals
