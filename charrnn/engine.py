@@ -40,7 +40,7 @@ import torch
 
 from .generate import Batch, Job, Output, Settings
 from .model import CharRNN
-from .scheduler import Busy, Limits, Refusal, Scheduler
+from .scheduler import Busy, Limits, Refusal, Scheduler, wake
 from .threads import threads_for
 
 
@@ -93,11 +93,7 @@ class Request:
         return self.snapshot()
 
     def wake(self) -> None:
-        for listener in list(self.listeners):
-            try:
-                listener()
-            except RuntimeError:  # the reader's event loop has closed: nobody to tell
-                pass
+        wake(self.listeners)
 
 
 def _close_at_exit(ref: weakref.ref) -> None:

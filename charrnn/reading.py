@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable
 
-from .scheduler import ROWS_PER_REQUEST, Limits, Scheduler
+from .scheduler import ROWS_PER_REQUEST, Limits, Scheduler, wake
 
 Tick = Callable[[int, int], None]
 QUANTUM = 0.05  # s a reading computes before it lets the next one have a turn
@@ -50,11 +50,7 @@ class Job:
     listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def wake(self) -> None:
-        for listener in list(self.listeners):
-            try:
-                listener()
-            except RuntimeError:  # the caller's event loop has closed: nobody to tell
-                pass
+        wake(self.listeners)
 
 
 class Readers:

@@ -141,3 +141,12 @@ class Scheduler:
         """Refuse everything from now on; returns the waiting requests (each to be withdrawn)."""
         self.closed = True
         return list(self.waiting)
+
+
+def wake(listeners: list) -> None:
+    """Tell a request's waiting callers (the engine's and the readings') that it moved on."""
+    for listener in list(listeners):
+        try:
+            listener()
+        except RuntimeError:  # the caller's event loop has closed: nobody to tell
+            pass
