@@ -465,7 +465,6 @@ def train_loop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.
     end every rank at the same step, and rank 0 alone evaluates and checkpoints."""
     if run.evals_without_gain >= cfg.patience:  # resumed after an early stop: only the finishing is left
         return "early stop"
-    device = next(model.parameters()).device
     rank, world = distributed.rank(), distributed.world_size()
     total_steps = planned_steps(cfg, len(train_ids), world)
     epoch_steps = steps_per_epoch(cfg, len(train_ids), world)
@@ -480,27 +479,16 @@ def train_loop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.
     clock = time.perf_counter()
     try:
         while progress() < 1:
-            # (B, T), (B, T)
-            x, y = read_batch(train_ids, cfg, run.epoch, run.chunk_index, device, rank, world)
-            if run.chunk_index == 0:
-                run.carried = None  # each epoch reads the streams from their start
-            set_lr(optimizer, lr_at(cfg, progress()))
-            state, loss = train_step(net, model, optimizer, x, y, run.carried, cfg.grad_clip, run.ema)
-            run.carried = detach_state(state)  # committed only once the step is complete
+            x, loss = step_on_next_batch(cfg, net, model, optimizer, run, train_ids, progress(), rank, world)
             clock = advance(run, cfg, len(train_ids), clock, world)
             run.elapsed_s, mean_loss, stop_now = distributed.sync_step(run.elapsed_s, loss.item(),
-                                                                       stop.requested, device)
+                                                                       stop.requested, loss.device)
             window.add(mean_loss, x.numel() * world)
             if int(CURVE_POINTS * progress()) > point:
                 point = int(CURVE_POINTS * progress())
                 window.mark(run)
             bar.update(run, window)
-            # rank 0 keeps the snapshots --snapshots asks for; off the clock, not the budget
-            if keeper is not None:
-                spent = keeper.take_due(model, run, progress(), val_ids)
-                clock, window.started = clock + spent, window.started + spent
-                budget.off_clock_s += spent
-
+            clock += take_snapshots(keeper, model, run, progress(), val_ids, window, budget)
             due = run.step % cfg.eval_every == 0
             # synced: the same on every rank
             last = progress() >= 1 or (due and budget.last_eval_now(run.elapsed_s))
@@ -513,16 +501,50 @@ def train_loop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.
                 if early or last:
                     return "early stop" if early else "budget"
             if stop_now:
-                with all_ranks_carried(run):
-                    if distributed.is_main():
-                        save_checkpoint(out / CHECKPOINT, cfg, vocab, model, optimizer, run)
-                distributed.barrier()  # torchrun stops all ranks when one exits with an error: save first
-                raise Interrupted(out / CHECKPOINT, run.step)
+                checkpoint_and_stop(cfg, vocab, model, optimizer, run, out)
         return "budget"
     except KeyboardInterrupt:  # a second Ctrl-C: the step may be half done, so keep the last checkpoint
         raise Interrupted(out / CHECKPOINT, run.step, saved=False) from None
     finally:
         stop.restore()
+
+
+def step_on_next_batch(cfg: TrainConfig, net: torch.nn.Module, model: CharRNN,
+                       optimizer: torch.optim.Optimizer, run: RunState, train_ids: torch.Tensor,
+                       progress: float, rank: int, world: int):
+    """One training step on this rank's next chunk, from the carried state; returns the chunk x
+    (B, T) and the loss."""
+    device = next(model.parameters()).device
+    # (B, T), (B, T)
+    x, y = read_batch(train_ids, cfg, run.epoch, run.chunk_index, device, rank, world)
+    if run.chunk_index == 0:
+        run.carried = None  # each epoch reads the streams from their start
+    set_lr(optimizer, lr_at(cfg, progress))
+    state, loss = train_step(net, model, optimizer, x, y, run.carried, cfg.grad_clip, run.ema)
+    run.carried = detach_state(state)  # committed only once the step is complete
+    return x, loss
+
+
+def take_snapshots(keeper: Keeper | None, model: CharRNN, run: RunState, progress: float,
+                   val_ids: torch.Tensor, window: Window, budget: Budget) -> float:
+    """Rank 0 keeps the snapshots --snapshots asks for (keeper is None on the other ranks). They are
+    off the clock and out of the window's speed, but part of the budget: returns the seconds spent."""
+    if keeper is None:
+        return 0.0
+    spent = keeper.take_due(model, run, progress, val_ids)
+    window.started += spent
+    budget.off_clock_s += spent
+    return spent
+
+
+def checkpoint_and_stop(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer: torch.optim.Optimizer,
+                        run: RunState, out: Path) -> None:
+    """Ctrl-C between steps: rank 0 saves the checkpoint, then every rank stops with Interrupted."""
+    with all_ranks_carried(run):
+        if distributed.is_main():
+            save_checkpoint(out / CHECKPOINT, cfg, vocab, model, optimizer, run)
+    distributed.barrier()  # torchrun stops all ranks when one exits with an error: save first
+    raise Interrupted(out / CHECKPOINT, run.step)
 
 
 def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = None, log=print,
@@ -539,9 +561,7 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
     `write_outputs(result)` writes the weights, plot and card (train_cli's) before the run is
     marked finished (end_run). Files in cfg.out that no charrnn run wrote are kept, and the run
     refused, unless `overwrite`. --max-minutes covers all of it but write_outputs (budget.py)."""
-    started = time.perf_counter()
-    device = device or torch.device("cpu")
-    rank, world = distributed.rank(), distributed.world_size()
+    started, device, world = time.perf_counter(), device or torch.device("cpu"), distributed.world_size()
     log = log if distributed.is_main() else (lambda *args, **kwargs: None)
     out = Path(cfg.out)
     ckpt = load_checkpoint(out / CHECKPOINT) if resume else None
@@ -556,20 +576,11 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, vocab, device)
     optimizer = build_optimizer(cfg, model)
-    run = RunState(world_size=world)
-    if ckpt is not None:  # every check passes before any file is written
-        run = restore_run(ckpt, cfg, vocab, model, optimizer, out, len(train_ids), log)
-    # rank 0 alone scores and saves it
-    run.ema = build_ema(cfg, model, ckpt) if distributed.is_main() else None
-    seed_rank(cfg, rank, run.step)
-    run.carried = distributed.my_rows(run.carried, cfg.batch_size)  # the checkpoint holds every rank's rows
-    if distributed.is_main():
-        write_metrics(out / METRICS, run.history)  # a fresh file, or the rows the checkpoint knows
+    run = start_run(cfg, ckpt, vocab, model, optimizer, out, len(train_ids), log)
     use(model, cfg.precision)  # the steps and the evaluations
     log(f"{model.num_params():,} parameters, corpus {corpus.info.describe()}, "
         f"{steps_per_epoch(cfg, len(train_ids), world)} steps per epoch, {cfg.recipe} recipe, "
-        f"device {device}, "
-        f"{describe(cfg.precision, device)}"
+        f"device {device}, {describe(cfg.precision, device)}"
         + (f", {world} processes x {cfg.batch_size} streams" if world > 1 else ""))
 
     profile = describe_corpus(cfg, corpus, log) if distributed.is_main() else None  # before training: quick
@@ -585,6 +596,24 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
                        profile, budget, bar)
     finally:
         bar.close()
+
+
+def start_run(cfg: TrainConfig, ckpt: dict | None, vocab: Vocab, model: CharRNN,
+              optimizer: torch.optim.Optimizer, out: Path, n_train: int, log) -> RunState:
+    """The run's state: fresh, or restored from the checkpoint (every check passes before any file
+    is written); the weight average on rank 0, this rank's random numbers and carried rows, and
+    metrics.jsonl as the run knows it."""
+    world = distributed.world_size()
+    run = RunState(world_size=world)
+    if ckpt is not None:
+        run = restore_run(ckpt, cfg, vocab, model, optimizer, out, n_train, log)
+    # rank 0 alone scores and saves it
+    run.ema = build_ema(cfg, model, ckpt) if distributed.is_main() else None
+    seed_rank(cfg, distributed.rank(), run.step)
+    run.carried = distributed.my_rows(run.carried, cfg.batch_size)  # the checkpoint holds every rank's rows
+    if distributed.is_main():
+        write_metrics(out / METRICS, run.history)  # a fresh file, or the rows the checkpoint knows
+    return run
 
 
 def plan_budget(cfg: TrainConfig, model: CharRNN, run: RunState, val_ids: torch.Tensor, device: torch.device
