@@ -16,7 +16,7 @@ import torch
 
 from bench import common
 from charrnn import load_model
-from charrnn.generate import Settings, complete, make_step, prepare_seed, read
+from charrnn.generate import Settings, complete, make_step, prefill, prepare_seed
 
 # The novel's opening (public domain), longer than the tutorial's 100-char window so every
 # re-encoding step reads a full window.
@@ -56,7 +56,7 @@ def ours_one_after_other(model, ids: list[int], n: int) -> None:
     gen = torch.Generator().manual_seed(0)
     step = make_step(model)
     for temperature in (0.0, TEMPERATURE):
-        logits, layers = read(model, torch.tensor([ids]))  # (1, V), the seed read once
+        logits, layers = prefill(model, torch.tensor([ids]))  # (1, V), the seed prefilled once
         for _ in range(n):
             nxt = pick(logits[0], temperature, gen)
             logits, layers = step(torch.tensor([nxt]), layers)

@@ -2,24 +2,27 @@
 
 A request's life, in the order this file tells it:
 
-    submit ─▶ WAITING ─▶ READING ─▶ JOINING ─▶ RUNNING ─▶ FINISHED | STOPPED
+    submit ─▶ WAITING ─▶ PREFILLING ─▶ JOINING ─▶ RUNNING ─▶ FINISHED | STOPPED
        │         │           (any live status: cancel ─▶ CANCELLING ─▶ CANCELLED)
        ▼         ▼           (its own error ─▶ FAILED; the engine closing ─▶ INTERRUPTED)
     REFUSED   CANCELLED
+
+(`Status`, shared with the readings of charrnn/reading.py, lives in charrnn/scheduler.py.)
 
 1. `submit` prepares the seed and the random draws (generate.Job) in the caller's thread and asks
    the scheduler (charrnn/scheduler.py: limits, fairness, plain code) for a place in the waiting
    line; a limit refuses it with `Busy`.
 2. The stepper thread asks the scheduler which waiting requests to admit while rows are free.
-3. The reader thread reads each admitted request's seed (the prefill), oldest first, beside the
-   stepper, so a burst of arrivals or a long seed never stalls the running rows (in the app,
-   under 16 visitors, a seed read inside the step loop took ~50 ms, during which no row moved).
-4. At the next step the read requests' rows (greedy and sampled, see generate.Batch) join the
+3. The prefill thread prefills each admitted request (runs the model over its seed), oldest
+   first, beside the stepper, so a burst of arrivals or a long seed never stalls the running rows
+   (in the app, under 16 visitors, a prefill inside the step loop took ~50 ms, during which no
+   row moved).
+4. At the next step the prefilled requests' rows (greedy and sampled, see generate.Batch) join the
    batch, and every row gets one char per step. A step at batch 2 is mostly fixed per-call
    cost, so one batch for 16 requests costs far less than 16 steps of 2 (this 2-core CPU: ~0.5
    ms for 2 rows, ~1.9 ms for 32; a GPU step costs about the same from 2 rows to hundreds).
 5. A request ends when both its rows reach their length or stop rule, when it is cancelled (its
-   reader left), or when it fails; its rows leave the batch at once and its reader is told.
+   caller left), or when it fails; its rows leave the batch at once and its caller is told.
 
 Each row has its own temperature, top-k, top-p, stop rule and random numbers, so a request's text
 depends only on its own inputs and sampling seed, never on its neighbours. The engine is the
@@ -33,36 +36,14 @@ import threading
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Callable
 
 import torch
 
 from .generate import Batch, Job, Output, Settings
 from .model import CharRNN
-from .scheduler import Busy, Limits, Refusal, Scheduler, wake
+from .scheduler import Busy, Limits, Refusal, Scheduler, Status, wake
 from .threads import threads_for
-
-
-class Status(Enum):
-    WAITING = "in the waiting line"
-    READING = "admitted: its seed is read (prefill) by the reader thread"
-    JOINING = "its seed is read: its rows join the batch at the next step"
-    RUNNING = "its rows step with the batch"
-    CANCELLING = "asked to stop: the thread that holds it ends it at its next look"
-    FINISHED = "ended: both rows reached their length"
-    STOPPED = "ended: a row ended at its stop rule (a sentence or paragraph end)"
-    CANCELLED = "ended: cancelled (its reader left) before its end"
-    FAILED = "ended: its own error (its seed, its settings, its rows)"
-    REFUSED = "ended before it began: a limit turned it away (Busy)"
-    INTERRUPTED = "ended: the engine closed while it waited or ran"
-
-    @property
-    def ended(self) -> bool:
-        return self in ENDED
-
-
-ENDED = {Status.FINISHED, Status.STOPPED, Status.CANCELLED, Status.FAILED, Status.REFUSED, Status.INTERRUPTED}
 
 
 @dataclass(eq=False)
@@ -108,8 +89,8 @@ def _close_at_exit(ref: weakref.ref) -> None:
 class Engine:
     """Continuous batching over one model: submit() from any thread, then wait on the Request.
 
-    The worker: a stepper thread steps the batch, a reader thread reads admitted requests' seeds
-    beside it; both ask the scheduler what to do and hold `cond` only to change a status."""
+    The worker: a stepper thread steps the batch, a prefill thread prefills admitted requests'
+    seeds beside it; both ask the scheduler what to do and hold `cond` only to change a status."""
 
     def __init__(self, model: CharRNN, limits: Limits = Limits(), device: torch.device | str | None = None,
                  threads: int | None = threads_for("step")):
@@ -118,15 +99,15 @@ class Engine:
         self.cond = threading.Condition()
         self.threads = threads  # torch threads for the steps (None: leave torch's setting)
         self.batch = Batch(self.model)
-        self.to_read: deque[Request] = deque()  # READING, not yet picked up by the reader
-        self.reading: Request | None = None  # READING, its seed being read now
+        self.to_prefill: deque[Request] = deque()  # PREFILLING, not yet picked up by the prefill thread
+        self.prefilling: Request | None = None  # PREFILLING, its seed in the model now
         self.joining: list[Request] = []  # JOINING
         self.running: list[Request] = []  # RUNNING or CANCELLING, rows in the batch
         atexit.register(_close_at_exit, weakref.ref(self))
         self.workers = self._start_workers()
 
     def _start_workers(self) -> list[threading.Thread]:
-        loops = ((self._step_loop, "charrnn-stepper"), (self._read_loop, "charrnn-reader"))
+        loops = ((self._step_loop, "charrnn-stepper"), (self._prefill_loop, "charrnn-prefill"))
         workers = [threading.Thread(target=self._work, args=(loop,), name=name, daemon=True)
                    for loop, name in loops]
         for worker in workers:
@@ -135,7 +116,7 @@ class Engine:
 
     @property
     def load(self) -> int:
-        """How many requests hold rows now (reading, joining or running)."""
+        """How many requests hold rows now (prefilling, joining or running)."""
         return self.scheduler.admitted
 
     # ---- 1. arrival: the caller's thread
@@ -157,37 +138,37 @@ class Engine:
 
     def _admit(self) -> None:
         for request in self.scheduler.admit():
-            request.status = Status.READING
-            self.to_read.append(request)
-        if self.to_read:
+            request.status = Status.PREFILLING
+            self.to_prefill.append(request)
+        if self.to_prefill:
             self.cond.notify_all()
 
-    # ---- 3. prefill: the reader thread
+    # ---- 3. prefill: the prefill thread
 
-    def _read_loop(self) -> None:
-        """Read each admitted request's seed, oldest first; one that fails ends alone."""
+    def _prefill_loop(self) -> None:
+        """Prefill each admitted request's seed, oldest first; one that fails ends alone."""
         while True:
             with self.cond:
-                while not self.scheduler.closed and not self.to_read:
+                while not self.scheduler.closed and not self.to_prefill:
                     self.cond.wait()
                 if self.scheduler.closed:
                     return
-                self.reading = request = self.to_read.popleft()
+                self.prefilling = request = self.to_prefill.popleft()
                 if request.status is Status.CANCELLING:
-                    self.reading = None
+                    self.prefilling = None
                     self._end(request, Status.CANCELLED)
                     continue
             error = None
             try:
-                request.job.read_seed()
+                request.job.prefill()
             except Exception as e:  # (this request's failure, not the engine's)
                 error = e
             with self.cond:
-                self.reading = None
-                self._after_reading(request, error)
+                self.prefilling = None
+                self._after_prefill(request, error)
 
-    def _after_reading(self, request: Request, error: Exception | None) -> None:
-        """A read request joins the batch at the next step, unless it failed, was cancelled or was
+    def _after_prefill(self, request: Request, error: Exception | None) -> None:
+        """A prefilled request joins the batch at the next step, unless it failed, was cancelled or was
         interrupted meanwhile (cond held)."""
         if request.status.ended:  # the engine closed on it
             return
@@ -203,7 +184,7 @@ class Engine:
     # ---- 4. joining and stepping: the stepper thread
 
     def _step_loop(self) -> None:
-        """Admit waiting requests, let the read ones join, drop the cancelled ones, step the batch."""
+        """Admit waiting requests, let the prefilled ones join, drop the cancelled ones, step the batch."""
         if self.threads and self.batch.device.type == "cpu":
             torch.set_num_threads(self.threads)
         while True:
@@ -223,7 +204,7 @@ class Engine:
             self._step()
 
     def _join(self, request: Request) -> None:
-        """Append a read request's rows to the batch; one that fails here fails alone."""
+        """Append a prefilled request's rows to the batch; one that fails here fails alone."""
         if request.status is Status.CANCELLING:
             with self.cond:
                 return self._end(request, Status.CANCELLED)
@@ -238,7 +219,7 @@ class Engine:
             self.running.append(request)
 
     def _step(self) -> None:
-        """One char for every row; requests whose rows all ended leave, and their readers are told."""
+        """One char for every row; requests whose rows all ended leave, and their callers are told."""
         if not self.batch.rows:
             return
         try:
@@ -265,7 +246,7 @@ class Engine:
     # ---- 5. the end: any thread
 
     def _end(self, request: Request, status: Status, error: Exception | None = None) -> None:
-        """Set a request's final status, free its place and tell its reader (cond held)."""
+        """Set a request's final status, free its place and tell its caller (cond held)."""
         if request.status is Status.WAITING:
             self.scheduler.withdraw(request)
         else:  # it was admitted
@@ -302,7 +283,7 @@ class Engine:
     def _work(self, loop: Callable[[], None]) -> None:
         try:
             loop()
-        except BaseException:  # never leave readers waiting on a dead thread
+        except BaseException:  # never leave callers waiting on a dead thread
             with self.cond:
                 self._interrupt_waiting()
                 self._interrupt_admitted()
@@ -317,9 +298,9 @@ class Engine:
 
     def _interrupt_admitted(self) -> None:
         """The engine is closing: every admitted request ends INTERRUPTED (cond held)."""
-        reading = [self.reading] if self.reading is not None else []
-        admitted = self.running + list(self.to_read) + reading + self.joining
+        prefilling = [self.prefilling] if self.prefilling is not None else []
+        admitted = self.running + list(self.to_prefill) + prefilling + self.joining
         for request in admitted:
             if not request.status.ended:
                 self._end(request, Status.INTERRUPTED)
-        self.running, self.to_read, self.joining = [], deque(), []
+        self.running, self.to_prefill, self.joining = [], deque(), []

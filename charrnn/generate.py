@@ -1,4 +1,4 @@
-"""Stateful generation: the seed is read once, then one step per new char carries the state.
+"""Stateful generation: the seed is prefilled once, then one step per new char carries the state.
 
 Every request is two rows, greedy and sampled, stepped as one batch, so both cost one step per
 char. `stream` runs one request alone; `charrnn.engine` runs many requests' rows as one batch.
@@ -198,9 +198,10 @@ def make_step(model: CharRNN) -> Step:
     return step
 
 
-def read(model: CharRNN, ids: torch.Tensor) -> tuple[torch.Tensor, list]:
-    """Read the seed ids (B, T) in one forward pass, in eval mode (without leaving the model in it).
-    Returns the logits after the last char (B, V) and the state per layer, as make_step wants it."""
+def prefill(model: CharRNN, ids: torch.Tensor) -> tuple[torch.Tensor, list]:
+    """The prefill: the model runs over the seed ids (B, T) in one forward pass, in eval mode
+    (without leaving the model in it). Returns the logits after the last char (B, V) and the
+    state per layer, as make_step wants it."""
     was_training = model.training
     model.eval()
     with autocast_for(model, "generate"):
@@ -263,7 +264,7 @@ def next_chars(model: CharRNN, text: str, k: int = 10) -> list[tuple[str, float]
     """The model's k likeliest next chars after `text` (prepared like a seed), with probabilities."""
     seed, _ = prepare_seed(model, text)
     device = next(model.parameters()).device
-    logits, _ = read(model, torch.tensor([model.vocab.encode(seed)], device=device))
+    logits, _ = prefill(model, torch.tensor([model.vocab.encode(seed)], device=device))
     return top_chars(model, logits[0].float().softmax(-1), k)
 
 
@@ -290,18 +291,18 @@ class Job:
         self.stops = STOPS.get(settings.stop_at, "")
         self.growing = [True, True]  # greedy, sampled row: False once at its length or its stop rule
         self.end_probs = None  # (V,) the distribution after seed + sampled text, for the candidates
-        # (logits (1, V), state per layer (1, H)) after the seed, once read_seed() has read it
+        # (logits (1, V), state per layer (1, H)) after the seed, once prefill() has run
         self.start = None
         self.finished = False  # set once the last char and the candidates after it are in (Output.finished)
         self.lock = threading.Lock()
 
     @torch.inference_mode()
-    def read_seed(self) -> tuple[torch.Tensor, list]:
-        """The logits (1, V) and the state per layer after the seed (the prefill), read once, in the
-        calling thread: the engine reads seeds in a thread of their own, beside the batch's steps."""
+    def prefill(self) -> tuple[torch.Tensor, list]:
+        """The logits (1, V) and the state per layer after the seed, computed once, in the calling
+        thread: the engine prefills in a thread of its own, beside the batch's steps."""
         if self.start is None:
             device = next(self.model.parameters()).device
-            self.start = read(self.model,
+            self.start = prefill(self.model,
                               torch.tensor([self.model.vocab.encode(self.out.seed)], device=device))
         return self.start
 
@@ -348,7 +349,7 @@ class Job:
 
 class Batch:
     """The rows of every active job, stepped together: one model step per char for all of them.
-    Jobs join with add() (their seed is read first) and leave as soon as their rows close."""
+    Jobs join with add() (prefilled first) and leave as soon as their rows close."""
 
     def __init__(self, model: CharRNN):
         self.model, self.step_fn = model, make_step(model)
@@ -361,8 +362,8 @@ class Batch:
 
     @torch.inference_mode()
     def add(self, job: Job) -> None:
-        """Append the job's greedy and sampled rows, reading its seed first if job.read_seed() has not."""
-        logits, layers = job.read_seed()  # (1, V), per layer (1, H)
+        """Append the job's greedy and sampled rows, prefilling first if job.prefill() has not run."""
+        logits, layers = job.prefill()  # (1, V), per layer (1, H)
         logits = logits.expand(2, -1)  # (2, V): both rows start from the seed
         layers = [tuple(t.expand(2, -1) for t in s) if isinstance(s,
                                                                   tuple) else s.expand(2, -1) for s in layers]

@@ -15,12 +15,39 @@ tests/test_scheduler.py). A request here is anything with a `visitor` attribute 
 
 `VisitorLimit` is the per-visitor accounting alone (running and waiting counts against their
 limits). It knows nothing of rows, so the reading endpoints could use it as it is.
+
+`Status` is a request's life in one vocabulary for both kinds of request, the engine's generations
+and the readings (charrnn/reading.py): where it is, and once it has ended (`status.ended`) how.
 """
 from collections import Counter, deque
 from dataclasses import dataclass
 from enum import Enum
 
 ROWS_PER_REQUEST = 2  # greedy and sampled
+
+
+class Status(Enum):
+    """Where a request is, then how it ended. A generation may pass through every one (see the
+    diagram in charrnn/engine.py); a reading goes WAITING -> RUNNING (-> CANCELLING) and ends
+    FINISHED, CANCELLED, FAILED or REFUSED."""
+    WAITING = "in the waiting line"
+    PREFILLING = "admitted: the engine's prefill thread reads its seed (a generation)"
+    JOINING = "prefilled: its rows join the batch at the next step (a generation)"
+    RUNNING = "at work: a generation's rows step with the batch, a reading reads its text"
+    CANCELLING = "asked to stop: the thread that holds it ends it at its next look"
+    FINISHED = "ended: it ran to its end (a generation: both rows reached their length)"
+    STOPPED = "ended: a generation's row ended at its stop rule (a sentence or paragraph end)"
+    CANCELLED = "ended: cancelled (its caller left) before its end"
+    FAILED = "ended: its own error (a generation's seed, settings or rows; a reading's text)"
+    REFUSED = "ended before it began: a limit turned it away (Busy)"
+    INTERRUPTED = "ended: the engine closed while it waited or ran"
+
+    @property
+    def ended(self) -> bool:
+        return self in ENDED
+
+
+ENDED = {Status.FINISHED, Status.STOPPED, Status.CANCELLED, Status.FAILED, Status.REFUSED, Status.INTERRUPTED}
 
 
 @dataclass(frozen=True)
@@ -94,7 +121,7 @@ class Scheduler:
         self.limits = limits
         self.visitors = VisitorLimit(limits.per_visitor, limits.per_visitor_waiting)
         self.waiting = deque()  # requests not yet admitted, oldest first
-        self.admitted = 0  # requests holding rows (reading their seed, joining or running)
+        self.admitted = 0  # requests holding rows (prefilling, joining or running)
         self.closed = False
 
     def enqueue(self, request) -> None:

@@ -79,11 +79,11 @@ def test_rows_leave_the_batch_on_stop_finish_and_cancel(tiny_model):
     assert stops.out.sampled[-1] in ".!?" and len(stops.out.greedy) == len(stops.out.sampled)
 
 
-@pytest.mark.parametrize("stage", ["reading its seed", "joining the batch"])
+@pytest.mark.parametrize("stage", ["prefilling", "joining the batch"])
 def test_a_failing_request_fails_alone(engine, tiny_model, monkeypatch, stage):
     with pytest.raises(SettingsError, match="Temperature must be"):
         engine.submit(SEED, Settings(temperature=-1))
-    cls, name = (Job, "read_seed") if stage == "reading its seed" else (Batch, "add")
+    cls, name = (Job, "prefill") if stage == "prefilling" else (Batch, "add")
     original = getattr(cls, name)
 
     def or_fail(self, *job):
@@ -103,25 +103,25 @@ def test_a_failing_request_fails_alone(engine, tiny_model, monkeypatch, stage):
         same_text(engine.result(request, timeout=60), complete(tiny_model, s, settings))
 
 
-def test_running_rows_keep_stepping_while_a_new_seed_is_read(engine, tiny_model, monkeypatch):
-    """Seeds are read in the engine's reader thread: a slow prefill holds up only its own request."""
-    release, reading = threading.Event(), threading.Event()
-    read_seed = Job.read_seed
+def test_running_rows_keep_stepping_while_a_new_request_prefills(engine, tiny_model, monkeypatch):
+    """Prefills run in the engine's prefill thread: a slow one holds up only its own request."""
+    release, prefilling = threading.Event(), threading.Event()
+    prefill = Job.prefill
 
     def slow(job):
         if job.out.seed == "Sancho":
-            reading.set()
+            prefilling.set()
             assert release.wait(60)
-        return read_seed(job)
+        return prefill(job)
 
-    monkeypatch.setattr(Job, "read_seed", slow)
+    monkeypatch.setattr(Job, "prefill", slow)
     running = engine.submit(SEED, MINE, visitor="running")
     until(lambda: running.snapshot().sampled)  # its rows are stepping
     slow_one = engine.submit("Sancho", MINE, visitor="slow")
-    assert reading.wait(10)
+    assert prefilling.wait(10)
     # it ran to its end meanwhile
     same_text(engine.result(running, timeout=60), complete(tiny_model, SEED, MINE))
-    assert slow_one.status is Status.READING and slow_one.snapshot().sampled == ""
+    assert slow_one.status is Status.PREFILLING and slow_one.snapshot().sampled == ""
     release.set()
     same_text(engine.result(slow_one, timeout=60), complete(tiny_model, "Sancho", MINE))
 
@@ -163,19 +163,19 @@ def test_a_request_ends_finished_at_its_length_or_stopped_by_its_rule(engine, ti
     assert (stopped.status, finished.status) == (Status.STOPPED, Status.FINISHED)
 
 
-def test_a_request_waits_then_reads_its_seed_then_runs_then_finishes(tiny_model, monkeypatch):
-    seen, read_seed, release = [], Job.read_seed, threading.Event()
+def test_a_request_waits_then_prefills_then_runs_then_finishes(tiny_model, monkeypatch):
+    seen, prefill, release = [], Job.prefill, threading.Event()
 
     def held(job):  # holds the prefill until the test has looked
         assert release.wait(60)
-        return read_seed(job)
+        return prefill(job)
 
-    monkeypatch.setattr(Job, "read_seed", held)
+    monkeypatch.setattr(Job, "prefill", held)
     engine = Engine(tiny_model, Limits(max_rows=2), threads=None)
     try:
         first = engine.submit(SEED, Settings(length=400, sampling_seed=0), visitor="a")
         second = engine.submit(SEED, MINE, visitor="b")
-        until(lambda: first.status is Status.READING)
+        until(lambda: first.status is Status.PREFILLING)
         seen.append(second.status)  # no rows for it yet
         release.set()
         until(lambda: first.status is Status.RUNNING)
@@ -239,25 +239,25 @@ def test_both_designs_serve_concurrent_submitters_the_same_texts(design, tiny_mo
 
 # ---- the page's stream of a request (charrnn.app.streaming: pacing and sentences are the app's)
 
-def test_a_reader_that_leaves_cancels_its_request(engine):
+def test_a_caller_that_leaves_cancels_its_request(engine):
     request = engine.submit(SEED, Settings(length=10_000), visitor="me")
 
-    async def read_one():
+    async def take_one():
         updates = paced_updates(engine, request, interval=0.01)
         out = await updates.__anext__()
         await updates.aclose()  # what Gradio does when the page closes the stream
         return out
 
-    assert asyncio.run(read_one()).sampled
+    assert asyncio.run(take_one()).sampled
     assert request.wait(10) and request.status is Status.CANCELLED and not request.snapshot().finished
     assert engine.running == []
 
 
-def test_async_reader_streams_growing_text_to_the_end(engine, tiny_model):
-    async def read_all():
+def test_an_async_caller_gets_the_growing_text_to_the_end(engine, tiny_model):
+    async def take_all():
         return [out async for out in paced_updates(engine, engine.submit(SEED, MINE), interval=0.0)]
 
-    outs = asyncio.run(read_all())
+    outs = asyncio.run(take_all())
     assert len(outs) >= 2 and [o.finished for o in outs].count(True) == 1 and outs[-1].finished
     for before, after in zip(outs, outs[1:]):
         assert after.sampled.startswith(before.sampled) and after.greedy.startswith(before.greedy)

@@ -86,7 +86,7 @@ def test_bf16_generation_runs_and_keeps_its_state_in_fp32(tiny_model, device):
     assert bf16.greedy[:10] == fp32.greedy[:10]  # close logits: the likeliest chars agree at first
     assert all(0 <= p <= 1 for _, p in bf16.candidates)
     model = in_precision(tiny_model, "bf16", device)
-    logits, layers = generate.read(model, torch.tensor([model.vocab.encode("En un lugar")], device=device))
+    logits, layers = generate.prefill(model, torch.tensor([model.vocab.encode("En un lugar")], device=device))
     logits, layers = generate.make_step(model)(logits.argmax(-1), layers)
     assert logits.dtype == torch.float32 and {t.dtype for layer in layers for t in layer} == {torch.float32}
 

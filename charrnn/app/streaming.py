@@ -38,7 +38,7 @@ async def paced_updates(engine: Engine, request: Request, interval: float = STRE
                         ) -> AsyncIterator[Output]:
     """The growing Output for an event loop: the first chars and the end arrive at once (the
     engine calls the request's listeners then), the rest every spaced() s. Raises the request's
-    error, or Busy if the engine closed. A reader that leaves early (a closed page) cancels it."""
+    error, or Busy if the engine closed. A caller that leaves early (a closed page) cancels it."""
     loop, event = asyncio.get_running_loop(), asyncio.Event()
 
     def listener():  # called from the engine's threads: wake this loop
