@@ -13,8 +13,8 @@ from charrnn.generate import (
     make_step,
     next_chars,
     pick,
+    prefill,
     prepare_seed,
-    read,
     stream,
 )
 from charrnn.model import CharRNN
@@ -32,8 +32,8 @@ def test_step_matches_the_module(cell):
         model.eval()
         want, _, _ = model(ids)  # (2, 12, V)
         model.train()
-        logits, layers = read(model, ids[:, :4])
-        assert model.training  # read() must not leave the model in eval mode
+        logits, layers = prefill(model, ids[:, :4])
+        assert model.training  # prefill() must not leave the model in eval mode
         got, step = [logits], make_step(model)
         for t in range(4, 12):
             logits, layers = step(ids[:, t], layers)
