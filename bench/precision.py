@@ -45,7 +45,7 @@ def training(args, vocab_model) -> dict:
     cfg = TrainConfig()  # the long recipe
     train_ids, val_ids = corpus_ids(vocab_model, args.data)
     val = val_ids[: args.val_chars]
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.training_seed)
     start = build_model(cfg, vocab_model.vocab)
     runs = {}
     for name in NAMES:
@@ -59,7 +59,7 @@ def training(args, vocab_model) -> dict:
         y = rows[:, step * cfg.seq_len + 1: (step + 1) * cfg.seq_len + 1]  # (B, T)
         for name in (NAMES if step % 2 == 0 else NAMES[::-1]):
             r = runs[name]
-            torch.manual_seed(cfg.seed + step)  # the same dropout masks
+            torch.manual_seed(cfg.training_seed + step)  # the same dropout masks
             r["model"].train()
             t = time.perf_counter()
             state, _ = train_step(r["model"], r["model"], r["opt"], x, y, r["state"], cfg.grad_clip)

@@ -15,7 +15,8 @@ from .weights import first_line
 
 CHECKPOINT = "checkpoint.pt"
 OLD_NAMES = {"warmup": "warmup_frac", "min_lr": "min_lr_frac",  # checkpoints of earlier versions
-             "chunk": "chunk_index", "elapsed": "elapsed_s", "bad_evals": "evals_without_gain"}
+             "chunk": "chunk_index", "elapsed": "elapsed_s", "bad_evals": "evals_without_gain",
+             "seed": "training_seed"}
 
 
 @dataclass

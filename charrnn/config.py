@@ -96,7 +96,7 @@ class TrainConfig:
     # evaluations read at most this many validation chars (the default corpus has 204k)
     max_eval_chars: int = 1_000_000
     patience: int = 5  # evaluations without improvement before an early stop
-    seed: int = 1337
+    training_seed: int = 1337  # the run's random numbers: initial weights, dropout, chunk offsets
     snapshots: str = SNAPSHOTS  # moments to keep a snapshot of the weights (snapshot_moments), or "none"
     device: str = "auto"
     precision: str = "auto"  # fp32, bf16 (autocast), or auto: bf16 where the hardware does it

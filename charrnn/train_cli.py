@@ -66,6 +66,8 @@ HELP = {
     "min_lr_frac": "where the cosine decay ends, as a fraction of --lr",
     "max_minutes": "the whole run's time budget, evaluations and the final score included; training and its "
                    "lr schedule end early enough for them, or at --epochs if that comes first",
+    "training_seed": "the training run's random seed: initial weights, dropout masks, each epoch's chunk "
+                     "offset",
     "device": "auto (cuda if available, else cpu), cpu or cuda",
     "precision": "fp32, bf16 (matrix products in bfloat16 under autocast), or auto: the steps in fp32 (bf16 "
                  "is not yet shown at the long recipe's horizon), the evaluations in bf16 where the hardware "
@@ -75,6 +77,8 @@ HELP = {
                  "or none",
     "out": "folder for config.json, model.safetensors, README.md, metrics.jsonl, loss.png, checkpoint.pt",
 }
+# the names these settings had before (issue 25), still accepted so that users' scripts keep working
+FLAG_ALIASES = {"training_seed": ("--seed",)}
 RECIPE_FIELDS = tuple(dict.fromkeys(k for settings in RECIPES.values() for k in settings))
 CARD_SAMPLES = 3  # samples on the card, each from one of the corpus's own seeds
 
@@ -98,6 +102,11 @@ def recipes_help() -> str:
                       *rows,
                       f"--resume applies only {', '.join('--' + n.replace('_', '-') for n in RESUMABLE)} "
                       f"(and --out, --device); other settings come from the checkpoint."])
+
+
+def flags_of(name: str) -> tuple[str, ...]:
+    """A TrainConfig field's flag, then its old names."""
+    return ("--" + name.replace("_", "-"), *FLAG_ALIASES.get(name, ()))
 
 
 def flag_given(argv: list[str], flag: str) -> bool:
@@ -135,19 +144,19 @@ def build_parser(recipe: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=recipes_help(),
                                 formatter_class=HelpFormatter, allow_abbrev=False)
     for f in fields(TrainConfig):
-        flag, text = "--" + f.name.replace("_", "-"), HELP.get(f.name, f.name.replace("_", " "))
+        flags, text = flags_of(f.name), HELP.get(f.name, f.name.replace("_", " "))
         default = getattr(defaults, f.name)
         if f.name in RECIPE_FIELDS:
             text += " (from the recipe)"
         if f.type is bool:  # --locked-dropout / --no-locked-dropout: a recipe may have it on
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
+            p.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, help=text)
         elif f.name in ("cell", "recipe", "precision"):
             choices = {"cell": ["lstm", "gru"], "recipe": list(RECIPES),
                        "precision": list(PRECISIONS)}[f.name]
-            p.add_argument(flag, choices=choices, default=default, help=text)
+            p.add_argument(*flags, choices=choices, default=default, help=text)
         else:  # int and float fields parse as such; the rest (paths, device) are strings
             kind = type(default) if type(default) in (int, float) else str
-            p.add_argument(flag, type=kind, default=default, help=text)
+            p.add_argument(*flags, type=kind, default=default, help=text)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--overwrite", action="store_true",
                    help="replace files in --out that no charrnn run wrote "
@@ -172,7 +181,7 @@ def to_config(args: argparse.Namespace) -> TrainConfig:
 
 def given_settings(argv: list[str]) -> set[str]:
     """The TrainConfig fields set on the command line (what --resume may apply or must report)."""
-    return {f.name for f in fields(TrainConfig) if flag_given(argv, "--" + f.name.replace("_", "-"))}
+    return {f.name for f in fields(TrainConfig) if any(flag_given(argv, flag) for flag in flags_of(f.name))}
 
 
 TRAIN_NEEDS = ("tqdm", "matplotlib")  # of the [train] extra (pyproject.toml): the progress bar and loss.png

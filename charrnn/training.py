@@ -163,7 +163,7 @@ def planned_steps(cfg: TrainConfig, n_train: int, world_size: int = 1) -> int:
 def epoch_offset(cfg: TrainConfig, epoch: int) -> int:
     """A new random offset each epoch moves the chunk boundaries, so the model does not see the same
     windows every time. Seeded by epoch, so a resumed run rebuilds the same ones."""
-    generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    generator = torch.Generator().manual_seed(cfg.training_seed * 1000 + epoch)
     return int(torch.randint(0, cfg.seq_len, (1,), generator=generator))
 
 
@@ -426,11 +426,11 @@ def all_ranks_carried(run: RunState):
         run.carried = local
 
 
-def seed_rank(cfg: TrainConfig, rank: int, step: int) -> None:
-    """Ranks other than 0 draw dropout masks of their own; rank 0 keeps the seeded (or restored) RNG,
-    as one process would."""
+def set_rng(cfg: TrainConfig, rank: int, step: int) -> None:
+    """Set this rank's random numbers for the run from `step` on: ranks other than 0 draw dropout masks
+    of their own; rank 0 keeps the RNG set by the training seed (or restored), as one process would."""
     if rank > 0:
-        torch.manual_seed(cfg.seed + 1_000_003 * rank + step)
+        torch.manual_seed(cfg.training_seed + 1_000_003 * rank + step)
 
 
 def advance(run: RunState, cfg: TrainConfig, n_train: int, clock: float, world_size: int = 1) -> float:
@@ -573,7 +573,7 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
     # train_ids: a memmap of the token file; val_ids: the bounded start of validation, in memory
     vocab, train_ids, val_ids = corpus.vocab, corpus.train, corpus.eval_ids()
 
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.training_seed)
     model = build_model(cfg, vocab, device)
     optimizer = build_optimizer(cfg, model)
     run = start_run(cfg, ckpt, vocab, model, optimizer, out, len(train_ids), log)
@@ -609,7 +609,7 @@ def start_run(cfg: TrainConfig, ckpt: dict | None, vocab: Vocab, model: CharRNN,
         run = restore_run(ckpt, cfg, vocab, model, optimizer, out, n_train, log)
     # rank 0 alone scores and saves it
     run.ema = build_ema(cfg, model, ckpt) if distributed.is_main() else None
-    seed_rank(cfg, distributed.rank(), run.step)
+    set_rng(cfg, distributed.rank(), run.step)
     run.carried = distributed.my_rows(run.carried, cfg.batch_size)  # the checkpoint holds every rank's rows
     if distributed.is_main():
         write_metrics(out / METRICS, run.history)  # a fresh file, or the rows the checkpoint knows

@@ -185,6 +185,14 @@ def test_cuda_picks_the_gpu_recipe_and_its_switches_can_be_turned_off():
     assert config("--device", "cpu").recipe == "long"
 
 
+def test_the_old_flag_names_still_set_the_renamed_settings():
+    from charrnn.train_cli import given_settings
+
+    assert config("--seed", "7").training_seed == 7 == config("--training-seed", "7").training_seed
+    assert config().training_seed != 7
+    assert given_settings(["--seed=7"]) == given_settings(["--training-seed", "7"]) == {"training_seed"}
+
+
 @pytest.mark.slow
 def test_help_lists_the_recipes_and_the_rule():
     proc = run("train.py", "--help")

@@ -136,6 +136,15 @@ def test_a_checkpoint_from_before_the_regularizers_resumes_without_them(tmp_path
     assert TrainConfig().locked_dropout  # which is not today's default
 
 
+def test_a_checkpoint_from_before_the_renames_resumes_with_its_settings(tmp_path):
+    """Checkpoints written before issue 25 name the training seed "seed"."""
+    saved = dataclasses.asdict(tiny_config(tmp_path, training_seed=7))
+    saved["seed"] = saved.pop("training_seed")
+    cfg = checkpoint.resumed_config({"config": saved}, TrainConfig(out=str(tmp_path / "out")), set(),
+                                    tmp_path / "out" / "checkpoint.pt", log=lambda *_: None)
+    assert cfg.training_seed == 7 != TrainConfig.training_seed
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(TrainConfig(out=str(tmp_path)), resume=True)
