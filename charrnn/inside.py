@@ -1,9 +1,10 @@
-"""Look inside the network: every cell's activation over a text, and the cells that track features
-of the text (as Karpathy, Johnson and Fei-Fei found cells for quotes and line length, 2015).
+"""Look inside the network: every unit's activation over a text, and the units that track features
+of the text (as Karpathy, Johnson and Fei-Fei found units for quotes and line length, 2015).
 
-Cells are numbered across layers. An LSTM has 2 x layers x hidden numbers: first the cell states c
-(layer 1's units, then layer 2's, ...), then the hidden states h in the same order. A GRU has only
-h: layers x hidden numbers.
+A unit is one number of the network's state: one entry of some layer's c or h. Units are numbered
+across layers. An LSTM has 2 x layers x hidden units: first the memories c (what PyTorch calls
+the LSTM's cell state; layer 1's entries, then layer 2's, ...), then the hidden states h in the
+same order. A GRU has only h: layers x hidden units.
 """
 import re
 import weakref
@@ -15,7 +16,7 @@ import torch.nn as nn
 
 from .model import CharRNN
 
-TOP = 5  # cells listed per feature
+TOP = 5  # units listed per feature
 TICK_EVERY = 512  # chars between progress ticks (see charrnn.reading)
 LETTER = re.compile(r"[^\W\d_]")
 DASHES = "–-—"  # dialogue turns open with a dash in the novel (a hyphen or an en dash) and in modern Spanish
@@ -83,22 +84,23 @@ def features(text: str) -> dict[str, torch.Tensor]:
     return {name: torch.tensor(v) for name, v in values.items() if len(set(v)) > 1}
 
 
-def num_cells(model: CharRNN) -> int:
+def num_units(model: CharRNN) -> int:
+    """How many units Look inside numbers: every entry of every layer's c (LSTM only) and h."""
     rnn = model.rnn
     return (2 if model.cell == "lstm" else 1) * rnn.num_layers * rnn.hidden_size
 
 
-def cell_name(model: CharRNN, n: int) -> str:
-    """'layer 2 c 137': which layer, which state, which unit a cell number is."""
+def unit_name(model: CharRNN, n: int) -> str:
+    """'layer 2 c 137': which layer, which state and which entry of it unit number n is."""
     per_kind = model.rnn.num_layers * model.rnn.hidden_size
     kind = "h" if model.cell == "gru" or n >= per_kind else "c"
-    layer, unit = divmod(n % per_kind, model.rnn.hidden_size)
-    return f"layer {layer + 1} {kind} {unit}"
+    layer, entry = divmod(n % per_kind, model.rnn.hidden_size)
+    return f"layer {layer + 1} {kind} {entry}"
 
 
-def _cell_states(layer: nn.LSTM, x: torch.Tensor, h: torch.Tensor,
+def _memories(layer: nn.LSTM, x: torch.Tensor, h: torch.Tensor,
                  tick: Callable[[int], None]) -> torch.Tensor:
-    """An LSTM layer's cell state c at every step, from its input x and output h. # (T, H)
+    """An LSTM layer's memory c (its cell state) at every step, from its input x and output h. # (T, H)
     The gates are computed for all steps at once; only c_t = f_t c_(t-1) + i_t g_t is a loop,
     which calls tick(steps done) every TICK_EVERY steps."""
     h_prev = torch.cat([torch.zeros_like(h[:1]), h[:-1]])  # (T, H)
@@ -117,8 +119,8 @@ def _cell_states(layer: nn.LSTM, x: torch.Tensor, h: torch.Tensor,
 @torch.no_grad()
 def activations(model: CharRNN, ids: torch.Tensor,
                 tick: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """Every cell's value after each char of `ids` (1-D), from a zero state, numbered as
-    cell_name() says. # (T, num_cells) on the CPU. tick(done, total) is told the progress (in
+    """Every unit's value after each char of `ids` (1-D), from a zero state, numbered as
+    unit_name() says. # (T, num_units) on the CPU. tick(done, total) is told the progress (in
     char-steps over all layers); an exception it raises stops the work."""
     device = next(model.parameters()).device
     x = model.embed(ids.to(device)[None])[0]  # (T, E); no dropout: read as the model reads in eval mode
@@ -129,7 +131,7 @@ def activations(model: CharRNN, ids: torch.Tensor,
         layer = model.rnn_layers(k, k + 1)
         h = layer(x[None])[0][0]  # (T, H)
         if model.cell == "lstm":
-            cs.append(_cell_states(layer, x, h, told))
+            cs.append(_memories(layer, x, h, told))
         hs.append(h)
         told(T)
         x = h
@@ -137,8 +139,8 @@ def activations(model: CharRNN, ids: torch.Tensor,
 
 
 def correlations(acts: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation of each cell (column of acts, (T, C)) with each feature (column of
-    feats, (T, F)) -> (F, C); 0 where a cell or a feature is constant over the text."""
+    """Pearson correlation of each unit (column of acts, (T, U)) with each feature (column of
+    feats, (T, F)) -> (F, U); 0 where a unit or a feature is constant over the text."""
     def standardized(m):
         m = m - m.mean(0)
         norm = m.norm(dim=0)
@@ -147,14 +149,14 @@ def correlations(acts: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
 
 
 def _ranked(model: CharRNN, acts: torch.Tensor, text: str, top: int) -> list[dict]:
-    """The `top` cells per feature of `text` (its chars all known), from their activations (T, C)."""
+    """The `top` units per feature of `text` (its chars all known), from their activations (T, U)."""
     feats = features(text)
     if not feats:  # a text too short or too plain to show any feature
         return []
     rows = []
     for name, r in zip(feats, correlations(acts, torch.stack(list(feats.values()), dim=1))):
         for n in r.abs().argsort(descending=True)[:top].tolist():
-            rows.append({"feature": FEATURES[name], "cell": n, "name": cell_name(model, n),
+            rows.append({"feature": FEATURES[name], "unit": n, "name": unit_name(model, n),
                          "correlation": round(float(r[n]), 3)})
     return rows
 
@@ -170,24 +172,24 @@ def _known(model: CharRNN, text: str) -> tuple[str, list[bool], torch.Tensor]:
 
 
 def _scaled(values: torch.Tensor, known: list[bool]) -> list[float | None]:
-    """One cell's values (T,) scaled to -1..1 by their largest magnitude, None at unknown chars."""
+    """One unit's values (T,) scaled to -1..1 by their largest magnitude, None at unknown chars."""
     scaled = iter((values / values.abs().max().clamp_min(1e-6)).tolist())
     return [next(scaled) if k else None for k in known]
 
 
-def rank_cells(model: CharRNN, text: str, top: int = TOP) -> list[dict]:
-    """For each feature, the `top` cells whose activation correlates most (in absolute value) with it
-    over `text`: [{"feature", "cell", "name", "correlation"}]. ValueError if no char is known."""
+def rank_units(model: CharRNN, text: str, top: int = TOP) -> list[dict]:
+    """For each feature, the `top` units whose activation correlates most (in absolute value) with it
+    over `text`: [{"feature", "unit", "name", "correlation"}]. ValueError if no char is known."""
     text, known, ids = _known(model, text)
     return _ranked(model, activations(model, ids), "".join(c for c, k in zip(text, known) if k), top)
 
 
-def cell_trace(model: CharRNN, text: str, cell: int) -> tuple[str, list[float | None]]:
-    """`text` as the model reads it (normalized) and one cell's value after each of its chars,
+def unit_trace(model: CharRNN, text: str, unit: int) -> tuple[str, list[float | None]]:
+    """`text` as the model reads it (normalized) and one unit's value after each of its chars,
     scaled to -1..1 by its largest magnitude on this text; None for chars the model does not know
     (they are skipped). ValueError if the text has no char the model knows."""
     text, known, ids = _known(model, text)
-    return text, _scaled(activations(model, ids)[:, cell], known)
+    return text, _scaled(activations(model, ids)[:, unit], known)
 
 
 # model -> {passages: rows}
@@ -195,32 +197,32 @@ _RANKINGS: "weakref.WeakKeyDictionary[CharRNN, dict]" = weakref.WeakKeyDictionar
 
 
 def passage_ranking(model: CharRNN, passages: tuple[str, ...]) -> list[dict]:
-    """rank_cells on the corpus's own passages (its corpus.json), computed once per model and kept
+    """rank_units on the corpus's own passages (its corpus.json), computed once per model and kept
     with it (gone when the model is)."""
     kept = _RANKINGS.setdefault(model, {})
     if passages not in kept:
-        kept[passages] = rank_cells(model, "\n\n".join(passages))
+        kept[passages] = rank_units(model, "\n\n".join(passages))
     return kept[passages]
 
 
 @dataclass
 class Look:
-    """A text seen through one cell: what the Look inside tab shows."""
+    """A text seen through one unit: what the Look inside tab shows."""
     text: str  # normalized, as the model reads it
-    values: list[float | None]  # the cell after each char, scaled to -1..1; None where the char is unknown
-    ranking: list[dict]  # the cells that best track the features (rank_cells' rows) ...
+    values: list[float | None]  # the unit after each char, scaled to -1..1; None where the char is unknown
+    ranking: list[dict]  # the units that best track the features (rank_units' rows) ...
     ranked_on: str  # ... of this text, or of the passages of the model's own corpus
 
 
-def look(model: CharRNN, text: str, cell: int, tick: Callable[[int, int], None] | None = None,
+def look(model: CharRNN, text: str, unit: int, tick: Callable[[int, int], None] | None = None,
          top: int = TOP, passages: tuple[str, ...] = ()) -> Look:
-    """cell_trace from one pass of the network, and the cells ranked on the corpus's own `passages`
+    """unit_trace from one pass of the network, and the units ranked on the corpus's own `passages`
     (once per model: passage_ranking) or, for a model without any, on this text from the same pass.
     It needs nothing but the text. ValueError if the text has no char the model knows."""
     text, known, ids = _known(model, text)
-    acts = activations(model, ids, tick)  # (T, C)
+    acts = activations(model, ids, tick)  # (T, U)
     if passages:
-        return Look(text, _scaled(acts[:, cell], known), passage_ranking(model, tuple(passages)),
+        return Look(text, _scaled(acts[:, unit], known), passage_ranking(model, tuple(passages)),
                     "passages of the model's own corpus")
     read = "".join(c for c, k in zip(text, known) if k)
-    return Look(text, _scaled(acts[:, cell], known), _ranked(model, acts, read, top), "this text")
+    return Look(text, _scaled(acts[:, unit], known), _ranked(model, acts, read, top), "this text")

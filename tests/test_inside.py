@@ -1,4 +1,4 @@
-"""charrnn.inside: cell activations over a text and the features they are ranked against."""
+"""charrnn.inside: unit activations over a text and the features they are ranked against."""
 import pytest
 import torch
 
@@ -42,13 +42,13 @@ def test_features_any_text_has_and_no_dialogue_without_dash_turns():
                                                                   "after_sentence_end", "quoted"}
 
 
-def test_cell_numbers_cover_c_then_h_of_every_layer(tiny_model):
+def test_unit_numbers_cover_c_then_h_of_every_layer(tiny_model):
     H, L = tiny_model.rnn.hidden_size, tiny_model.rnn.num_layers
-    assert inside.num_cells(tiny_model) == 2 * L * H
-    assert inside.cell_name(tiny_model, 0) == "layer 1 c 0"
-    assert inside.cell_name(tiny_model, H + 3) == "layer 2 c 3"
-    assert inside.cell_name(tiny_model, L * H) == "layer 1 h 0"
-    assert inside.cell_name(tiny_model, 2 * L * H - 1) == f"layer {L} h {H - 1}"
+    assert inside.num_units(tiny_model) == 2 * L * H
+    assert inside.unit_name(tiny_model, 0) == "layer 1 c 0"
+    assert inside.unit_name(tiny_model, H + 3) == "layer 2 c 3"
+    assert inside.unit_name(tiny_model, L * H) == "layer 1 h 0"
+    assert inside.unit_name(tiny_model, 2 * L * H - 1) == f"layer {L} h {H - 1}"
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -56,7 +56,7 @@ def test_activations_agree_with_the_network_states(cell, one_thread):
     model = tiny_model = train_tiny(cell=cell, steps=5)
     ids = torch.tensor(tiny_model.vocab.encode(TINY_TEXT[:200]))
     acts = inside.activations(model, ids)
-    assert acts.shape == (len(ids), inside.num_cells(model))
+    assert acts.shape == (len(ids), inside.num_units(model))
     with torch.no_grad():
         out, state = model.rnn(model.embed(ids[None]))
     H, L = model.rnn.hidden_size, model.rnn.num_layers
@@ -65,11 +65,11 @@ def test_activations_agree_with_the_network_states(cell, one_thread):
     assert torch.allclose(acts[:, -H:], out[0], atol=1e-5)  # the top layer's h at every step
     for k in range(L):
         assert torch.allclose(acts[-1, h_block + k * H: h_block + (k + 1) * H], h_n[k, 0], atol=1e-5)
-        if c_n is not None:  # the cell states rebuilt from the gates end where the LSTM's own do
+        if c_n is not None:  # the memories c rebuilt from the gates end where the LSTM's own do
             assert torch.allclose(acts[-1, k * H: (k + 1) * H], c_n[k, 0], atol=1e-4)
 
 
-def test_correlations_find_the_cell_that_tracks_a_feature():
+def test_correlations_find_the_unit_that_tracks_a_feature():
     g = torch.Generator().manual_seed(0)
     feature = torch.rand(500, generator=g)
     acts = torch.randn(500, 6, generator=g)
@@ -81,18 +81,18 @@ def test_correlations_find_the_cell_that_tracks_a_feature():
     assert r[5].item() == 0 and r[[0, 1, 3]].abs().max() < 0.2
 
 
-def test_ranking_lists_the_best_correlated_cells_per_feature(tiny_model, one_thread):
+def test_ranking_lists_the_best_correlated_units_per_feature(tiny_model, one_thread):
     text = TINY_TEXT * 3
-    rows = inside.rank_cells(tiny_model, text, top=3)
-    acts = inside.activations(tiny_model, torch.tensor(tiny_model.vocab.encode(text))).double()  # (T, C)
+    rows = inside.rank_units(tiny_model, text, top=3)
+    acts = inside.activations(tiny_model, torch.tensor(tiny_model.vocab.encode(text))).double()  # (T, U)
     for name, feature in inside.features(text).items():
-        # Pearson's r of each cell with the feature, by torch.corrcoef rather than inside.correlations
-        r = torch.corrcoef(torch.cat([feature.double()[None], acts.T]))[0, 1:]  # (C,)
+        # Pearson's r of each unit with the feature, by torch.corrcoef rather than inside.correlations
+        r = torch.corrcoef(torch.cat([feature.double()[None], acts.T]))[0, 1:]  # (U,)
         want = r.abs().argsort(descending=True)[:3].tolist()
         mine = [row for row in rows if row["feature"] == inside.FEATURES[name]]
-        assert [row["cell"] for row in mine] == want, name
+        assert [row["unit"] for row in mine] == want, name
         assert [row["correlation"] for row in mine] == pytest.approx(r[want].tolist(), abs=1e-3)
-        assert all(row["name"] == inside.cell_name(tiny_model, row["cell"]) for row in mine)
+        assert all(row["name"] == inside.unit_name(tiny_model, row["unit"]) for row in mine)
     assert len(rows) == 3 * len(inside.features(text))
     passages = (TINY_TEXT[:300], TINY_TEXT[300:])
     ranked = inside.passage_ranking(tiny_model, passages)  # on the corpus's own passages, once per model
@@ -105,8 +105,8 @@ def test_look_is_the_trace_and_the_ranking_from_one_pass_with_progress(tiny_mode
     text = "En un lugar € de la Mancha, dijo Sancho: ¿qué gigantes?\n" * 40  # 2,320 chars
     ticks = []
     seen = inside.look(tiny_model, text, 7, tick=lambda done, total: ticks.append((done, total)))
-    assert (seen.text, seen.values) == inside.cell_trace(tiny_model, text, 7)
-    assert seen.ranking == inside.rank_cells(tiny_model, text)
+    assert (seen.text, seen.values) == inside.unit_trace(tiny_model, text, 7)
+    assert seen.ranking == inside.rank_units(tiny_model, text)
     known = sum(c in tiny_model.vocab.stoi for c in text)
     total = known * tiny_model.rnn.num_layers
     assert ticks[-1] == (total, total) and len(ticks) > 4  # pieces, not one tick at the end
@@ -120,12 +120,12 @@ def test_a_tick_that_raises_stops_the_look(tiny_model, one_thread):
     with pytest.raises(KeyboardInterrupt):
         inside.look(tiny_model, "En un lugar de la Mancha " * 100, 3, tick=stop)
     with pytest.raises(ValueError, match="no character the model knows"):
-        inside.rank_cells(tiny_model, "€€€")  # never a raw torch error about index dtypes
+        inside.rank_units(tiny_model, "€€€")  # never a raw torch error about index dtypes
 
 
-def test_cell_trace_scales_one_cell_to_the_text_and_skips_unknown_chars(tiny_model, one_thread):
+def test_unit_trace_scales_one_unit_to_the_text_and_skips_unknown_chars(tiny_model, one_thread):
     text = "En un lugar € de la Mancha"  # '€' is not in the tiny model's vocabulary
-    shown, values = inside.cell_trace(tiny_model, text, 7)
+    shown, values = inside.unit_trace(tiny_model, text, 7)
     assert shown == tiny_model.vocab.normalize(text) and len(values) == len(shown)
     assert [v is None for v in values] == [c not in tiny_model.vocab.stoi for c in shown]
     acts = inside.activations(tiny_model, torch.tensor(tiny_model.vocab.encode(shown, errors="drop")))[:, 7]
@@ -133,4 +133,4 @@ def test_cell_trace_scales_one_cell_to_the_text_and_skips_unknown_chars(tiny_mod
     assert torch.allclose(known, acts / acts.abs().max(),
                           atol=1e-6) and known.abs().max() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no character the model knows"):
-        inside.cell_trace(tiny_model, "€€€", 7)
+        inside.unit_trace(tiny_model, "€€€", 7)

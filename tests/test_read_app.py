@@ -18,10 +18,10 @@ def shown(view: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", view))
 
 
-def test_named_endpoints_take_text_and_adapt_or_cell(client):
+def test_named_endpoints_take_text_and_adapt_or_unit(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert [p["parameter_name"] for p in endpoints["/score"]["parameters"]] == ["text", "adapt"]
-    assert [p["parameter_name"] for p in endpoints["/inside"]["parameters"]] == ["text", "cell"]
+    assert [p["parameter_name"] for p in endpoints["/inside"]["parameters"]] == ["text", "unit"]
 
 
 def test_score_static_agrees_with_the_cli(client, tiny_model_dir, tmp_path, capsys):
@@ -73,18 +73,18 @@ def test_score_bad_input_gets_a_sentence(client, text, adapt, message):
         client.predict(text, adapt, api_name="/score")
 
 
-def test_inside_colours_the_text_by_one_cell(client, tiny_model, tiny_model_dir):
+def test_inside_colours_the_text_by_one_unit(client, tiny_model, tiny_model_dir):
     text = "dijo que\n–Así es, señor."
     view, info, ranking = client.predict(text, 40, api_name="/inside")
-    assert f"Cell **40** = {inside.cell_name(tiny_model, 40)}" in info
+    assert f"Unit **40** = {inside.unit_name(tiny_model, 40)}" in info
     # 'A' read as 'a', as a seed's
     assert shown(view) == tiny_model.vocab.map_unknown(text)[0] and "rgba(" in view
     assert "'A' → 'a'" in info
-    assert ranking["headers"] == ["feature", "cell", "which", "correlation"]
+    assert ranking["headers"] == ["feature", "unit", "which", "correlation"]
     passages = corpus_profile.load(tiny_model_dir).passages  # ranked on the model's own passages
     features = inside.features("\n\n".join(passages))
     assert {row[0] for row in ranking["data"]} == {inside.FEATURES[f] for f in features}
-    assert "ranks cells on passages of the model's own corpus" in info
+    assert "ranks units on passages of the model's own corpus" in info
 
 
 def test_no_request_needs_the_novel(client, monkeypatch):
@@ -97,10 +97,10 @@ def test_no_request_needs_the_novel(client, monkeypatch):
     _, totals, summary, _ = client.predict(TINY_TEXT, False, api_name="/score")
     assert "nats/char" in totals and summary["chars"] > 100
     _, info, ranking = client.predict(TINY_TEXT, 3, api_name="/inside")
-    assert "ranks cells on passages of the model's own corpus" in info and ranking["data"]
+    assert "ranks units on passages of the model's own corpus" in info and ranking["data"]
 
 
-@pytest.mark.parametrize("text,cell,message", [
+@pytest.mark.parametrize("text,unit,message", [
     ("", 0, "Paste a text to read first"),
     ("a" * (handlers.READ_LIMIT + 1), 0, "the limit is 20,000"),
     (None, 0, "The text must be a string"),
@@ -112,9 +112,9 @@ def test_no_request_needs_the_novel(client, monkeypatch):
     ("Hola", True, "whole number"),
     ("Hola", 10 ** 400, "whole number"),
 ])
-def test_inside_bad_input_gets_a_sentence(client, text, cell, message):
+def test_inside_bad_input_gets_a_sentence(client, text, unit, message):
     with pytest.raises(AppError, match=message):
-        client.predict(text, cell, api_name="/inside")
+        client.predict(text, unit, api_name="/inside")
 
 
 def test_both_tabs_in_a_browser(browser, url):
@@ -134,15 +134,15 @@ def test_both_tabs_in_a_browser(browser, url):
     assert "\n" in view.inner_text()  # the line break is still a line break on the page
 
     page.get_by_role("tab", name="Look inside").click()
-    page.locator("#inside-cell input").fill("5")
+    page.locator("#inside-unit input").fill("5")
     page.locator("#inside-go").click()
-    page.wait_for_function("document.querySelector('#inside-info').innerText.includes('Cell 5')",
+    page.wait_for_function("document.querySelector('#inside-info').innerText.includes('Unit 5')",
                            timeout=30_000)
     assert page.locator("#inside-view span").count() > 3
     assert "position in the word" in page.locator("#inside-ranking").inner_text()
-    page.locator("#inside-cell input").fill("99999")
+    page.locator("#inside-unit input").fill("99999")
     page.locator("#inside-go").click()
-    page.get_by_text("The cell must be a whole number").first.wait_for(timeout=20_000)  # the error toast
+    page.get_by_text("The unit must be a whole number").first.wait_for(timeout=20_000)  # the error toast
     page.close()
 
 

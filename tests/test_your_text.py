@@ -101,7 +101,7 @@ def test_a_model_of_your_own_text_speaks_of_that_text(mine, browser, launch_app)
     _, _, summary, _ = client.predict(own, False, api_name="/score")
     assert summary["unknown_chars"] == 0 and summary["nats_per_char"] > 0
     view, info, ranking = client.predict(own, 0, api_name="/inside")
-    assert "Cell **0**" in info and ranking["data"]
+    assert "Unit **0**" in info and ranking["data"]
     assert not [w for w in NOVEL if w in json.dumps(ranking) + info]
 
 

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import gradio as gr
 
-from charrnn import inside as cells
+from charrnn import inside
 from charrnn.engine import Engine
 from charrnn.evaluate import Adapt, read
 from charrnn.generate import Bounds, SettingsError, check_seed_text, check_settings, mapping_notices, stream
@@ -155,40 +155,40 @@ def scorer(model: CharRNN | None, error: str | None, readers: Readers, reference
     return score
 
 
-def whole_cell(model: CharRNN, cell) -> int:
-    """The cell number of an /inside request, or a refusal."""
-    last = cells.num_cells(model) - 1
-    whole = ((isinstance(cell, int) and not isinstance(cell, bool))
-             or (isinstance(cell, float) and cell.is_integer()))
-    if not whole or not 0 <= cell <= last:
-        raise refusal(f"The cell must be a whole number from 0 to {last:,}.")
-    return int(cell)
+def whole_unit(model: CharRNN, unit) -> int:
+    """The unit number of an /inside request, or a refusal."""
+    last = inside.num_units(model) - 1
+    whole = ((isinstance(unit, int) and not isinstance(unit, bool))
+             or (isinstance(unit, float) and unit.is_integer()))
+    if not whole or not 0 <= unit <= last:
+        raise refusal(f"The unit must be a whole number from 0 to {last:,}.")
+    return int(unit)
 
 
 def looker(model: CharRNN | None, error: str | None, readers: Readers, passages: tuple[str, ...] = ()):
-    """The handler of Show (/inside): the text coloured by one cell, and the cells ranked on the
+    """The handler of Show (/inside): the text coloured by one unit, and the units ranked on the
     corpus's own `passages` (on the text itself for a model without any)."""
 
-    async def look(text, cell, request: gr.Request, progress=gr.Progress()):
+    async def look(text, unit, request: gr.Request, progress=gr.Progress()):
         text = read_input(model, error, text)
-        cell = whole_cell(model, cell)
+        unit = whole_unit(model, unit)
 
         def work(tick):  # in the reading's thread
             mapped, subs = model.vocab.map_unknown(text)  # as a seed is mapped: '—' -> '–'
-            return cells.look(model, mapped, cell, tick, passages=passages), subs
+            return inside.look(model, mapped, unit, tick, passages=passages), subs
 
-        async with aclosing(served(readers, request, work, progress, "Reading the cells")) as results:
+        async with aclosing(served(readers, request, work, progress, "Reading the units")) as results:
             async for done in results:
                 if done is None:
                     yield gr.skip()
         seen, subs = done
         styles = [views.surprise_style(None) if v is None else views.activation_style(v) for v in seen.values]
-        ranking = [[r["feature"], r["cell"], r["name"], r["correlation"]] for r in seen.ranking]
-        info = (f"Cell **{cell}** = {cells.cell_name(model, cell)}: blue where it is negative, red where "
-                "positive (scaled to its largest value on this text). The table ranks cells on "
+        ranking = [[r["feature"], r["unit"], r["name"], r["correlation"]] for r in seen.ranking]
+        info = (f"Unit **{unit}** = {inside.unit_name(model, unit)}: blue where it is negative, red where "
+                "positive (scaled to its largest value on this text). The table ranks units on "
                 f"{seen.ranked_on}.")
         info = "\n\n".join([info] + [f"⚠️ {n}" for n in mapping_notices(subs)])
-        yield views.spans_html(seen.text, styles, "text coloured by a cell"), info, ranking
+        yield views.spans_html(seen.text, styles, "text coloured by a unit"), info, ranking
 
     return look
 

@@ -144,23 +144,24 @@ def read_tab(model: CharRNN | None, error: str | None, readers: Readers, referen
 
 def inside_tab(model: CharRNN | None, error: str | None, readers: Readers,
                passages: tuple[str, ...] = ()) -> None:
-    """The "Look inside" tab: the text coloured by one cell's activation, and the cells that track
+    """The "Look inside" tab: the text coloured by one unit's activation, and the units that track
     features of text, ranked on the corpus's own passages. Endpoint /inside."""
     with gr.Tab("Look inside", id="inside"):
-        gr.Markdown("Pick a cell of the network and see its value at every character. Cells are numbered "
-                    "across layers: for an LSTM, the cell states *c* of each layer first, then the hidden "
-                    "states *h*. The table ranks the cells that best follow features of text (position in "
-                    "the word and line, quotes, brackets, ...) on passages of the model's own corpus.")
+        gr.Markdown("Pick a unit of the network (one number of its state) and see its value at every "
+                    "character. Units are numbered across layers: for an LSTM, the memories *c* (its cell "
+                    "states) of each layer first, then the hidden states *h*. The table ranks the units that "
+                    "best follow features of text (position in the word and line, quotes, brackets, ...) on "
+                    "passages of the model's own corpus.")
         text = gr.Textbox(label=f"Text (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14,
                           value=passages[0] if passages else "", elem_id="inside-text")
         with gr.Row():
-            cell = gr.Number(0, precision=0, minimum=0, label="Cell number", elem_id="inside-cell")
+            unit = gr.Number(0, precision=0, minimum=0, label="Unit number", elem_id="inside-unit")
             go = gr.Button("Show", variant="primary", elem_id="inside-go")
         info = gr.Markdown(elem_id="inside-info")
         view = gr.HTML(elem_id="inside-view")
-        ranking = gr.Dataframe(headers=["feature", "cell", "which", "correlation"], elem_id="inside-ranking",
-                               label="Cells that track features of the text (correlation)")
-        go.click(handlers.looker(model, error, readers, passages), [text, cell], [view, info, ranking],
+        ranking = gr.Dataframe(headers=["feature", "unit", "which", "correlation"], elem_id="inside-ranking",
+                               label="Units that track features of the text (correlation)")
+        go.click(handlers.looker(model, error, readers, passages), [text, unit], [view, info, ranking],
                  api_name="inside", preprocess=False, concurrency_limit=None)
 
 

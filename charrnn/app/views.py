@@ -165,6 +165,7 @@ def card_reference(metrics) -> str | None:
 
 
 def activation_style(v: float) -> str:
+    """The background of a char by one unit's value there (-1..1): red where positive, blue where negative."""
     v = round(v, 1)  # 21 shades: runs of similar values share a span
     if v == 0:
         return ""
