@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from charrnn.reading import Cancelled, Readers
-from charrnn.scheduler import Busy, Limits, Refusal
+from charrnn.reading import Readers
+from charrnn.scheduler import Busy, Limits, Refusal, Status
 
 
 def test_a_visitor_past_its_limit_is_refused_and_others_are_not():
@@ -18,7 +18,8 @@ def test_a_visitor_past_its_limit_is_refused_and_others_are_not():
     assert refused.value.refusal is Refusal.VISITOR_FULL and refused.value.held == 3
     other = readers.submit("y", ticking(3, log, "y"))  # another visitor starts at once, beside x's first
     wait(other)
-    assert [j.state for j in mine] == ["running", "waiting", "waiting"] and readers.ahead(mine[2]) == 2
+    assert [j.status for j in mine] == [Status.RUNNING, Status.WAITING, Status.WAITING]
+    assert readers.ahead(mine[2]) == 2
     readers.close()
     for job in mine:
         wait(job)
@@ -35,7 +36,7 @@ def ticking(pieces: int, log: list, name: str, pause: float = 0.002):
 
 
 def wait(job, timeout=30):
-    assert job.ended.wait(timeout), f"{job.visitor}'s job did not end"
+    assert job.wait(timeout), f"{job.visitor}'s job did not end"
 
 
 def test_readings_take_turns_so_a_short_one_ends_long_before_a_long_one():
@@ -45,11 +46,11 @@ def test_readings_take_turns_so_a_short_one_ends_long_before_a_long_one():
         time.sleep(0.001)
     short = readers.submit("b", ticking(5, log, "short"))
     wait(short)
-    assert short.result == "short" and short.done == short.total == 5
-    assert not long.ended.is_set() and log.count("long") < 400  # not waiting for the long one to end
+    assert short.result == "short" and short.chars_read == short.total == 5
+    assert not long.status.ended and log.count("long") < 400  # not waiting for the long one to end
     readers.cancel(long)
     wait(long)
-    assert isinstance(long.error, Cancelled) and long.done < 400
+    assert long.status is Status.CANCELLED and long.chars_read < 400
 
 
 def test_only_slots_readings_compute_at_once():
@@ -69,16 +70,16 @@ def test_only_slots_readings_compute_at_once():
     jobs = [readers.submit(v, work) for v in "abc"]
     for job in jobs:
         wait(job)
-    assert most[0] == 1 and all(job.error is None for job in jobs)
+    assert most[0] == 1 and all(job.status is Status.FINISHED for job in jobs)
 
 
 def test_a_cancelled_waiting_reading_never_starts():
     readers, log = Readers(Limits(max_rows=2, per_visitor=1)), []
     first = readers.submit("a", ticking(10_000, log, "first"))
     second = readers.submit("b", ticking(10, log, "second"))
-    assert second.state == "waiting" and readers.ahead(second) == 1  # the first, served
+    assert second.status is Status.WAITING and readers.ahead(second) == 1  # the first, served
     readers.cancel(second)
-    assert second.ended.is_set() and isinstance(second.error, Cancelled)
+    assert second.status is Status.CANCELLED
     readers.cancel(first)
     wait(first)
     assert "second" not in log and readers.jobs() == [] and readers.scheduler.admitted == 0
@@ -92,7 +93,7 @@ def test_errors_reach_the_caller_and_free_the_place():
 
     job = readers.submit("a", fails)
     wait(job)
-    assert isinstance(job.error, ValueError)
+    assert job.status is Status.FAILED and isinstance(job.error, ValueError)
     again = readers.submit("a", lambda tick: 42)  # the visitor's place was freed
     wait(again)
     assert again.result == 42
@@ -104,18 +105,18 @@ def test_watch_reports_progress_and_leaving_early_cancels():
     async def follow(job, leave_after=None):
         seen = []
         async for j in readers.watch(job, interval=0.01):
-            seen.append((j.state, j.done))
+            seen.append((j.status, j.chars_read))
             if leave_after is not None and len(seen) >= leave_after:
                 break
         return seen
 
     job = readers.submit("a", ticking(20, log, "a", pause=0.005))
     seen = asyncio.run(follow(job))
-    assert seen[-1] == ("done", 20) and job.result == "a"
+    assert seen[-1] == (Status.FINISHED, 20) and job.result == "a"
     job = readers.submit("a", ticking(10_000, log, "b", pause=0.005))
     asyncio.run(follow(job, leave_after=3))
     wait(job)
-    assert isinstance(job.error, Cancelled) and job.done < 10_000
+    assert job.status is Status.CANCELLED and job.chars_read < 10_000
 
 
 def test_closed_readers_refuse_and_cancel():

@@ -13,6 +13,7 @@ from gradio_client import Client
 
 from charrnn import evaluate
 from charrnn.app import handlers
+from charrnn.scheduler import Status
 from test_app import GOOD
 
 LONG = ("En un lugar de la Mancha, de cuyo nombre no quiero acordarme, no ha mucho tiempo. " * 250)
@@ -100,17 +101,17 @@ def test_a_flood_of_unread_readings_from_one_visitor_shuts_nobody_out(app):
     assert len(sampled) == len(GOOD["seed"]) + GOOD["length"]
     _, totals, summary, _ = connect(url, "3.3.3.3").predict(SHORT, False, api_name="/score")
     assert summary["chars"] + summary["unknown_chars"] == len(SHORT)
-    assert any(job.state == "running" for job in jobs(readers))  # the flood's reading is still going
+    assert any(job.status is Status.RUNNING for job in jobs(readers))  # the flood's reading is still going
 
 
 def test_a_short_reading_does_not_wait_for_another_visitors_long_one(app):
     url, readers = app()
     long = connect(url, "4.4.4.4").submit(LONG, True, api_name="/score")
-    wait_for(lambda: any(j.done for j in jobs(readers)), "the long reading to start")
+    wait_for(lambda: any(j.chars_read for j in jobs(readers)), "the long reading to start")
     [reading] = jobs(readers)
     _, _, summary, _ = connect(url, "5.5.5.5").predict(SHORT, True, api_name="/score")
     assert summary["chars"] + summary["unknown_chars"] == len(SHORT)
-    assert not reading.ended.is_set() and reading.done < reading.total  # it took turns with the long one
+    assert not reading.status.ended and reading.chars_read < reading.total  # it took turns with the long one
     long.cancel()
 
 
@@ -118,17 +119,17 @@ def test_work_whose_caller_has_gone_is_not_computed(app):
     url, readers = app()
     # Two pages of one visitor (Gradio's /cancel stops every run of one page's event at once).
     first = connect(url, "7.7.7.7").submit(LONG, True, api_name="/score")
-    wait_for(lambda: any(j.done for j in jobs(readers)), "the first reading to start")
+    wait_for(lambda: any(j.chars_read for j in jobs(readers)), "the first reading to start")
     second = connect(url, "7.7.7.7").submit(LONG, False, api_name="/score")
     wait_for(lambda: len(jobs(readers)) == 2, "the second reading to wait")
-    running, waiting = sorted(jobs(readers), key=lambda j: j.state != "running")
-    assert waiting.state == "waiting"
+    running, waiting = sorted(jobs(readers), key=lambda j: j.status is not Status.RUNNING)
+    assert waiting.status is Status.WAITING
     second.cancel()  # leaves the line and never starts
-    wait_for(waiting.ended.is_set, "the waiting reading to end")
-    assert waiting.done == 0 and running.state == "running"
+    wait_for(lambda: waiting.status.ended, "the waiting reading to end")
+    assert waiting.chars_read == 0 and running.status is Status.RUNNING
     first.cancel()  # stops at its next piece
-    wait_for(running.ended.is_set, "the running reading to stop")
-    assert running.done < running.total and type(running.error).__name__ == "Cancelled"
+    wait_for(lambda: running.status.ended, "the running reading to stop")
+    assert running.chars_read < running.total and running.status is Status.CANCELLED
     assert jobs(readers) == []
 
 
@@ -139,12 +140,12 @@ def test_a_closed_result_stream_stops_the_reading(app):
     conn = http.client.HTTPConnection(where.hostname, where.port, timeout=60)
     conn.request("GET", f"/gradio_api/call/score/{event_id}", headers={"X-Forwarded-For": "8.8.8.8"})
     response = conn.getresponse()
-    wait_for(lambda: any(j.done for j in jobs(readers)), "the reading to start")
+    wait_for(lambda: any(j.chars_read for j in jobs(readers)), "the reading to start")
     [reading] = jobs(readers)
     response.close()
     conn.close()  # the caller goes away mid-reading
-    wait_for(reading.ended.is_set, "the reading to stop")
-    assert reading.done < reading.total
+    wait_for(lambda: reading.status.ended, "the reading to stop")
+    assert reading.chars_read < reading.total
 
 
 def test_a_spoofed_leftmost_forwarded_address_is_not_a_new_visitor(app, monkeypatch):

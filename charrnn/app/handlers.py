@@ -1,5 +1,5 @@
 """What each event of the page does with its raw inputs (preprocess=False): check them, hand the
-work to the engine or the reader, and turn every user mistake into a gr.Error sentence."""
+work to the engine or the readers, and turn every user mistake into a gr.Error sentence."""
 import asyncio
 import random
 import time
@@ -14,8 +14,8 @@ from charrnn.engine import Engine
 from charrnn.evaluate import Adapt, read
 from charrnn.generate import Bounds, SettingsError, check_seed_text, check_settings, mapping_notices, stream
 from charrnn.model import CharRNN
-from charrnn.reading import Cancelled, Readers
-from charrnn.scheduler import Busy
+from charrnn.reading import Readers
+from charrnn.scheduler import Busy, Status
 from charrnn.serving import client_key
 from charrnn.snapshots import Snapshot, find_snapshots
 from charrnn.style import read_passage
@@ -112,13 +112,13 @@ async def served(readers: Readers, request: gr.Request, work, progress, what: st
         raise refusal(busy_sentence(e, "reading", "reader")) from None
     async with aclosing(readers.watch(job)) as updates:
         async for job in updates:
-            if job.state == "waiting":
+            if job.status is Status.WAITING:
                 progress(0, desc=f"Waiting: {readers.ahead(job)} reading(s) ahead of yours")
             elif job.total:
-                progress((job.done, job.total), desc=what, unit="chars")
-            if not job.ended.is_set():
+                progress((job.chars_read, job.total), desc=what, unit="chars")
+            if not job.status.ended:
                 yield None
-    if isinstance(job.error, Cancelled):
+    if job.status is Status.CANCELLED:
         raise refusal("The reading was stopped.")
     if isinstance(job.error, ValueError):  # the text itself: e.g. fewer known chars than needed
         raise refusal(f"{str(job.error)[:1].upper()}{str(job.error)[1:]}.")
@@ -142,10 +142,10 @@ def scorer(model: CharRNN | None, error: str | None, readers: Readers, reference
             return read(model, mapped, settings, tick=tick), subs
 
         async with aclosing(served(readers, request, work, progress, "Reading")) as results:
-            async for done in results:
-                if done is None:
+            async for result in results:
+                if result is None:
                     yield gr.skip()
-        reading, subs = done
+        reading, subs = result
         styles = views.reading_styles(reading.text, reading.logprobs, set(model.vocab.stoi))
         summary = reading.score.summary(sum(reading.unknown.values()))
         totals = views.read_totals(summary, adapt, reference, mapping_notices(subs), reading.unknown)
@@ -178,10 +178,10 @@ def looker(model: CharRNN | None, error: str | None, readers: Readers, passages:
             return inside.look(model, mapped, unit, tick, passages=passages), subs
 
         async with aclosing(served(readers, request, work, progress, "Reading the units")) as results:
-            async for done in results:
-                if done is None:
+            async for result in results:
+                if result is None:
                     yield gr.skip()
-        seen, subs = done
+        seen, subs = result
         styles = [views.surprise_style(None) if v is None else views.activation_style(v) for v in seen.values]
         ranking = [[r["feature"], r["unit"], r["name"], r["correlation"]] for r in seen.ranking]
         info = (f"Unit **{unit}** = {inside.unit_name(model, unit)}: blue where it is negative, red where "
@@ -271,10 +271,10 @@ def writer(model: CharRNN | None, accepted: Bounds, error: str | None, readers: 
         reading = served(readers, request, lambda tick: read_passage(model, passage, tick=tick), progress,
                          "Reading the passage")
         async with aclosing(reading) as results:
-            async for done in results:
-                if done is None:
+            async for result in results:
+                if result is None:
                     yield gr.skip()
-        adapted, how = done
+        adapted, how = result
         async for out in in_a_thread(stream(adapted, seed, settings, interval=STREAM_INTERVAL)):
             yield out.seed + out.greedy, out.seed + out.sampled, views.adaptation(how, out), how.summary()
 
