@@ -53,7 +53,7 @@ class Solo(Engine):
             self._run(request)
 
     def _run(self, request: Request) -> None:
-        """Read the seed, then step this request alone to its end, its cancelling or the close."""
+        """Prefill, then step this request alone to its end, its cancelling or the close."""
         batch, status, error = Batch(self.model), None, None
         try:
             batch.add(request.job)

@@ -223,12 +223,12 @@ class Engine:
         if not self.batch.rows:
             return
         try:
-            ended = set(self.batch.step())
+            ended_jobs = set(self.batch.step())
         except Exception as e:  # (a broken batch ends its requests, not the engine)
             self.batch = Batch(self.model)
             return self._leave(list(self.running), Status.FAILED, e)
-        done = [r for r in self.running if r.job in ended]
-        for request in done:
+        ended = [r for r in self.running if r.job in ended_jobs]
+        for request in ended:
             self._leave([request], Status.STOPPED if request.job.stopped_by_rule() else Status.FINISHED)
         for request in self.running:
             if len(request.job.out.sampled) == 1:  # the first char: show it at once
