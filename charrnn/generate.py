@@ -39,13 +39,13 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Bounds:
     """What a caller accepts for each setting. The package's defaults are what the model can do;
-    the app passes its sliders' ranges, and -1 as its "random sampling seed" value."""
+    the app passes its sliders' ranges, and -1 as its fresh_sampling_seed ("random")."""
     length: tuple[int, int] = (1, MAX_LENGTH)
     temperature: tuple[float, float] = (0.0, 10.0)
     top_k: tuple[int, int] = (0, 100_000)  # 0 = off; the app's maximum is the vocabulary size
     top_p: tuple[float, float] = (1e-6, 1.0)  # 1 = off
     sampling_seed: tuple[int, int] = (0, 2**63 - 1)
-    random_seed: int | None = None  # the value that asks for a fresh sampling seed (besides None and "")
+    fresh_sampling_seed: int | None = None  # the value that asks for a fresh one (besides None and "")
     stops: tuple[tuple[str | None, str | None], ...] = ((None, None), ("sentence", "sentence"),
                                                         ("paragraph", "paragraph"))  # (name, rule)
 
@@ -56,7 +56,7 @@ class Settings:
     temperature: float = 0.8  # 0 = greedy
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1 = off
-    sampling_seed: int | None = None  # same seed + same settings = same text; None = a fresh one
+    sampling_seed: int | None = None  # same sampling seed + same settings = same text; None = a fresh one
     stop_at: str | None = None  # None, "sentence" or "paragraph"
 
     def validated(self) -> "Settings":
@@ -68,9 +68,9 @@ def check_settings(length, temperature, top_k, top_p, sampling_seed=None, stop_a
                    bounds: Bounds = Bounds()) -> Settings:
     """The one validator: raw values (from a form, JSON or the command line) as Settings within
     `bounds`, or SettingsError with a sentence that names the setting and its range."""
-    seed = None
-    if sampling_seed is not None and sampling_seed != "":
-        seed = _number(sampling_seed, "The sampling seed", *bounds.sampling_seed, whole=True)
+    given = sampling_seed is not None and sampling_seed != ""
+    sampling_seed = (_number(sampling_seed, "The sampling seed", *bounds.sampling_seed, whole=True)
+                     if given else None)
     stops = dict(bounds.stops)
     if not (stop_at is None or isinstance(stop_at, str)) or stop_at not in stops:  # [] or {} are unhashable
         names = ", ".join(str(name) for name in stops if name is not None)
@@ -79,7 +79,8 @@ def check_settings(length, temperature, top_k, top_p, sampling_seed=None, stop_a
                     temperature=_number(temperature, "Temperature", *bounds.temperature),
                     top_k=_number(top_k, "Top-k", *bounds.top_k, whole=True),
                     top_p=_number(top_p, "Top-p", *bounds.top_p),
-                    sampling_seed=None if seed == bounds.random_seed else seed, stop_at=stops[stop_at])
+                    sampling_seed=None if sampling_seed == bounds.fresh_sampling_seed else sampling_seed,
+                    stop_at=stops[stop_at])
 
 
 def check_seed_text(seed) -> str:

@@ -6,6 +6,7 @@ It sits above the layers it joins, so that none of them imports upward: model.py
 generation nor the card.
 """
 import os
+import warnings
 
 import torch
 from huggingface_hub import ModelCard
@@ -24,12 +25,15 @@ class CharRNN(model.CharRNN, tags=list(TAGS), license=LICENSE,  # tags: a copy, 
 
     @torch.no_grad()
     def generate(self, text: str = "", length: int = 300, temperature: float = 0.8, top_k: int = 0,
-                 top_p: float = 1.0, seed: int | None = None) -> str:
+                 top_p: float = 1.0, sampling_seed: int | None = None, *, seed: int | None = None) -> str:
         """The continuation of `text` (without it), sampled as the app samples: temperature 0 is
-        greedy, top_k 0 and top_p 1 are off, the same `seed` gives the same text. Characters the
-        model does not know are mapped to close ones or dropped. Bad settings raise ValueError."""
+        greedy, top_k 0 and top_p 1 are off, the same `sampling_seed` gives the same text. Characters
+        the model does not know are mapped to close ones or dropped. Bad settings raise ValueError.
+        `seed` is sampling_seed's old name, still accepted with a FutureWarning."""
+        if seed is not None:
+            sampling_seed = _renamed_seed(seed, sampling_seed)
         settings = Settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p,
-                            sampling_seed=seed)
+                            sampling_seed=sampling_seed)
         return complete(self, text, settings).sampled
 
     def generate_model_card(self, *args, **kwargs) -> ModelCard:
@@ -48,6 +52,17 @@ class CharRNN(model.CharRNN, tags=list(TAGS), license=LICENSE,  # tags: a copy, 
         return super().push_to_hub(repo_id,
                                    model_card_kwargs={**(model_card_kwargs or {}), "repo_id": repo_id},
                                    **kwargs)
+
+
+def _renamed_seed(seed: int, sampling_seed: int | None) -> int:
+    """generate's sampling seed given by its old name `seed` (which now means only the seed text),
+    with a FutureWarning that points at the caller's line."""
+    if sampling_seed is not None:
+        raise TypeError("generate() got both sampling_seed and seed, its old name: pass only sampling_seed")
+    # stacklevel 4: this function, generate, torch.no_grad's wrapper, then the caller
+    warnings.warn("CharRNN.generate(seed=...) is deprecated: use sampling_seed=... ('seed' alone means "
+                  "the seed text)", FutureWarning, stacklevel=4)
+    return seed
 
 
 def load_model(weights: str | os.PathLike, device: torch.device | str = "cpu", cache_dir: str | None = None,

@@ -29,7 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest chars only (0 = off)")
     p.add_argument("--top-p", type=float, default=1.0,
                    help="sample within this much probability mass (1 = off)")
-    p.add_argument("--sampling-seed", type=int, default=None, help="same seed + same settings = same text")
+    p.add_argument("--sampling-seed", type=int, default=None,
+                   help="same sampling seed + same settings = same text")
     p.add_argument("--stop-at", choices=sorted(STOPS), default=None,
                    help="stop at the end of a sentence or paragraph")
     which = p.add_mutually_exclusive_group()

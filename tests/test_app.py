@@ -117,11 +117,11 @@ def test_bad_input_gives_a_clear_error_and_the_server_stays_up(client, changes, 
     assert still_serving(client)
 
 
-@pytest.mark.parametrize("random_seed", [-1, None])  # -1: the page's default; None: an API caller's
-def test_no_sampling_seed_means_a_fresh_one_each_time(client, tiny_model, random_seed):
+@pytest.mark.parametrize("fresh", [-1, None])  # asks for a fresh sampling seed: -1 the page's, None an API's
+def test_no_sampling_seed_means_a_fresh_one_each_time(client, tiny_model, fresh):
     seeds = set()
     for _ in range(3):
-        greedy, sampled, *_, info = client.predict(*args(sampling_seed=random_seed), api_name="/generate")
+        greedy, sampled, *_, info = client.predict(*args(sampling_seed=fresh), api_name="/generate")
         seeds.add(sampling_seed_of(info))
         want = complete(tiny_model, SEED,
                         Settings(length=60, temperature=0.8, sampling_seed=sampling_seed_of(info)))

@@ -143,9 +143,18 @@ def test_retarget_changes_only_the_usage(tiny_model):
 def test_generate_is_the_apps_sampled_text(tiny_model):
     out = complete(tiny_model, "En un lugar",
                    Settings(length=50, temperature=0.9, top_k=5, top_p=0.9, sampling_seed=7))
-    text = tiny_model.generate("En un lugar", length=50, temperature=0.9, top_k=5, top_p=0.9, seed=7)
+    text = tiny_model.generate("En un lugar", length=50, temperature=0.9, top_k=5, top_p=0.9, sampling_seed=7)
     assert text == out.sampled and len(text) == 50
     assert tiny_model.generate("En un lugar", length=50, temperature=0) == out.greedy
+
+
+def test_generate_still_takes_the_sampling_seed_by_its_old_name_with_a_warning(tiny_model):
+    with pytest.warns(FutureWarning, match=r"use sampling_seed=") as warned:
+        old = tiny_model.generate("En un lugar", length=50, temperature=0.9, seed=7)
+    assert old == tiny_model.generate("En un lugar", length=50, temperature=0.9, sampling_seed=7)
+    assert warned[0].filename == __file__  # the warning points at the caller's line
+    with pytest.raises(TypeError, match="both sampling_seed and seed"):
+        tiny_model.generate("En un lugar", sampling_seed=7, seed=7)
 
 
 def test_generate_refuses_bad_settings(tiny_model):

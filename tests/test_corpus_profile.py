@@ -38,7 +38,7 @@ def test_another_script_gets_its_language_and_a_card_without_the_novel(text, lan
     p = profile_from(text * 20)
     assert p.language == language and p.seeds and p.passages
     model = CharRNN("".join(sorted(set(text))), hidden_size=16, embed_dim=8, num_layers=1)
-    samples = [(seed, model.generate(seed, length=40, seed=0)) for seed in p.seeds[:3]]
+    samples = [(seed, model.generate(seed, length=40, sampling_seed=0)) for seed in p.seeds[:3]]
     card = str(model.generate_model_card(repo_id="runs/mine",
                                          corpus=cp.with_validation(p, 2.5, 100, 100, 0.2), samples=samples))
     assert ModelCard(card).data.language == language

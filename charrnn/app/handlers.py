@@ -35,7 +35,7 @@ READ_LIMIT = 20_000  # chars per text in the Read and Look inside tabs: ~10 s of
 def bounds(vocab_size: int) -> Bounds:
     """The settings the page accepts: its sliders' ranges, -1 for a random sampling seed."""
     return Bounds(length=LENGTH[:2], temperature=TEMPERATURE[:2], top_k=(0, vocab_size), top_p=TOP_P[:2],
-                  sampling_seed=(-1, 2**31 - 1), random_seed=-1, stops=tuple(STOP_AT.items()))
+                  sampling_seed=(-1, 2**31 - 1), fresh_sampling_seed=-1, stops=tuple(STOP_AT.items()))
 
 
 def refusal(message: str) -> gr.Error:
@@ -215,7 +215,7 @@ def watcher(shots: list[tuple[Snapshot, Engine]], accepted: Bounds, error: str |
             raise refusal(f"No model is loaded: {error}" if error else views.NO_SNAPSHOTS)
         try:
             settings = check_settings(length, temperature, 0, 1.0, sampling_seed, NO_STOP, accepted)
-            if settings.sampling_seed is None:  # one seed for every snapshot, reported
+            if settings.sampling_seed is None:  # one sampling seed for every snapshot, reported
                 settings = replace(settings, sampling_seed=random.randrange(2**31))
             generating = submit_all(shots, check_seed_text(seed), settings, client_key(request))
         except SettingsError as e:

@@ -44,7 +44,7 @@ def controls(vocab_size: int, corpus: CorpusProfile) -> dict:
                                        info="Sample only within this much probability mass.")
                 c["sampling_seed"] = gr.Number(-1, precision=0, minimum=-1,
                                                label="Sampling seed (-1 = random)",
-                                               info="Same seed and settings give the same text.")
+                                               info="Same sampling seed and settings give the same text.")
                 c["stop_at"] = gr.Radio(list(STOP_AT), value="don't stop", label="Stop at")
             with gr.Row():
                 c["go"] = gr.Button("Generate", variant="primary", elem_id="generate")
