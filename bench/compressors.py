@@ -26,9 +26,10 @@ import torch
 
 from bench import common
 from charrnn import load_model
+from charrnn.adaptive import LEARNABLE, Adapt
 from charrnn.data import find_corpus, read_text, split
-from charrnn.evaluate import LEARNABLE, Adapt, score
 from charrnn.mixing import Mix
+from charrnn.score import score
 
 PACKAGES = {"zpaq": "zpaq", "7z": "p7zip-full"}
 
@@ -113,7 +114,7 @@ def notes(*, val_chars, val_bytes, train_chars, chars, adapt, mixing, adaptive, 
   each {adapt.chunk}-char chunk is scored, then the model (a copy) takes one Adam step on it and moves
   {adapt.decay:g} of the way back toward the trained weights. Learning {adapt.learn}:
   {LEARNABLE[adapt.learn]}.
-  Speeds: wall time of `charrnn.evaluate.score`
+  Speeds: wall time of `charrnn.score.score`
   in this process, {torch.get_num_threads()} torch threads, after one untimed adaptive read of 2,000 chars.
 - How the settings were chosen (2026-11-26, first 15,000 validation chars, shipped weights, 64-char chunks):
   Adam lr 3e-4 1.0992, with decay 0.003 1.0984, lr 6e-4 with decay 0.01 1.0990, only layer 2 and the head

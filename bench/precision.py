@@ -24,12 +24,13 @@ import torch
 from charrnn import precision
 from charrnn.config import TrainConfig
 from charrnn.data import find_corpus, read_text, split
-from charrnn.evaluate import nats_per_char, score
 from charrnn.generate import Settings, complete
 from charrnn.model import detach_state
 from charrnn.pretrained import CharRNN
+from charrnn.score import score
 from charrnn.threads import configure
 from charrnn.training import build_model, build_optimizer, train_step
+from charrnn.validation import nats_per_char
 
 NAMES = ("fp32", "bf16")
 SEED = "En un lugar de la Mancha, de cuyo nombre no quiero acordarme"
@@ -164,7 +165,7 @@ def main(argv=None) -> int:
 WHAT = """Training: the long recipe (LSTM 2x512, 16 streams x 128 chars, AdamW) from one set of initial
 weights, fp32 and bf16 (torch.autocast) over the same batches with the same dropout masks, their
 steps alternated, for {steps} steps; validation loss on the first {val_chars:,} validation chars (16
-streams). Reading: `evaluate.score` (the static read, head in fp32) of the first {read_chars:,}
+streams). Reading: `score.score` (the static read, head in fp32) of the first {read_chars:,}
 validation chars with the weights in `{weights}`, best of 2 alternated runs. Generation: `complete`
 of a {length}-char greedy and sampled continuation, best of 2 alternated runs, on one thread."""
 NOTES = """Training and reading ran on every core, generation on one (charrnn/threads.py); the machine

@@ -23,8 +23,8 @@ from bench import common
 from bench.train_quality import last_char_loss
 from charrnn import load_model
 from charrnn.data import find_corpus, read_text, split
-from charrnn.evaluate import nats_per_char
 from charrnn.generate import Settings, complete
+from charrnn.validation import nats_per_char
 
 # Seeds end in a space so the first generated word is a whole word.
 SEEDS = ["En un lugar de la Mancha, ", "Dijo don Quijote a su escudero: ", "Sancho Panza respondió que "]
@@ -93,7 +93,7 @@ def notes(args: argparse.Namespace, first: dict) -> str:
     """The section's notes: how each column was measured, and the first model's greedy output."""
     excerpt = (SEEDS[0] + first["greedy"][:400]).replace("```", "'''")
     return f"""- Validation = the last 20% of the text after the model's own normalization
-  ({first['val_chars']:,} chars for the shipped model), scored by `charrnn.evaluate.nats_per_char` with
+  ({first['val_chars']:,} chars for the shipped model), scored by `charrnn.validation.nats_per_char` with
   the state carried from its first char. The tutorial's way scores {args.windows:,} random 100-char
   windows from a zero state, only the char after each (± = standard error of that sample); the PyTorch
   tutorial's published 1.2446 is of that kind, on accent-stripped text, so it compares only with a

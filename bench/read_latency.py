@@ -2,7 +2,7 @@
 1 s), against the model's own read of the same text in this process, and whether the app's total
 agrees with `python -m charrnn.evaluate` on the same text.
 
-Rounds alternate the three timings (the app through gradio_client, `evaluate.read` here with one
+Rounds alternate the three timings (the app through gradio_client, `text_reading.read` here with one
 torch thread as the app runs it, and one forward pass with the layers one after the other, as the
 static read was before its layer pipeline), so a change in the machine's speed reaches all three.
 
@@ -26,7 +26,8 @@ from gradio_client import Client
 from bench import common
 from charrnn import load_model
 from charrnn.data import find_corpus, read_text, split
-from charrnn.evaluate import _target_logprobs, read
+from charrnn.model import target_logprobs
+from charrnn.text_reading import read
 
 
 def passage(model, data: str | None, offset: int, chars: int) -> tuple[int, str]:
@@ -42,7 +43,7 @@ def one_pass(model, text: str) -> torch.Tensor:
     """The text in one forward pass, the layers one after the other: the static read before its pipeline."""
     ids = torch.tensor(model.vocab.encode(text, errors="drop"))
     logits, _, _ = model(ids[:-1][None])  # (1, T, V)
-    return _target_logprobs(logits, ids[1:][None])
+    return target_logprobs(logits, ids[1:][None])
 
 
 def cli_summary(weights: str, text: str) -> dict:
@@ -81,7 +82,7 @@ def report(args, run: dict) -> str:
                               ", ".join(f"{x:,.0f}" for x in t[name])]
     table = common.table(["what", "median ms", "each run, ms"], [
         row("app", f"`/score` static through gradio_client ({n:,} chars)"),
-        row("read", "`evaluate.read` in this process, 1 torch thread (the model's part of it)"),
+        row("read", "`text_reading.read` in this process, 1 torch thread (the model's part of it)"),
         row("one_pass", "one forward pass, layers one after the other, 1 thread (before the pipeline)")])
     app, cli = run["app"]["nats_per_char"], run["cli"]["nats_per_char"]
     notes = (f"The app's total: {app:.5f} nats/char; `python -m charrnn.evaluate` on the same text: "

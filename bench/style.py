@@ -29,9 +29,10 @@ import torch
 
 from bench import common
 from charrnn import load_model
+from charrnn.adaptive import Adapt
 from charrnn.data import find_corpus, read_text, split
-from charrnn.evaluate import Adapt, score
 from charrnn.generate import Settings, complete
+from charrnn.score import score
 from charrnn.style import ADAPT, read_passage
 
 TEXTS = Path(__file__).resolve().parent / "texts"

@@ -4,7 +4,7 @@ process, and >= 95% of it on a quiet machine.
 
 Each setting runs in a fresh process (OpenMP reads its settings when torch loads), for --seconds per
 workload: `train` is the long recipe's training step (LSTM 2x512, 16 x 128 chars, AdamW, clipping),
-`read` the static read of `charrnn.evaluate` (a 2-layer LSTM 2x512 reading 2,048-char texts),
+`read` the static read of `charrnn.score` (a 2-layer LSTM 2x512 reading 2,048-char texts),
 `step` the engine's one-char step at 64 rows. "Busy" starts one Python loop spinning beside it.
 Rounds interleave the settings and both cases, so a change in the machine's load reaches them all.
 
@@ -90,7 +90,7 @@ def train_work(cfg, model):
 def read_work(cfg, model, chars: int = 2048):
     import torch
 
-    from charrnn.evaluate import score
+    from charrnn.score import score
 
     ids = torch.randint(0, len(model.vocab), (chars,))
     return (lambda: score(model.eval(), ids)), chars - 1
@@ -209,7 +209,7 @@ def main(argv=None) -> int:
 
 WHAT = """Median chars/s over {rounds} interleaved rounds of {seconds:g} s per workload, each setting in a
 fresh process. train: the long recipe's training step (chars = 16 x 128 per step); read: the static read of
-charrnn.evaluate over 2,048-char texts; step: the engine's one-char step at 64 rows (chars = rows).
+charrnn.score over 2,048-char texts; step: the engine's one-char step at 64 rows (chars = rows).
 "busy": one `python -c "while True: pass"` process runs beside it."""
 NOTES = """"quiet" is only as quiet as the machine was: on a shared machine other programs (other
 sessions' test runs) ran beside every case, so "quiet" is a loaded machine too and "busy" one more

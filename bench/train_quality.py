@@ -1,6 +1,6 @@
 """Validation loss against wall-clock training minutes on this CPU: our default training against the
 PyTorch and TensorFlow char-RNN tutorials' recipes. Same text (accent-stripped, as the tutorials),
-same split (last 20% for validation), same evaluation code (charrnn.evaluate.nats_per_char), same
+same split (last 20% for validation), same evaluation code (charrnn.validation.nats_per_char), same
 time budget, run one after another in one process.
 
     python bench/train_quality.py                            # 3 x 10 training minutes, ~40 min in all
@@ -23,7 +23,6 @@ import torch.nn.functional as F
 
 from bench import common
 from charrnn.data import DataError
-from charrnn.evaluate import nats_per_char
 from charrnn.model import CharRNN
 from charrnn.training import (
     RunState,
@@ -34,6 +33,7 @@ from charrnn.training import (
     optimizer_step,
     train,
 )
+from charrnn.validation import nats_per_char
 
 TUTORIAL_BEST = 1.2446  # the PyTorch tutorial's final validation loss, after 20 GPU epochs
 THRESHOLDS = (1.40, 1.30)

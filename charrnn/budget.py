@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from . import threads
-from .evaluate import nats_per_char
+from .validation import nats_per_char
 
 PROBE_CHARS = 2048  # of the validation text, per probe: ~0.1-0.5 s each for the long recipe on a CPU
 SAFETY = 1.15  # the estimates are of a machine whose load may change: keep a little more

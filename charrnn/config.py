@@ -92,7 +92,7 @@ class TrainConfig:
     # evaluation
     val_frac: float = 0.2
     eval_every: int = 600  # steps
-    eval_streams: int = 16  # see evaluate.nats_per_char; the final score uses 1
+    eval_streams: int = 16  # see validation.nats_per_char; the final score uses 1
     # evaluations read at most this many validation chars (the default corpus has 204k)
     max_eval_chars: int = 1_000_000
     patience: int = 5  # evaluations without improvement before an early stop

@@ -120,7 +120,7 @@ def _memories(layer: nn.LSTM, x: torch.Tensor, h: torch.Tensor,
 def activations(model: CharRNN, ids: torch.Tensor,
                 tick: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Every unit's value after each char of `ids` (1-D), from a zero state, numbered as
-    unit_name() says. # (T, num_units) on the CPU. tick(done, total) is told the progress (in
+    unit_name() says. # (T, num_units) on the CPU. tick(chars_read, total) is told the progress (in
     char-steps over all layers); an exception it raises stops the work."""
     device = next(model.parameters()).device
     x = model.embed(ids.to(device)[None])[0]  # (T, E); no dropout: read as the model reads in eval mode

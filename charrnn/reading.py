@@ -20,7 +20,7 @@ work returned), CANCELLED (its caller went, or the readers closed), FAILED (its 
 `wait()` blocks until then.
 
 The work itself is a function `work(tick) -> result` that calls `tick(chars_read, total)` between
-its pieces (charrnn.evaluate.read and charrnn.inside.look take such a tick).
+its pieces (charrnn.text_reading.read and charrnn.inside.look take such a tick).
 """
 import asyncio
 import threading

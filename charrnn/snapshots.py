@@ -22,10 +22,10 @@ import torch
 from huggingface_hub import snapshot_download
 
 from .config import TrainConfig, snapshot_moments
-from .evaluate import nats_per_char
 from .hub import SNAPSHOTS, save_weights
 from .model import CharRNN
 from .pretrained import load_model
+from .validation import nats_per_char
 from .weights import hub_offline, is_repo_id
 
 INFO = "snapshot.json"

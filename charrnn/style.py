@@ -1,5 +1,5 @@
 """Write like a text: the model reads a pasted passage adapting as it reads (dynamic evaluation:
-the Read tab's adaptive reader, charrnn.evaluate, on a copy of the model), then continues a seed
+the Read tab's adaptive reader, charrnn.adaptive, on a copy of the model), then continues a seed
 with that adapted copy, greedy and sampled, through the same generation as the main page
 (charrnn.generate.stream). The model passed in, the one a page serves, never changes.
 
@@ -10,9 +10,10 @@ carried from the start of the passage, as the adaptive reader reads them).
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
-from .evaluate import Adapt, read
+from .adaptive import Adapt
 from .generate import Output, Settings, stream
 from .model import CharRNN
+from .text_reading import read
 
 WINDOW = 1000  # chars at each end of the passage that "start" and "end" measure (a quarter of a short one)
 # The Read tab's dynamic evaluation, learning 4x faster: after 2,000 chars of a letter, a news report
@@ -47,7 +48,7 @@ class Adaptation:
 def read_passage(model: CharRNN, passage: str, adapt: Adapt = ADAPT,
                  tick: Callable[[int, int], None] | None = None) -> tuple[CharRNN, Adaptation]:
     """The model adapted to `passage` (a copy) and how it read it; chars the model lacks are mapped
-    to close ones as the Read tab maps them ('—' -> '–'), or skipped. `tick(done, total)` follows
+    to close ones as the Read tab maps them ('—' -> '–'), or skipped. `tick(chars_read, total)` follows
     both readings, as charrnn.reading wants it. ValueError when the passage has fewer than 2 chars
     the model knows."""
     passage, _ = model.vocab.map_unknown(passage)
@@ -72,7 +73,7 @@ def _one_after_the_other(tick):
     reports the first half of the work, the second the rest."""
     if tick is None:
         return None, None
-    return (lambda done, total: tick(done, 2 * total)), (lambda done, total: tick(total + done, 2 * total))
+    return (lambda read, total: tick(read, 2 * total)), (lambda read, total: tick(total + read, 2 * total))
 
 
 def write_like(model: CharRNN, passage: str, seed_text: str, settings: Settings = Settings(),

@@ -42,7 +42,6 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .device import machine_name
-from .evaluate import nats_per_char
 from .hub import SNAPSHOTS
 from .model import detach_state
 from .precision import autocast_for, describe, use
@@ -50,6 +49,7 @@ from .pretrained import CharRNN
 from .snapshots import Keeper
 from .sources import open_source
 from .text import Vocab
+from .validation import nats_per_char
 from .weights import first_line
 
 

@@ -40,6 +40,7 @@ TINY_TEXT = (
 )
 
 
+PHRASE = "Sancho dijo, ¿qué gigantes? " * 20  # a line the tiny model never saw, repeated: one to learn
 WORDS = ("en un lugar de la mancha de cuyo nombre no quiero acordarme no ha mucho tiempo que vivía "
          "un hidalgo de los de lanza en astillero adarga antigua rocín flaco y galgo corredor").split()
 

@@ -104,7 +104,7 @@ def test_read_latency(tiny):
         "--results", tiny["results"])
     body = section(tiny["results"], "read_latency")
     rows = table_rows(body)
-    assert [r[0].split()[0] for r in rows] == ["`/score`", "`evaluate.read`", "one"]
+    assert [r[0].split()[0] for r in rows] == ["`/score`", "`text_reading.read`", "one"]
     assert all(float(r[1].replace(",", "")) > 0 for r in rows)
     assert "(the same)" in body  # the app's total is what `python -m charrnn.evaluate` prints
 

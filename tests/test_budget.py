@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from charrnn import budget, device, hub, training
-from charrnn.evaluate import nats_per_char
+from charrnn.validation import nats_per_char
 from conftest import tiny_config
 
 SLOW_FINAL_S_PER_CHAR = 1.5e-3  # the exact read made slow: 6 s for the tiny corpus's 4,004 validation chars

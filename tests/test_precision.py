@@ -10,8 +10,8 @@ import torch
 from charrnn import generate, precision
 from charrnn.config import TrainConfig
 from charrnn.evaluate import main as evaluate_main
-from charrnn.evaluate import score
 from charrnn.generate import Settings, complete
+from charrnn.score import score
 from charrnn.training import build_optimizer, train, train_step
 from conftest import TINY_TEXT, tiny_config
 

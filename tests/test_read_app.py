@@ -9,6 +9,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from charrnn import corpus_profile, evaluate, inside
+from charrnn.adaptive import Adapt
 from charrnn.app import handlers
 from conftest import TINY_TEXT
 
@@ -45,7 +46,7 @@ def test_score_static_agrees_with_the_cli(client, tiny_model_dir, tmp_path, caps
 def test_score_adapting_says_so(client, tiny_model):
     text = "Sancho dijo, ¿qué gigantes? " * 10
     _, totals, summary, _ = client.predict(text, True, api_name="/score")
-    assert summary["adaptive"] is True and summary["adapt"]["lr"] == evaluate.Adapt().lr
+    assert summary["adaptive"] is True and summary["adapt"]["lr"] == Adapt().lr
     assert "adapting as it read" in totals
     static = client.predict(text, False, api_name="/score")[2]
     assert summary["nats_per_char"] != static["nats_per_char"] and summary["chars"] == static["chars"]

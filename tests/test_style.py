@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from charrnn.evaluate import Adapt, score
+from charrnn.adaptive import Adapt
 from charrnn.generate import Settings, SettingsError, complete
+from charrnn.score import score
 from charrnn.style import read_passage, write_like
 
 # A passage the tiny model never saw (it learned the novel's opening), its style easy to pick up

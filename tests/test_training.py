@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from charrnn import checkpoint, config, training
-from charrnn.evaluate import nats_per_char
 from charrnn.training import Interrupted, TrainConfig, lr_at, train
+from charrnn.validation import nats_per_char
 from conftest import make_text, tiny_config
 
 

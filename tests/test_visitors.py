@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import pytest
 from gradio_client import Client
 
-from charrnn import evaluate
+from charrnn import adaptive, model, static
 from charrnn.app import handlers
 from charrnn.scheduler import Status
 from test_app import GOOD
@@ -25,13 +25,14 @@ SHORT = "Dijo Sancho: ¿qué gigantes?"
 def slow_reading(monkeypatch):
     """Every piece of a reading (a 96-char chunk adaptively) sleeps 50 ms: a 20,000-char adaptive
     reading of the tiny model then takes 10 s or more instead of well under one."""
-    scored = evaluate._target_logprobs
+    scored = model.target_logprobs
 
     def slow(logits, y):
         time.sleep(0.05)
         return scored(logits, y)
 
-    monkeypatch.setattr(evaluate, "_target_logprobs", slow)
+    for reader in (static, adaptive):
+        monkeypatch.setattr(reader, "target_logprobs", slow)
 
 
 def request(url: str, method: str, path: str, body: bytes | None = None, visitor: str = "1.1.1.1",

@@ -10,8 +10,8 @@ from typing import Iterator
 import gradio as gr
 
 from charrnn import inside
+from charrnn.adaptive import Adapt
 from charrnn.engine import Engine
-from charrnn.evaluate import Adapt, read
 from charrnn.generate import Bounds, SettingsError, check_seed_text, check_settings, mapping_notices, stream
 from charrnn.model import CharRNN
 from charrnn.reading import Readers
@@ -19,6 +19,7 @@ from charrnn.scheduler import Busy, Status
 from charrnn.serving import client_key
 from charrnn.snapshots import Snapshot, find_snapshots
 from charrnn.style import read_passage
+from charrnn.text_reading import read
 from charrnn.weights import first_line
 
 from . import views
