@@ -9,7 +9,6 @@ one client posting unread requests (the backlog), and oversized request bodies (
     flock /work/cpu.lock python bench/app_load.py          # ~6 min
     python bench/app_load.py --weights DIR --levels 1,2 --requests 2 --length 50 --results /tmp/R.md   # smoke
 """
-import argparse
 import http.client
 import json
 import statistics
@@ -316,8 +315,7 @@ def scenario_table(runs: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--weights", default="weights", help="folder with config.json + model.safetensors")
+    p = common.parser(__doc__)
     p.add_argument("--designs", default="engine,solo", help=f"comma-separated, from: {', '.join(DESIGNS)}")
     p.add_argument("--levels", default="1,16,32,64", help="comma-separated numbers of concurrent clients")
     p.add_argument("--solo-levels", default="",
@@ -335,8 +333,7 @@ def main(argv=None) -> int:
     p.add_argument("--backlog", type=int, default=20,
                    help="unread 1000-char requests one client posts (0: skip)")
     p.add_argument("--big-seeds", type=int, default=30, help="requests with a 1 MB seed (0: skip)")
-    p.add_argument("--results", default=str(common.RESULTS), help="markdown file to write this section into")
-    args = p.parse_args(argv)
+    args = common.parse(p, argv)
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
     timed = {int(x) for x in args.timed.split(",") if x.strip()}
     designs = [d for d in args.designs.split(",") if d.strip()]

@@ -8,7 +8,6 @@ file is found by its content hash). With --baseline-rev REV it first runs that r
 (e.g. the in-memory loader before issue 12) the same way, stopped after --baseline-timeout seconds.
 Targets (issue 12): 300 MB trains with peak RSS <= 1.5 GB and the cold run ends within 5 minutes.
 """
-import argparse
 import os
 import random
 import re
@@ -87,7 +86,7 @@ def row(name: str, r: dict) -> list:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = common.parser(__doc__, weights=None)
     p.add_argument("--size-mb", type=float, default=300)
     p.add_argument("--path", default="/tmp/big.txt",
                    help="the corpus; made from el_quijote.txt if missing or of another size")
@@ -96,8 +95,7 @@ def main(argv=None) -> int:
                    help="token cache and run folders (emptied first)")
     p.add_argument("--baseline-rev", default=None, help="also run this git revision's train.py first")
     p.add_argument("--baseline-timeout", type=float, default=300)
-    p.add_argument("--results", default=str(common.RESULTS))
-    args = p.parse_args(argv)
+    args = common.parse(p, argv)
     path, size, work = Path(args.path), int(args.size_mb * 1e6), Path(args.work)
     if not path.is_file() or abs(path.stat().st_size - size) > 4:
         make_corpus(path, size)

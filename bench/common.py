@@ -1,5 +1,6 @@
 """Shared by the benchmarks: machine facts, the command line, markdown tables, median timing,
-writing one section of RESULTS.md, and starting the app in a subprocess."""
+the flags every bench takes, writing one section of RESULTS.md, and starting the app in a subprocess."""
+import argparse
 import os
 import platform
 import re
@@ -150,6 +151,35 @@ def section(title: str, what: str, table_md: str, notes: str = "", plot: str | N
     if notes:
         parts.append(notes.strip())
     return "\n\n".join(parts)
+
+
+WEIGHTS_HELP = "folder with config.json + model.safetensors"
+
+
+def parser(doc: str, weights: str | None = WEIGHTS_HELP) -> argparse.ArgumentParser:
+    """A bench's command line: the first line of its docstring `doc`, and --weights (the model it
+    measures, said by `weights`; None: a bench of no one model). The bench adds its own flags, then
+    `parse` adds --results."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    if weights is not None:
+        p.add_argument("--weights", default="weights", help=weights)
+    return p
+
+
+def parse(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """The bench's flags, with --results last: the markdown file its section is written into."""
+    p.add_argument("--results", default=str(RESULTS), help="markdown file to write this section into")
+    return p.parse_args(argv)
+
+
+def measure_and_write(name: str, p: argparse.ArgumentParser, argv, measure, report) -> int:
+    """A bench's whole run: parse its flags, `measure(args)`, then print `report(args, measured)` and
+    write it as the section `name` of the results file."""
+    args = parse(p, argv)
+    body = report(args, measure(args))
+    print(body)
+    write_section(name, body, args.results)
+    return 0
 
 
 # ---- the app in a subprocess -------------------------------------------------------------------

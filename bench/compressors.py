@@ -83,8 +83,7 @@ def timed_score(model, ids, adapt, prior=None):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--weights", default="weights")
+    p = common.parser(__doc__)
     p.add_argument("--data", default=None, help="text file (default: the project's el_quijote.txt)")
     p.add_argument("--max-chars", type=int, default=200_000, help="validation chars to read (from its start)")
     p.add_argument("--adapt-lr", type=float, default=Adapt.lr)
@@ -93,8 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(v[0] for v in COMPRESSORS.values()),
                    help="comma-separated tools among gzip,bz2,xz,7z,zpaq")
     p.add_argument("--no-install", action="store_true", help="skip zpaq / 7z when missing instead of apt-get")
-    p.add_argument("--results", default=str(common.RESULTS))
-    args = p.parse_args(argv)
+    args = common.parse(p, argv)
     if args.max_chars < 2:
         p.error("--max-chars must be at least 2")
     return args

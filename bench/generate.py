@@ -69,15 +69,13 @@ def app_memory(weights: str) -> dict[str, float]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--weights", default="weights", help="folder with config.json + model.safetensors")
+    p = common.parser(__doc__)
     p.add_argument("--runs", type=int, default=5, help="timed runs of each method (median reported)")
     p.add_argument("--length", type=int, default=500, help="chars per continuation (greedy and sampled each)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (the app uses 1: one-char steps are latency-bound)")
     p.add_argument("--no-app", action="store_true", help="skip starting app.py for its memory")
-    p.add_argument("--results", default=str(common.RESULTS), help="markdown file to write this section into")
-    args = p.parse_args(argv)
+    args = common.parse(p, argv)
     if args.runs < 1 or args.length < 1 or args.threads < 1:
         p.error("--runs, --length and --threads must be positive")
     return args

@@ -7,7 +7,6 @@ generation with the shipped weights (speed, and where the greedy texts part).
     python bench/precision.py --weights DIR --data FILE --steps 4 --eval-every 2 --read-chars 500 \\
         --length 20 --results /tmp/R.md                           # smoke
 """
-import argparse
 import copy
 import sys
 import time
@@ -135,16 +134,14 @@ def other_rows(read: dict, gen: dict, args) -> list[list]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--weights", default="weights", help="the model read and generated with (the shipped one)")
+    p = common.parser(__doc__, "the model read and generated with (the shipped one)")
     p.add_argument("--data", default=None, help="corpus (default: the one train.py finds)")
     p.add_argument("--steps", type=int, default=90, help="training steps per precision")
     p.add_argument("--eval-every", type=int, default=30, help="steps between validation scores")
     p.add_argument("--val-chars", type=int, default=32_768, help="validation chars each training score reads")
     p.add_argument("--read-chars", type=int, default=20_000, help="validation chars of the reading test")
     p.add_argument("--length", type=int, default=300, help="chars per continuation")
-    p.add_argument("--results", default=str(common.RESULTS), help="markdown file to write this section into")
-    args = p.parse_args(argv)
+    args = common.parse(p, argv)
     configure("train")
     model = CharRNN.from_pretrained(args.weights)
     train = training(args, model)

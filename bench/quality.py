@@ -67,8 +67,7 @@ def measure(model, text: str, length: int, samples: int, windows: int) -> dict:
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, dict[str, str]]:
     """The arguments, and {table name: weights folder} of the models to measure."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--weights", default="weights", help="folder with config.json + model.safetensors")
+    p = common.parser(__doc__)
     p.add_argument("--compare", action="append", default=[], metavar="NAME=DIR",
                    help="also measure these weights (repeatable)")
     p.add_argument("--data", default=None, help="text file (default: the project's el_quijote.txt)")
@@ -76,8 +75,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, dict[str, str]]:
     p.add_argument("--samples", type=int, default=5, help="sampled continuations for the real-word share")
     p.add_argument("--windows", type=int, default=20_000,
                    help="100-char validation windows for the tutorial's own score")
-    p.add_argument("--results", default=str(common.RESULTS), help="markdown file to write this section into")
-    args = p.parse_args(argv)
+    args = common.parse(p, argv)
     if args.length < NGRAM or args.samples < 1 or args.windows < 1:
         p.error(f"--length must be at least {NGRAM}, --samples and --windows positive")
     models = {f"shipped (`{args.weights}`)": args.weights}

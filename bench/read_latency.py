@@ -9,7 +9,6 @@ static read was before its layer pipeline), so a change in the machine's speed r
     flock /tmp/charrnn-cpu.lock python bench/read_latency.py          # ~2 min
     python bench/read_latency.py --weights DIR --data FILE --chars 300 --runs 2 --results /tmp/R.md   # smoke
 """
-import argparse
 import json
 import statistics
 import subprocess
@@ -96,19 +95,13 @@ def report(args, run: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--weights", default="weights")
+    p = common.parser(__doc__)
     p.add_argument("--data", default=None, help="the corpus (default: the one train.py finds)")
     p.add_argument("--chars", type=int, default=5000)
     p.add_argument("--offset", type=int, default=5000,
                    help="where in the validation split the passage starts")
     p.add_argument("--runs", type=int, default=7)
-    p.add_argument("--results", default=str(common.RESULTS))
-    args = p.parse_args(argv)
-    body = report(args, measure(args))
-    print(body)
-    common.write_section("read_latency", body, args.results)
-    return 0
+    return common.measure_and_write("read_latency", p, argv, measure, report)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ with it under its MIT licence; they describe no real people or events.
     python bench/style.py --weights DIR --data FILE --adapt-chars 300 --score-chars 200 \
         --results /tmp/R.md  # a smoke run
 """
-import argparse
 import sys
 from pathlib import Path
 
@@ -113,8 +112,7 @@ def sample_block(name: str, samples: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--weights", default="weights")
+    p = common.parser(__doc__)
     p.add_argument("--data", default=None, help="the corpus (default: the one train.py finds)")
     p.add_argument("--offset", type=int, default=20_000,
                    help="where in the validation split the novel's text starts")
@@ -123,8 +121,7 @@ def main(argv=None) -> int:
     p.add_argument("--lrs", default=f"{ADAPT.lr:g},{Adapt.lr:g}",
                    help="adaptation learning rates; the first is shown in samples "
                         "(default: the Write tab's, the Read tab's)")
-    p.add_argument("--results", default=str(common.RESULTS))
-    args = p.parse_args(argv)
+    args = common.parse(p, argv)
     torch.set_num_threads(1)  # as the app runs
     lrs = [float(x) for x in args.lrs.split(",")]
     model = load_model(args.weights, "cpu")

@@ -181,7 +181,7 @@ def summarize(results: dict, works: list[str]) -> tuple[str, list[str]]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = common.parser(__doc__, weights=None)
     p.add_argument("--seconds", type=float, default=5.0, help="timed seconds per workload per run")
     p.add_argument("--rounds", type=int, default=3, help="rounds over every setting and both cases")
     p.add_argument("--works", type=lambda s: s.split(","), default=list(WORKS),
@@ -189,10 +189,9 @@ def main(argv=None) -> int:
     p.add_argument("--spin-counts", type=lambda s: [int(n) for n in s.split(",")], default=[],
                    help="also 2 threads that spin this many times before they sleep (GOMP_SPINCOUNT), "
                         "comma-separated")
-    p.add_argument("--results", default=str(common.RESULTS), help="markdown file to write this section into")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--torch-first", action="store_true", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    args = common.parse(p, argv)
     if args.child:
         print(json.dumps(child(args.works, args.seconds, args.torch_first)))
         return 0

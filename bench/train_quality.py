@@ -220,7 +220,7 @@ def fmt_min(m: float | None) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = common.parser(__doc__, weights=None)
     p.add_argument("--minutes", type=float, default=10.0, help="training budget of each recipe")
     p.add_argument("--eval-minutes", type=float, default=None,
                    help="evaluation interval (default: minutes/10)")
@@ -232,8 +232,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", default=None, help="text file (default: the project's el_quijote.txt)")
     p.add_argument("--shrink", type=int, default=1, choices=[1, 2, 4, 8],
                    help="divide every width and batch size by this: smoke tests only, not the recipes")
-    p.add_argument("--results", default=str(common.RESULTS), help="markdown file to write this section into")
-    args = p.parse_args(argv)
+    args = common.parse(p, argv)
     args.recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
     if not args.recipes or set(args.recipes) - set(NAMES) or args.minutes <= 0 or args.windows < 1:
         p.error("--recipes takes ours, pytorch and/or tf; --minutes and --windows must be positive")

@@ -11,7 +11,6 @@ many of the burst's POSTs got 503 "Queue is full" (the defect: 257 filled Gradio
     flock /work/cpu.lock python bench/visitors.py                  # ~4 min
     python bench/visitors.py --weights DIR --chars 500 --rounds 1 --flood 20 --results /tmp/R.md   # smoke
 """
-import argparse
 import http.client
 import json
 import statistics
@@ -149,19 +148,14 @@ def report(args, run: dict) -> str:
     return common.section("Fair to every visitor: a reading flood", what, md, notes)
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--weights", default="weights")
+def main(argv=None) -> int:
+    p = common.parser(__doc__)
     p.add_argument("--chars", type=int, default=20_000, help="chars of each flooding reading")
     p.add_argument("--flood", type=int, default=300, help="unread POSTs in each flood's first burst")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--length", type=int, default=300, help="chars the other visitor generates")
-    p.add_argument("--results", default=str(common.RESULTS))
-    args = p.parse_args(argv)
-    body = report(args, measure(args))
-    print(body)
-    common.write_section("visitors", body, args.results)
+    return common.measure_and_write("visitors", p, argv, measure, report)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

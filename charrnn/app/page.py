@@ -115,15 +115,24 @@ def build_demo(model: CharRNN | None, source: str = "weights", error: str | None
     return demo.queue(max_size=256)
 
 
+def text_to_read(explanation: str, what: str, elem_id: str, value: str | None = None) -> gr.Textbox:
+    """The head of a tab that reads a pasted text (Read, Look inside, Write like this): what the tab
+    does, then the box for the text, which takes up to READ_LIMIT chars (the handlers refuse more)."""
+    gr.Markdown(explanation)
+    return gr.Textbox(label=f"{what} (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14, value=value,
+                      elem_id=elem_id)
+
+
+READ_NOTE = ("Paste a text and see how surprising each character was to the model, on the same scale as the "
+             "generated text. With *adapt*, the model learns from the text as it reads it (dynamic "
+             "evaluation).")
+
+
 def read_tab(model: CharRNN | None, error: str | None, readers: Readers, reference: str | None,
              passages: tuple[str, ...] = ()) -> None:
     """The "Read a text" tab: every char coloured by how surprising it was to the model. Endpoint /score."""
     with gr.Tab("Read a text", id="read"):
-        gr.Markdown("Paste a text and see how surprising each character was to the model, on the same scale "
-                    "as the generated text. With *adapt*, the model learns from the text as it reads it "
-                    "(dynamic evaluation).")
-        text = gr.Textbox(label=f"Text (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14,
-                          elem_id="read-text")
+        text = text_to_read(READ_NOTE, "Text", "read-text")
         if passages:
             gr.Examples(list(passages), inputs=text, label="Passages of the text it was trained on")
         with gr.Row():
@@ -142,18 +151,19 @@ def read_tab(model: CharRNN | None, error: str | None, readers: Readers, referen
                  [view, totals, result, words], api_name="score", preprocess=False, concurrency_limit=None)
 
 
+INSIDE_NOTE = ("Pick a unit of the network (one number of its state) and see its value at every character. "
+               "Units are numbered across layers: for an LSTM, the memories *c* (its cell states) of each "
+               "layer first, then the hidden states *h*. The table ranks the units that best follow features "
+               "of text (position in the word and line, quotes, brackets, ...) on passages of the model's "
+               "own corpus.")
+
+
 def inside_tab(model: CharRNN | None, error: str | None, readers: Readers,
                passages: tuple[str, ...] = ()) -> None:
     """The "Look inside" tab: the text coloured by one unit's activation, and the units that track
     features of text, ranked on the corpus's own passages. Endpoint /inside."""
     with gr.Tab("Look inside", id="inside"):
-        gr.Markdown("Pick a unit of the network (one number of its state) and see its value at every "
-                    "character. Units are numbered across layers: for an LSTM, the memories *c* (its cell "
-                    "states) of each layer first, then the hidden states *h*. The table ranks the units that "
-                    "best follow features of text (position in the word and line, quotes, brackets, ...) on "
-                    "passages of the model's own corpus.")
-        text = gr.Textbox(label=f"Text (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14,
-                          value=passages[0] if passages else "", elem_id="inside-text")
+        text = text_to_read(INSIDE_NOTE, "Text", "inside-text", passages[0] if passages else "")
         with gr.Row():
             unit = gr.Number(0, precision=0, minimum=0, label="Unit number", elem_id="inside-unit")
             go = gr.Button("Show", variant="primary", elem_id="inside-go")
@@ -212,16 +222,16 @@ def watch_tab(shots: list, accepted, error: str | None, seeds: tuple[str, ...] =
                  preprocess=False, concurrency_limit=None)
 
 
+WRITE_NOTE = ("Paste a passage (a letter, a poem, a page of another book): the model reads it learning as it "
+              "reads (the *Read a text* tab's dynamic evaluation, on a copy: the page's model never "
+              "changes), then continues your seed in its style. The page says how much it adapted.")
+
+
 def write_tab(model: CharRNN | None, accepted, error: str | None, readers: Readers) -> None:
     """The "Write like this" tab: the model reads a passage adapting, on a copy, then continues a seed
     in its style. Endpoint /write_like."""
     with gr.Tab("Write like this", id="write"):
-        gr.Markdown("Paste a passage (a letter, a poem, a page of another book): the model reads it learning "
-                    "as it reads (the *Read a text* tab's dynamic evaluation, on a copy: the page's model "
-                    "never changes), then continues your seed in its style. The page says how much it "
-                    "adapted.")
-        passage = gr.Textbox(label=f"Passage (up to {READ_LIMIT:,} characters)", lines=6, max_lines=14,
-                             elem_id="write-passage")
+        passage = text_to_read(WRITE_NOTE, "Passage", "write-passage")
         gr.Examples(STYLE_EXAMPLES, inputs=passage, label="Passages the model never read")
         inputs = [passage, *write_settings("write", "Querida")]
         go = gr.Button("Read it, then write", variant="primary", elem_id="write-go")
