@@ -6,9 +6,13 @@ Tiers: a test that starts a subprocess, a server, a browser, torchrun or a wheel
 `launch_app` or `browser` fixtures are marked here; a test that starts another Python without
 the mark fails, saying so (see `_unmarked_tests_start_no_python`).
 """
+import http.client
+import json
 import os
 import subprocess
 import tempfile
+import time
+from urllib.parse import urlparse
 
 # Tests never reach the network: the Hub client fails fast offline, Gradio sends no analytics.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -41,13 +45,15 @@ TINY_TEXT = (
 
 
 PHRASE = "Sancho dijo, ¿qué gigantes? " * 20  # a line the tiny model never saw, repeated: one to learn
+# A passage the tiny model never saw (it learned the novel's opening), its style easy to pick up
+PASSAGE = "Querida Lucía: hoy llovió en Madrid y pensé en ti. " * 12
 WORDS = ("en un lugar de la mancha de cuyo nombre no quiero acordarme no ha mucho tiempo que vivía "
          "un hidalgo de los de lanza en astillero adarga antigua rocín flaco y galgo corredor").split()
 
 
-def make_text(path, n_chars=20_000, seed=0):
+def make_text(path, n_chars=20_000, text_seed=0):
     """Pseudo-Spanish with real structure (words, commas, sentences) so a tiny model can learn it."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(text_seed)  # which pseudo-text: the same one every time
     out, length = [], 0
     while length < n_chars:
         n = int(torch.randint(4, 12, (1,), generator=g))
@@ -70,13 +76,13 @@ def tiny_config(tmp_path, **kw):
     return TrainConfig(**{**defaults, **kw})
 
 
-def train_tiny(cell: str = "lstm", steps: int = 120, seed: int = 0, text: str = TINY_TEXT):
+def train_tiny(cell: str = "lstm", steps: int = 120, training_seed: int = 0, text: str = TINY_TEXT):
     """A 2-layer, 32-unit model trained for about a second on `text` (TINY_TEXT by default):
     random 64-char windows, through training.py's own parts."""
     from charrnn.text import Vocab
     from charrnn.training import TrainConfig, build_model, optimizer_step
 
-    torch.manual_seed(seed)
+    torch.manual_seed(training_seed)
     vocab = Vocab.from_text(text)
     cfg = TrainConfig(cell=cell, embed_dim=16, hidden_size=32, num_layers=2, dropout=0.1)
     model = build_model(cfg, vocab)
@@ -129,6 +135,20 @@ def tiny_model(tiny_model_dir):
     return load_model(tiny_model_dir, "cpu")
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny run of 2 epochs with snapshots after 5 steps, the first epoch, half the run and the best,
+    written as train.py writes its outputs: (its TrainResult, the output folder)."""
+    from charrnn.train_cli import write_outputs
+    from charrnn.training import train
+
+    tmp = tmp_path_factory.mktemp("snap")
+    cfg = tiny_config(tmp, epochs=2.0, snapshots="5,epoch1,half,best")
+    result = train(cfg, log=lambda *_: None)
+    write_outputs(result, tmp / "out", "python train.py", str(tmp / "out"))
+    return result, tmp / "out"
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread for one-char steps (latency-bound), restored afterwards for other tests."""
@@ -171,16 +191,89 @@ def url(launch_app, tiny_model, tiny_model_dir) -> str:
     return launch_app(tiny_model, str(tiny_model_dir))
 
 
-def connect(url: str):
-    """A gradio_client for the page at url, quiet and without analytics."""
+def connect(url: str, visitor: str | None = None):
+    """A gradio_client for the page at url, quiet and without analytics; `visitor`: the address it
+    comes from, as a proxy says it (X-Forwarded-For; uvicorn trusts 127.0.0.1 by default)."""
     from gradio_client import Client
 
-    return Client(url, analytics_enabled=False, verbose=False)
+    headers = {"X-Forwarded-For": visitor} if visitor else None
+    return Client(url, analytics_enabled=False, verbose=False, headers=headers)
 
 
 @pytest.fixture(scope="module")
 def client(url):
     return connect(url)
+
+
+# ---------------------------------------------------------------- visitors of a served app, over HTTP
+
+# A text as long as the Read tab takes (handlers.READ_LIMIT: test_visitors checks they agree)
+LONG = ("En un lugar de la Mancha, de cuyo nombre no quiero acordarme, no ha mucho tiempo. " * 250)[:20_000]
+# a generation request of the page, its parameters in the /generate endpoint's order
+GOOD = dict(seed=SEED, length=60, temperature=0.8, top_k=0, top_p=1.0, sampling_seed=5, stop_at="don't stop")
+
+
+@pytest.fixture
+def slow_reading(monkeypatch):
+    """Every piece of a reading (a 96-char chunk adaptively) sleeps 50 ms: a 20,000-char adaptive
+    reading of the tiny model then takes 10 s or more instead of well under one."""
+    from charrnn import adaptive, model, static
+
+    scored = model.target_logprobs
+
+    def slow(logits, y):
+        time.sleep(0.05)
+        return scored(logits, y)
+
+    for reader in (static, adaptive):
+        monkeypatch.setattr(reader, "target_logprobs", slow)
+
+
+def request(url: str, method: str, path: str, body: bytes | None = None, visitor: str = "1.1.1.1",
+            read: bool = True) -> tuple[int, str]:
+    where = urlparse(url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=120)
+    headers = {"Content-Type": "application/json", "X-Forwarded-For": visitor}
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    answer = (response.status, response.read().decode() if read else "")
+    conn.close()
+    return answer
+
+
+def call(url: str, api: str, data: list, visitor: str) -> tuple[int, str]:
+    """POST /gradio_api/call/API as a script would, and not read the result: (status, event id or error)."""
+    body = json.dumps({"data": data}).encode()
+    status, text = request(url, "POST", f"/gradio_api/call/{api}", body, visitor)
+    return status, json.loads(text).get("event_id") or text
+
+
+def result(url: str, api: str, event_id: str) -> str:
+    """The event stream of a /call/ event, to its end."""
+    return request(url, "GET", f"/gradio_api/call/{api}/{event_id}")[1]
+
+
+def wait_for(condition, what: str, timeout: float = 60):
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def app(launch_app, tiny_model, tiny_model_dir, slow_reading):
+    """A fresh app (its own readers) per test; what is still reading is cancelled afterwards."""
+    demos = []
+
+    def start():
+        url = launch_app(tiny_model, str(tiny_model_dir))
+        demos.append(launch_app.demos[-1])
+        return url, demos[-1].readers
+
+    yield start
+    for demo in demos:
+        demo.readers.close()
 
 
 # ---------------------------------------------------------------- a browser

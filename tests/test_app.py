@@ -15,9 +15,7 @@ from gradio_client.exceptions import AppError
 
 from charrnn.app import page, server, views
 from charrnn.generate import MAX_SEED_CHARS, Settings, complete
-from conftest import ROOT, SEED, connect
-
-GOOD = dict(seed=SEED, length=60, temperature=0.8, top_k=0, top_p=1.0, sampling_seed=5, stop_at="don't stop")
+from conftest import GOOD, ROOT, SEED, connect
 
 
 def args(**changes):

@@ -13,9 +13,7 @@ from charrnn.app import handlers, views
 from charrnn.generate import Settings, complete
 from charrnn.hub import load_model
 from charrnn.snapshots import find_snapshots
-from test_snapshots import trained  # noqa: F401  (a tiny run with snapshots, written as train.py writes it)
-from test_style import PASSAGE
-from test_visitors import LONG, app, call, request, result, slow_reading, wait_for  # noqa: F401 (fixtures)
+from conftest import LONG, PASSAGE, call, request, result, wait_for
 
 pytestmark = pytest.mark.slow  # servers and browsers
 
@@ -24,7 +22,7 @@ WATCH = dict(seed=SEED, length=60, temperature=0.8, sampling_seed=5)
 
 
 @pytest.fixture(scope="module")
-def run_dir(trained):  # noqa: F811
+def run_dir(trained):
     return trained[1]
 
 
@@ -150,7 +148,7 @@ def write_like_in(page) -> None:
         assert text.startswith("Querida") and len(text) == len("Querida") + 200
 
 
-def test_write_like_is_one_of_the_visitor_s_readings(app):  # noqa: F811 (test_visitors' app, slowed readings)
+def test_write_like_is_one_of_the_visitor_s_readings(app):
     url, readers = app()
     for _ in range(3):  # one reading running and two waiting: this visitor's limit
         assert call(url, "score", [LONG, True], "7.7.7.7")[0] == 200
@@ -163,7 +161,7 @@ def test_write_like_is_one_of_the_visitor_s_readings(app):  # noqa: F811 (test_v
     assert how["chars"] > 0  # another visitor's is read meanwhile
 
 
-def test_a_whole_passage_and_a_seed_fit_in_a_write_like_request(app):  # noqa: F811
+def test_a_whole_passage_and_a_seed_fit_in_a_write_like_request(app):
     url, _ = app()
     passage = "Ω" * handlers.READ_LIMIT  # every char escaped in the ASCII JSON clients send: ~120 KB
     body = json.dumps({"data": [passage, "Querida" * 280, 50, 0.8, 1]}).encode()

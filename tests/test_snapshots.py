@@ -10,20 +10,8 @@ from charrnn import hub, weights
 from charrnn.config import snapshot_moments
 from charrnn.generate import Settings, complete
 from charrnn.snapshots import Keeper, find_snapshots
-from charrnn.train_cli import write_outputs
 from charrnn.training import TrainConfig, chunks_in_epoch, planned_steps, train
 from conftest import tiny_config
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny run of 2 epochs with snapshots after 5 steps, the first epoch, half the run and the best,
-    written as train.py writes its outputs."""
-    tmp = tmp_path_factory.mktemp("snap")
-    cfg = tiny_config(tmp, epochs=2.0, snapshots="5,epoch1,half,best")
-    result = train(cfg, log=lambda *_: None)
-    write_outputs(result, tmp / "out", "python train.py", str(tmp / "out"))
-    return result, tmp / "out"
 
 
 def test_a_run_keeps_a_snapshot_at_each_moment_asked_for(trained):

@@ -6,9 +6,8 @@ from charrnn.adaptive import Adapt
 from charrnn.generate import Settings, SettingsError, complete
 from charrnn.score import score
 from charrnn.style import read_passage, write_like
+from conftest import PASSAGE
 
-# A passage the tiny model never saw (it learned the novel's opening), its style easy to pick up
-PASSAGE = "Querida Lucía: hoy llovió en Madrid y pensé en ti. " * 12
 CONTINUATION = "Querida Lucía: hoy llovió en Madrid y pensé en ti. " * 3
 FAST = Adapt(lr=5e-3)  # the tiny model reads the passage in a few chunks: learn faster than the default
 

@@ -5,92 +5,23 @@ Readings are slowed down (a sleep per piece) so that they are still running when
 request comes; no test asserts a time."""
 import http.client
 import json
-import time
 from urllib.parse import urlparse
 
 import pytest
-from gradio_client import Client
 
-from charrnn import adaptive, model, static
 from charrnn.app import handlers
 from charrnn.scheduler import Status
-from test_app import GOOD
+from conftest import GOOD, LONG, call, connect, request, result, wait_for
 
-LONG = ("En un lugar de la Mancha, de cuyo nombre no quiero acordarme, no ha mucho tiempo. " * 250)
-LONG = LONG[:handlers.READ_LIMIT]
 SHORT = "Dijo Sancho: ¿qué gigantes?"
-
-
-@pytest.fixture
-def slow_reading(monkeypatch):
-    """Every piece of a reading (a 96-char chunk adaptively) sleeps 50 ms: a 20,000-char adaptive
-    reading of the tiny model then takes 10 s or more instead of well under one."""
-    scored = model.target_logprobs
-
-    def slow(logits, y):
-        time.sleep(0.05)
-        return scored(logits, y)
-
-    for reader in (static, adaptive):
-        monkeypatch.setattr(reader, "target_logprobs", slow)
-
-
-def request(url: str, method: str, path: str, body: bytes | None = None, visitor: str = "1.1.1.1",
-            read: bool = True) -> tuple[int, str]:
-    where = urlparse(url)
-    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=120)
-    headers = {"Content-Type": "application/json", "X-Forwarded-For": visitor}
-    conn.request(method, path, body=body, headers=headers)
-    response = conn.getresponse()
-    answer = (response.status, response.read().decode() if read else "")
-    conn.close()
-    return answer
-
-
-def call(url: str, api: str, data: list, visitor: str) -> tuple[int, str]:
-    """POST /gradio_api/call/API as a script would, and not read the result: (status, event id or error)."""
-    body = json.dumps({"data": data}).encode()
-    status, text = request(url, "POST", f"/gradio_api/call/{api}", body, visitor)
-    return status, json.loads(text).get("event_id") or text
-
-
-def result(url: str, api: str, event_id: str) -> str:
-    """The event stream of a /call/ event, to its end."""
-    return request(url, "GET", f"/gradio_api/call/{api}/{event_id}")[1]
-
-
-def connect(url: str, visitor: str) -> Client:
-    return Client(url, analytics_enabled=False, verbose=False, headers={"X-Forwarded-For": visitor})
-
-
-def wait_for(condition, what: str, timeout: float = 60):
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def jobs(readers) -> list:
     return readers.jobs()
 
 
-@pytest.fixture
-def app(launch_app, tiny_model, tiny_model_dir, slow_reading):
-    """A fresh app (its own readers) per test; what is still reading is cancelled afterwards."""
-    demos = []
-
-    def start():
-        url = launch_app(tiny_model, str(tiny_model_dir))
-        demos.append(launch_app.demos[-1])
-        return url, demos[-1].readers
-
-    yield start
-    for demo in demos:
-        demo.readers.close()
-
-
 def test_a_flood_of_unread_readings_from_one_visitor_shuts_nobody_out(app):
+    assert len(LONG) == handlers.READ_LIMIT  # the longest text a visitor may send
     url, readers = app()
     answers = [call(url, "score", [LONG, True], "6.6.6.6") for _ in range(300)]  # more than the queue's 256
     assert all(status == 200 for status, _ in answers)  # never "Queue is full": readings do not wait in it
