@@ -10,14 +10,9 @@ from pathlib import Path
 from conftest import SEED
 
 
-def test_type_slide_generate_and_see_both_outputs(browser, launch_app, tiny_model, tiny_model_dir, tmp_path):
-    url = launch_app(tiny_model, str(tiny_model_dir))
-    page = browser.new_page(viewport={"width": 1280, "height": 1100})
-    outside = []  # the page must not reach beyond this machine (fonts, analytics, CDNs)
-    page.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "data:", "blob:"))
-            else outside.append(r.url))
-    page.goto(url, wait_until="networkidle")
-
+def generate_in_the_page(page) -> float:
+    """Type a seed, move both sliders as a user does, click Generate and wait for the end; the ms
+    from the click to the first streamed chars, timed in the page's clock."""
     page.locator("#seed textarea").fill(SEED)
     temperature = page.locator("#temperature input[type=range]")
     temperature.focus()
@@ -28,12 +23,23 @@ def test_type_slide_generate_and_see_both_outputs(browser, launch_app, tiny_mode
     assert page.locator("#length input[type=number]").input_value() == "400"
     page.locator("#generate").click()
     started = page.evaluate("performance.now()")
-    # First streamed chars: the sampled box holds more than the seed. Timed in the page's clock.
+    # First streamed chars: the sampled box holds more than the seed.
     page.wait_for_function(f"document.querySelector('#sampled textarea').value.length > {len(SEED)}",
                            polling="raf", timeout=20_000)
     first_ms = page.evaluate("performance.now()") - started
     page.wait_for_function("document.querySelector('#info').innerText.includes('characters in')",
                            timeout=20_000)
+    return first_ms
+
+
+def test_type_slide_generate_and_see_both_outputs(browser, launch_app, tiny_model, tiny_model_dir, tmp_path):
+    url = launch_app(tiny_model, str(tiny_model_dir))
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    outside = []  # the page must not reach beyond this machine (fonts, analytics, CDNs)
+    page.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+            else outside.append(r.url))
+    page.goto(url, wait_until="networkidle")
+    first_ms = generate_in_the_page(page)
 
     greedy = page.locator("#greedy textarea").input_value()
     sampled = page.locator("#sampled textarea").input_value()
