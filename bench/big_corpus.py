@@ -25,8 +25,8 @@ NOTES = """- The token file (uint8 ids, one byte a char) is read through a memma
   memory no longer grows with the corpus. The cold run also prepares that file in one pass (hash, NFC,
   vocabulary, ids): the difference in "s until training starts" between cold and warm is that pass.
 - Most of a short run is evaluation: at most `--max-eval-chars` (1,000,000) validation chars, read as
-  16 streams at each evaluation and as one sequence for the final score; on this CPU, nearly idle, a
-  128-unit GRU reads 100k chars in 0.7 s as 16 streams and in 2.8 s as one.
+  16 rows at each evaluation and as one sequence for the final score; on this CPU, nearly idle, a
+  128-unit GRU reads 100k chars in 0.7 s as 16 rows and in 2.8 s as one.
 - Wall times depend on what else runs on the 2 cores (other processes were running during these runs);
   peak RSS does not. The before row is stopped after --baseline-timeout seconds, whether or not it has
   started training; had it gone on, its final score would have read all the validation chars as one

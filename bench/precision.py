@@ -52,8 +52,8 @@ def training(args, vocab_model) -> dict:
         model = copy.deepcopy(start)
         precision.use(model, name)
         runs[name] = dict(model=model, opt=build_optimizer(cfg, model), state=None, seconds=0.0, curve=[])
-    streams = len(train_ids) // cfg.batch_size  # contiguous streams, as training reads them
-    rows = train_ids[: streams * cfg.batch_size].view(cfg.batch_size, streams)  # (B, S)
+    row_len = len(train_ids) // cfg.batch_size  # contiguous rows, as training cuts them
+    rows = train_ids[: row_len * cfg.batch_size].view(cfg.batch_size, row_len)  # (B, L)
     for step in range(args.steps):
         x = rows[:, step * cfg.seq_len: (step + 1) * cfg.seq_len]  # (B, T)
         y = rows[:, step * cfg.seq_len + 1: (step + 1) * cfg.seq_len + 1]  # (B, T)
@@ -66,7 +66,7 @@ def training(args, vocab_model) -> dict:
             r["seconds"] += time.perf_counter() - t
             r["state"] = detach_state(state)
             if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
-                r["curve"].append((step + 1, nats_per_char(r["model"], val, streams=cfg.eval_streams)))
+                r["curve"].append((step + 1, nats_per_char(r["model"], val, rows=cfg.eval_rows)))
     chars = args.steps * cfg.batch_size * cfg.seq_len
     return {name: dict(chars_per_s=chars / r["seconds"], curve=r["curve"]) for name, r in runs.items()}
 
@@ -159,10 +159,10 @@ def main(argv=None) -> int:
     return 0
 
 
-WHAT = """Training: the long recipe (LSTM 2x512, 16 streams x 128 chars, AdamW) from one set of initial
+WHAT = """Training: the long recipe (LSTM 2x512, 16 rows x 128 chars, AdamW) from one set of initial
 weights, fp32 and bf16 (torch.autocast) over the same batches with the same dropout masks, their
 steps alternated, for {steps} steps; validation loss on the first {val_chars:,} validation chars (16
-streams). Reading: `score.score` (the static read, head in fp32) of the first {read_chars:,}
+rows). Reading: `score.score` (the static read, head in fp32) of the first {read_chars:,}
 validation chars with the weights in `{weights}`, best of 2 alternated runs. Generation: `complete`
 of a {length}-char greedy and sampled continuation, best of 2 alternated runs, on one thread."""
 NOTES = """Training and reading ran on every core, generation on one (charrnn/threads.py); the machine

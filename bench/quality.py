@@ -50,7 +50,7 @@ def words(text: str) -> list[str]:
 def measure(model, text: str, length: int, samples: int, windows: int) -> dict:
     ids = torch.tensor(model.vocab.encode(text, errors="drop"), dtype=torch.long)
     val = split(ids)[1]
-    nats = nats_per_char(model, val, streams=1)
+    nats = nats_per_char(model, val, rows=1)
     windowed, se = last_char_loss(model, val, windows)
     greedy = [complete(model, s, Settings(length=length, temperature=0)).greedy for s in SEEDS]
     lexicon = set(words(model.vocab.normalize(text)))  # the novel's words, as this model writes them

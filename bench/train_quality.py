@@ -38,7 +38,7 @@ from charrnn.validation import nats_per_char
 TUTORIAL_BEST = 1.2446  # the PyTorch tutorial's final validation loss, after 20 GPU epochs
 THRESHOLDS = (1.40, 1.30)
 WINDOW = 100  # both tutorials read 100 chars
-CURVE_STREAMS = 16  # fast evaluation for the curve points; the final score uses streams=1
+CURVE_ROWS = 16  # fast evaluation for the curve points; the final score uses rows=1
 NAMES = {"ours": "ours (charrnn default)", "pytorch": "PyTorch tutorial recipe",
          "tf": "TensorFlow tutorial recipe"}
 
@@ -107,7 +107,7 @@ def train_tutorial(name, model, batches, loss_fn, val_ids, budget_s, eval_s) -> 
         run.elapsed_s += time.perf_counter() - clock
         done = run.elapsed_s >= budget_s
         if run.elapsed_s >= next_eval or done:
-            val = nats_per_char(model, val_ids, streams=CURVE_STREAMS)
+            val = nats_per_char(model, val_ids, rows=CURVE_ROWS)
             run.history.append(dict(minutes=run.elapsed_s / 60, val_loss=val, step=run.step))
             print(f"  {name}: {run.elapsed_s / 60:6.2f} min, step {run.step}, train {loss.item():.4f}, "
                   f"val {val:.4f}", flush=True)
@@ -204,7 +204,7 @@ def plot(results: dict, path: Path, minutes: float) -> None:
     for t in THRESHOLDS:
         ax.axhline(t, color="gray", ls=":", lw=0.8)
     ax.set(xlabel="training minutes on this CPU (evaluation excluded)",
-           ylabel=f"validation loss, nats/char (streams={CURVE_STREAMS})", xlim=(0, minutes * 1.02),
+           ylabel=f"validation loss, nats/char (rows={CURVE_ROWS})", xlim=(0, minutes * 1.02),
            title="Validation loss vs training time, accent-stripped Don Quijote, last 20%")
     if min(p["val_loss"] for r in results.values() for p in r["rows"]) < 2.5:
         ax.set_ylim(top=min(3.0, ax.get_ylim()[1]))  # the first minute's high losses would flatten the rest
@@ -256,7 +256,7 @@ def run_recipe(key: str, args, eval_s: float, vocab, train_ids, val_ids) -> dict
                            tf_tutorial_loss, val_ids, budget_s, eval_s)
     model = r["model"]
     if "exact" not in r:
-        r["exact"] = nats_per_char(model, val_ids, streams=1)
+        r["exact"] = nats_per_char(model, val_ids, rows=1)
     r["windowed"], r["windowed_se"] = last_char_loss(model, val_ids, args.windows)
     if args.save_dir:  # e.g. for bench/quality.py --compare
         model.save_pretrained(Path(args.save_dir) / key)
@@ -313,16 +313,16 @@ def target_checks(results: dict, minutes: float, shrink: int) -> list[str]:
 
 def how_to_read(args, eval_s: float) -> str:
     rc = TrainConfig.from_recipe(max_minutes=args.minutes)
-    ours_desc = (f"{rc.cell.upper()} {rc.num_layers}x{rc.hidden_size}, {rc.batch_size} streams x "
+    ours_desc = (f"{rc.cell.upper()} {rc.num_layers}x{rc.hidden_size}, {rc.batch_size} rows x "
                  f"{rc.seq_len} chars, AdamW lr {rc.lr:g} with warmup and cosine decay, dropout "
                  f"{rc.dropout:g}")
     return f"""How to read it:
 - Every recipe is trained for the same {args.minutes:g} minutes of wall-clock training on this CPU,
   one after another in one process; evaluation time is off the clock. The curve is the whole
-  validation split (last 20% of the accent-stripped text) scored with `nats_per_char(streams={CURVE_STREAMS})`
+  validation split (last 20% of the accent-stripped text) scored with `nats_per_char(rows={CURVE_ROWS})`
   about every {eval_s / 60:.2g} min; "minutes to" reads the first curve point at or below the
   threshold, so it is only as fine as that interval.
-- "exact" rescores each recipe's best curve checkpoint with `nats_per_char(streams=1)`: the whole
+- "exact" rescores each recipe's best curve checkpoint with `nats_per_char(rows=1)`: the whole
   validation text as one sequence, state carried from its first char (what `charrnn.evaluate` reports).
 - The PyTorch-tutorial recipe only ever trains on 100-char windows from a zero state, so the
   carried-state score is not its home ground: the next column scores every model the tutorial's own

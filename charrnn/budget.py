@@ -26,7 +26,7 @@ SAFETY = 1.15  # the estimates are of a machine whose load may change: keep a li
 class Budget:
     """Seconds: the whole run's, and the estimated cost of what follows the last training step."""
     total_s: float
-    final_s: float = 0.0  # the final exact score (streams=1) of the evaluated validation chars
+    final_s: float = 0.0  # the final exact score (rows=1) of the evaluated validation chars
     eval_s: float = 0.0  # one evaluation with its checkpoint (the last one measured, or estimated)
     off_clock_s: float = 0.0  # spent off the run's clock: setting up before the first step, snapshots
 
@@ -68,7 +68,7 @@ def seconds_of(fn) -> float:
     return time.perf_counter() - t
 
 
-def estimate(model: torch.nn.Module, val_ids: torch.Tensor, total_s: float, eval_streams: int,
+def estimate(model: torch.nn.Module, val_ids: torch.Tensor, total_s: float, eval_rows: int,
              models_scored: int = 1) -> Budget:
     """A Budget with the final exact read and one evaluation (of `models_scored` models: 2 with a
     weight average) of val_ids (1-D) timed on a slice of it and scaled to its length."""
@@ -77,7 +77,7 @@ def estimate(model: torch.nn.Module, val_ids: torch.Tensor, total_s: float, eval
     with threads.using("read", model.rnn.num_layers):  # as the final score will read (training.finish)
         nats_per_char(model, probe[:64])  # the first call pays for lazy allocations
         final = seconds_of(lambda: nats_per_char(model, probe)) * len(val_ids) / n
-    stream_probe = val_ids[: n * eval_streams]
-    one_eval = seconds_of(lambda: nats_per_char(model, stream_probe, streams=eval_streams))
-    one_eval *= len(val_ids) / len(stream_probe) * models_scored
+    rows_probe = val_ids[: n * eval_rows]
+    one_eval = seconds_of(lambda: nats_per_char(model, rows_probe, rows=eval_rows))
+    one_eval *= len(val_ids) / len(rows_probe) * models_scored
     return Budget(total_s, final_s=SAFETY * final, eval_s=SAFETY * one_eval)

@@ -16,7 +16,7 @@ from .weights import first_line
 CHECKPOINT = "checkpoint.pt"
 OLD_NAMES = {"warmup": "warmup_frac", "min_lr": "min_lr_frac",  # checkpoints of earlier versions
              "chunk": "chunk_index", "elapsed": "elapsed_s", "bad_evals": "evals_without_gain",
-             "seed": "training_seed"}
+             "seed": "training_seed", "eval_streams": "eval_rows"}
 
 
 @dataclass
@@ -24,7 +24,7 @@ class RunState:
     """Where a run is: everything a resumed run needs besides the model, optimizer and RNG."""
     step: int = 0  # optimizer steps taken
     epoch: int = 0
-    chunk_index: int = 0  # the next chunk of this epoch's streams to train on
+    chunk_index: int = 0  # the next chunk of this epoch's rows to train on
     # the run's time from its first step: training, evaluations and checkpoints (budget.py)
     elapsed_s: float = 0.0
     best_val: float = math.inf
@@ -34,7 +34,7 @@ class RunState:
     best_weights: dict | None = None  # state_dict of the best model so far, on the CPU
     # the recurrent state the next chunk starts from (every rank's, in a checkpoint)
     carried: State | None = None
-    # processes training together (torchrun); the streams are cut into world_size * batch_size
+    # processes training together (torchrun); the text is cut into world_size * batch_size rows
     world_size: int = 1
     # the moving average of the weights (an AveragedModel), when ema_decay > 0
     ema: torch.nn.Module | None = None
@@ -143,7 +143,7 @@ def resumed_config(ckpt: dict, cfg: TrainConfig, given: set[str], path: Path, lo
 def restore_checkpoint(ckpt: dict, vocab: Vocab, model: CharRNN, optimizer: torch.optim.Optimizer,
                        cfg: TrainConfig, path: Path, world_size: int = 1) -> RunState:
     """Load the model, optimizer and RNG state, each checked first; the run's state is returned.
-    Resumed by another number of processes, the run starts the next epoch: its streams are cut anew."""
+    Resumed by another number of processes, the run starts the next epoch: its rows are cut anew."""
     if ckpt.get("vocab", vocab.chars) != vocab.chars:
         raise CheckpointError(f"{path} was trained on another vocabulary ({len(ckpt['vocab'])} chars) than "
                               f"the corpus gives now ({len(vocab)}): is --data the same text?")

@@ -8,8 +8,8 @@ from .model import MAX_LAYERS, MAX_WIDTH
 from .precision import PRECISIONS
 
 # Two presets. Which one learns more depends on the budget (measured in bench/RESULTS.md, "How the
-# default recipes were chosen"): short, one wide GRU layer over 64 streams of 64-char chunks, learns
-# the most per CPU second; long, a 2-layer LSTM with dropout over 16 streams, learns slower but
+# default recipes were chosen"): short, one wide GRU layer over 64 rows of 64-char chunks, learns
+# the most per CPU second; long, a 2-layer LSTM with dropout over 16 rows, learns slower but
 # keeps improving after the short one has flattened.
 RECIPES = {
     "short": dict(cell="gru", num_layers=1, dropout=0.2, batch_size=64, seq_len=64, lr=2e-3, epochs=60.0),
@@ -77,7 +77,7 @@ class TrainConfig:
     embed_dropout: float = _LONG["embed_dropout"]  # of the embedding table's rows: whole chars, per batch
     weight_drop: float = _LONG["weight_drop"]  # DropConnect on the hidden-to-hidden weights
     # optimization
-    batch_size: int = _LONG["batch_size"]  # contiguous streams
+    batch_size: int = _LONG["batch_size"]  # rows: contiguous parts of the text, side by side
     seq_len: int = _LONG["seq_len"]  # chars per chunk; gradients are truncated at chunk boundaries
     lr: float = _LONG["lr"]
     weight_decay: float = 0.01
@@ -92,7 +92,7 @@ class TrainConfig:
     # evaluation
     val_frac: float = 0.2
     eval_every: int = 600  # steps
-    eval_streams: int = 16  # see validation.nats_per_char; the final score uses 1
+    eval_rows: int = 16  # see validation.nats_per_char; the final score uses 1
     # evaluations read at most this many validation chars (the default corpus has 204k)
     max_eval_chars: int = 1_000_000
     patience: int = 5  # evaluations without improvement before an early stop
@@ -119,7 +119,7 @@ class TrainConfig:
         if not isinstance(self.max_minutes, (int, float)) or not self.max_minutes > 0:
             raise ValueError(f"max-minutes must be positive, not {self.max_minutes!r}")
         positive = ["embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "eval_every",
-                    "eval_streams", "max_eval_chars", "patience"]
+                    "eval_rows", "max_eval_chars", "patience"]
         for name in positive:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

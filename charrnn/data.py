@@ -1,5 +1,5 @@
 """Find (or download) the corpus, prepare it once as a token file on disk, split it by position,
-and read it as contiguous streams, one (B, T+1) window per step, through a memmap.
+and load it as contiguous rows, one (B, T+1) window per step, through a memmap.
 """
 import hashlib
 import json
@@ -264,23 +264,23 @@ def as_tensor(ids) -> torch.Tensor:
     return torch.from_numpy(np.asarray(ids, dtype=np.int64))
 
 
-def streams(ids: torch.Tensor, batch_size: int, offset: int = 0) -> torch.Tensor:
-    """Cut the text into `batch_size` contiguous streams, one per batch row. # (B, L)
+def batch_rows(ids: torch.Tensor, batch_size: int, offset: int = 0) -> torch.Tensor:
+    """Cut the text into `batch_size` contiguous rows, side by side in the batch. # (B, L)
     Row b continues where it left off from one chunk to the next, so the recurrent state
     carried between chunks is the state of the text just before (stateful TBPTT).
     In memory: training reads the same chunks from disk, one at a time, with read_chunk."""
     ids = ids[offset:]
     length = len(ids) // batch_size
     if length < 2:
-        raise DataError(f"text of {len(ids)} chars is too short for {batch_size} streams")
+        raise DataError(f"text of {len(ids)} chars is too short for {batch_size} rows")
     return ids[: length * batch_size].view(batch_size, length)
 
 
-def chunks(stream: torch.Tensor, seq_len: int):
-    """Yield (x, y) chunks of the (B, L) streams with y the next char of x. # (B, T), (B, T)"""
-    for i in range(0, stream.size(1) - 1, seq_len):
-        t = min(seq_len, stream.size(1) - 1 - i)
-        yield stream[:, i: i + t], stream[:, i + 1: i + 1 + t]
+def chunks(rows: torch.Tensor, seq_len: int):
+    """Yield (x, y) chunks of the (B, L) rows with y the next char of x. # (B, T), (B, T)"""
+    for i in range(0, rows.size(1) - 1, seq_len):
+        t = min(seq_len, rows.size(1) - 1 - i)
+        yield rows[:, i: i + t], rows[:, i + 1: i + 1 + t]
 
 
 def num_chunks(n_ids: int, batch_size: int, seq_len: int, offset: int = 0) -> int:
@@ -291,12 +291,12 @@ def num_chunks(n_ids: int, batch_size: int, seq_len: int, offset: int = 0) -> in
 def read_chunk(ids: np.ndarray, batch_size: int, seq_len: int, offset: int, i: int,
                device: torch.device | str = "cpu",
                rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chunk i of chunks(streams(ids, batch_size, offset), seq_len), read from `ids` (a memmap) as
-    one (B, T+1) window; `rows` picks some of the streams (a DDP rank reads its own). # (B, T), (B, T)"""
+    """Chunk i of chunks(batch_rows(ids, batch_size, offset), seq_len), loaded from `ids` (a memmap) as
+    one (B, T+1) window; `rows` picks some of the rows (a DDP rank takes its own). # (B, T), (B, T)"""
     length = (len(ids) - offset) // batch_size
     if length < 2:
-        raise DataError(f"text of {len(ids)} chars is too short for {batch_size} streams")
-    row_starts = offset + length * np.arange(batch_size)[rows, None]  # (B, 1): row b is stream b
+        raise DataError(f"text of {len(ids)} chars is too short for {batch_size} rows")
+    row_starts = offset + length * np.arange(batch_size)[rows, None]  # (B, 1): where each row starts
     t = min(seq_len, length - 1 - i * seq_len)
     window = as_tensor(ids[row_starts + i * seq_len + np.arange(t + 1)]).to(device)  # (B, t+1)
     return window[:, :-1], window[:, 1:]

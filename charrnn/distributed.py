@@ -90,7 +90,7 @@ def broadcast_flag(flag: bool, device: torch.device) -> bool:
 
 def gather_rows(state):
     """Every rank's recurrent state, joined along the batch dim: rank r's rows follow rank r-1's,
-    the layout of one process reading all streams. # (L, B, H) per rank -> (L, W*B, H)"""
+    the layout of one process training on all rows. # (L, B, H) per rank -> (L, W*B, H)"""
     if not dist.is_initialized() or state is None:
         return state
     parts = [state] if torch.is_tensor(state) else list(state)

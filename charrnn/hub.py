@@ -78,7 +78,7 @@ def model_card(summary: dict, samples: list[tuple[str, str]], command: str, load
                           f"{summary['best_step']:,}")]
     recipe = [f"- Recipe `{cfg.recipe}` (`python train.py --help` lists its settings), with the settings "
               "below.",
-              f"- Every position is a target; {cfg.batch_size} contiguous streams read in {cfg.seq_len}-char "
+              f"- Every position is a target; {cfg.batch_size} contiguous rows read in {cfg.seq_len}-char "
               f"chunks with the recurrent state carried between chunks (stateful truncated BPTT).",
               f"- AdamW (lr {cfg.lr}, weight decay {cfg.weight_decay}), {cfg.warmup_frac:.0%} warmup then "
               f"cosine to {cfg.min_lr_frac:.0%}, gradient clipping {cfg.grad_clip}, dropout {cfg.dropout}; "

@@ -81,7 +81,7 @@ class Keeper:
         if not moments:
             return 0.0
         start = time.perf_counter()
-        val = nats_per_char(model, val_ids, streams=self.cfg.eval_streams)
+        val = nats_per_char(model, val_ids, rows=self.cfg.eval_rows)
         info = dict(moments=moments, step=run.step, epoch=round(run.step / self.steps_per_epoch, 3),
                     minutes=round(run.elapsed_s / 60, 4), val_loss=round(val, 4), weights=OWN)
         save_snapshot(model, self.folder / f"step-{run.step:06d}", info)

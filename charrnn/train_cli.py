@@ -9,7 +9,7 @@
     python train.py --push-to-hub OWNER/NAME # also upload weights + model card
 
 Several processes (DistributedDataParallel; gloo between CPU processes, nccl between GPUs, one GPU
-per process). Each process reads its own --batch-size streams; rank 0 alone evaluates, writes the
+per process). Each process trains on its own --batch-size rows; rank 0 alone evaluates, writes the
 checkpoint, metrics, weights and card, and pushes:
     torchrun --standalone --nproc_per_node 2 train.py --out runs/ddp           # 2 processes, this machine
     torchrun --standalone --nproc_per_node 8 train.py --device cuda            # 8 GPUs
@@ -66,6 +66,8 @@ HELP = {
     "min_lr_frac": "where the cosine decay ends, as a fraction of --lr",
     "max_minutes": "the whole run's time budget, evaluations and the final score included; training and its "
                    "lr schedule end early enough for them, or at --epochs if that comes first",
+    "eval_rows": "evaluations read the validation text as this many contiguous rows side by side, each "
+                 "from a zero state (faster); the final score reads it as one",
     "training_seed": "the training run's random seed: initial weights, dropout masks, each epoch's chunk "
                      "offset",
     "device": "auto (cuda if available, else cpu), cpu or cuda",
@@ -78,7 +80,7 @@ HELP = {
     "out": "folder for config.json, model.safetensors, README.md, metrics.jsonl, loss.png, checkpoint.pt",
 }
 # the names these settings had before (issue 25), still accepted so that users' scripts keep working
-FLAG_ALIASES = {"training_seed": ("--seed",)}
+FLAG_ALIASES = {"training_seed": ("--seed",), "eval_rows": ("--eval-streams",)}
 RECIPE_FIELDS = tuple(dict.fromkeys(k for settings in RECIPES.values() for k in settings))
 CARD_SAMPLES = 3  # samples on the card, each from one of the corpus's own seeds
 

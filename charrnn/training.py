@@ -1,12 +1,12 @@
 """The training loop and its named parts: build_model, build_optimizer, the lr schedule (lr_at),
-read_batch, optimizer_step, evaluate_and_save (evaluate, keep the best, checkpoint, metrics row),
+get_batch, optimizer_step, evaluate_and_save (evaluate, keep the best, checkpoint, metrics row),
 and `train`, which strings them together. Settings and recipes are in config.py; checkpoints and
 resuming in checkpoint.py.
 
-Stateful truncated BPTT over contiguous streams read from the corpus's token file (a memmap),
+Stateful truncated BPTT over contiguous rows of the text, loaded from the corpus's token file (a memmap),
 AdamW, warmup + cosine, clipping, evaluation on the validation split (its start when large), early
 stop, atomic checkpoints with optimizer and RNG state, and a clean stop on Ctrl-C. Under torchrun,
-DistributedDataParallel (distributed.py): each rank reads its own streams, rank 0 alone evaluates
+DistributedDataParallel (distributed.py): each rank trains on its own rows, rank 0 alone evaluates
 and writes.
 """
 import errno
@@ -77,9 +77,9 @@ def open_corpus(cfg: TrainConfig, log=print, world_size: int = 1) -> data.Corpus
     split by position, with the bounded slice of validation that evaluations read."""
     source = open_source(cfg.data, cfg.dataset, cfg.dataset_config, cfg.text_column)
     corpus = data.load(source, cfg.strip_accents, cfg.val_frac, cfg.max_eval_chars, log)
-    streams = cfg.batch_size * world_size
-    if len(corpus.train) // streams < cfg.seq_len + 1:
-        raise data.DataError(f"{len(corpus.train)} training chars are too few for {streams} streams "
+    rows = cfg.batch_size * world_size
+    if len(corpus.train) // rows < cfg.seq_len + 1:
+        raise data.DataError(f"{len(corpus.train)} training chars are too few for {rows} rows "
                              f"of {cfg.seq_len}-char chunks; use a smaller --batch-size or --seq-len")
     return corpus
 
@@ -151,7 +151,7 @@ def lr_at(cfg: TrainConfig, progress: float) -> float:
 
 
 def steps_per_epoch(cfg: TrainConfig, n_train: int, world_size: int = 1) -> int:
-    """With several ranks the text is cut into world_size * batch_size streams: fewer, shorter chunks."""
+    """With several ranks the text is cut into world_size * batch_size rows: fewer, shorter chunks."""
     return data.num_chunks(n_train, cfg.batch_size * world_size, cfg.seq_len)
 
 
@@ -171,11 +171,11 @@ def chunks_in_epoch(cfg: TrainConfig, n_train: int, epoch: int, world_size: int 
     return data.num_chunks(n_train, cfg.batch_size * world_size, cfg.seq_len, epoch_offset(cfg, epoch))
 
 
-def read_batch(train_ids, cfg: TrainConfig, epoch: int, chunk_index: int, device: torch.device,
-               rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chunk `chunk_index` of this epoch's streams, read from the token file (a memmap): inputs and
-    next-char targets. With several ranks the text is cut into world_size * B streams and rank r
-    reads rows [r*B, (r+1)*B): together the ranks read every stream once. # (B, T), (B, T)"""
+def get_batch(train_ids, cfg: TrainConfig, epoch: int, chunk_index: int, device: torch.device,
+              rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chunk `chunk_index` of this epoch's rows, loaded from the token file (a memmap): inputs and
+    next-char targets. With several ranks the text is cut into world_size * B rows and rank r
+    takes rows [r*B, (r+1)*B): together the ranks train on every row once. # (B, T), (B, T)"""
     rows = slice(rank * cfg.batch_size, (rank + 1) * cfg.batch_size)
     return data.read_chunk(train_ids, cfg.batch_size * world_size, cfg.seq_len, epoch_offset(cfg, epoch),
                            chunk_index, device, rows)
@@ -395,14 +395,14 @@ def evaluate_and_save(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer:
     (in that order: a kill during the save leaves no row that the checkpoint does not know).
     Rank 0 alone calls it; train_loss and chars_per_s are of all ranks together."""
     speed = window.chars_per_s()  # of training alone: measured before the evaluation
-    val, kept = nats_per_char(model, val_ids, streams=cfg.eval_streams), model
+    val, kept = nats_per_char(model, val_ids, rows=cfg.eval_rows), model
     row = dict(step=run.step, epoch=round(epochs, 3), elapsed_s=round(run.elapsed_s, 1),
                train_loss=round(window.mean_loss(), 4), val_loss=None, val_chars=len(val_ids),
                lr=optimizer.param_groups[0]["lr"], chars_per_s=round(speed, 1),
                world_size=distributed.world_size(), train_points=window.points)
     # both scored: the run keeps whichever reads better, and shows what averaging gave
     if run.ema is not None:
-        val_ema = nats_per_char(run.ema.module, val_ids, streams=cfg.eval_streams)
+        val_ema = nats_per_char(run.ema.module, val_ids, rows=cfg.eval_rows)
         row.update(val_loss_latest=round(val, 4), val_loss_ema=round(val_ema, 4))
         if val_ema < val:
             val, kept = val_ema, run.ema.module
@@ -415,8 +415,8 @@ def evaluate_and_save(cfg: TrainConfig, vocab: Vocab, model: CharRNN, optimizer:
 
 @contextmanager
 def all_ranks_carried(run: RunState):
-    """While rank 0 checkpoints: the carried state of every rank, joined as one process reading all
-    streams would hold it, so that --resume (with any number of ranks) continues every stream.
+    """While rank 0 checkpoints: the carried state of every rank, joined as one process training on all
+    rows would hold it, so that --resume (with any number of ranks) continues every row.
     A collective call: every rank enters it. # (L, B, H) -> (L, W*B, H)"""
     local = run.carried
     run.carried = distributed.gather_rows(local)
@@ -516,9 +516,9 @@ def step_on_next_batch(cfg: TrainConfig, net: torch.nn.Module, model: CharRNN,
     (B, T) and the loss."""
     device = next(model.parameters()).device
     # (B, T), (B, T)
-    x, y = read_batch(train_ids, cfg, run.epoch, run.chunk_index, device, rank, world)
+    x, y = get_batch(train_ids, cfg, run.epoch, run.chunk_index, device, rank, world)
     if run.chunk_index == 0:
-        run.carried = None  # each epoch reads the streams from their start
+        run.carried = None  # each epoch starts its rows from their start
     set_lr(optimizer, lr_at(cfg, progress))
     state, loss = train_step(net, model, optimizer, x, y, run.carried, cfg.grad_clip, run.ema)
     run.carried = detach_state(state)  # committed only once the step is complete
@@ -581,7 +581,7 @@ def train(cfg: TrainConfig, resume: bool = False, device: torch.device | None = 
     log(f"{model.num_params():,} parameters, corpus {corpus.info.describe()}, "
         f"{steps_per_epoch(cfg, len(train_ids), world)} steps per epoch, {cfg.recipe} recipe, "
         f"device {device}, {describe(cfg.precision, device)}"
-        + (f", {world} processes x {cfg.batch_size} streams" if world > 1 else ""))
+        + (f", {world} processes x {cfg.batch_size} rows" if world > 1 else ""))
 
     profile = describe_corpus(cfg, corpus, log) if distributed.is_main() else None  # before training: quick
     budget = plan_budget(cfg, model, run, val_ids, device)
@@ -621,7 +621,7 @@ def plan_budget(cfg: TrainConfig, model: CharRNN, run: RunState, val_ids: torch.
     """The time budget, with the final score and one evaluation timed by rank 0 on a slice of the
     validation text (every rank gets rank 0's numbers, so that all stop at the same step)."""
     if distributed.is_main():
-        budget = estimate(model, val_ids, cfg.max_minutes * 60, cfg.eval_streams, 1 + (run.ema is not None))
+        budget = estimate(model, val_ids, cfg.max_minutes * 60, cfg.eval_rows, 1 + (run.ema is not None))
     else:
         budget = Budget(cfg.max_minutes * 60)
     budget.final_s = distributed.broadcast_number(budget.final_s, device)
@@ -638,7 +638,7 @@ def restore_run(ckpt: dict, cfg: TrainConfig, vocab: Vocab, model: CharRNN, opti
     log(f"resuming from step {run.step} (epoch {run.epoch}, {run.elapsed_s / 60:.1f} min done)")
     if ckpt["progress"].get("world_size", 1) != world:
         log(f"the checkpoint was written by {ckpt['progress'].get('world_size', 1)} processes, this run has "
-            f"{world}: the streams are cut anew, so training continues at the start of epoch {run.epoch}")
+            f"{world}: the rows are cut anew, so training continues at the start of epoch {run.epoch}")
     return run
 
 
@@ -676,7 +676,7 @@ def finish(cfg: TrainConfig, model: CharRNN, run: RunState, stop_reason: str, co
         bar.note(f"final score of {len(val_ids):,} validation chars")
     model.load_state_dict(run.best_weights)
     with threads.using("read", model.rnn.num_layers):  # as charrnn.evaluate reads: a thread per layer
-        val = nats_per_char(model, val_ids, streams=1)  # the exact score of those chars, as the CLI does
+        val = nats_per_char(model, val_ids, rows=1)  # the exact score of those chars, as the CLI does
     minutes = ((budget.off_clock_s if budget else 0.0) + run.elapsed_s + time.perf_counter() - started) / 60
     if bar is not None:
         bar.done()

@@ -72,7 +72,7 @@ def tiny_config(tmp_path, **kw):
 
     defaults = dict(data=str(make_text(tmp_path / "text.txt")), cell="gru", embed_dim=16, hidden_size=48,
                     num_layers=1, dropout=0.0, batch_size=8, seq_len=32, lr=1e-2, epochs=1.0,
-                    max_minutes=10.0, eval_every=10, eval_streams=4, out=str(tmp_path / "out"))
+                    max_minutes=10.0, eval_every=10, eval_rows=4, out=str(tmp_path / "out"))
     return TrainConfig(**{**defaults, **kw})
 
 

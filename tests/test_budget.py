@@ -15,12 +15,12 @@ SLOW_FINAL_S_PER_CHAR = 1.5e-3  # the exact read made slow: 6 s for the tiny cor
 
 
 def slow_exact_reads(monkeypatch):
-    """The exact (one-stream) read, as slow per char as a big model's on a CPU; where the budget
+    """The exact (one-row) read, as slow per char as a big model's on a CPU; where the budget
     did not keep room for it, the run overran by its whole length."""
-    def slow(model, ids, streams=1, **kw):
-        if streams == 1:
+    def slow(model, ids, rows=1, **kw):
+        if rows == 1:
             time.sleep(SLOW_FINAL_S_PER_CHAR * len(ids))
-        return nats_per_char(model, ids, streams=streams, **kw)
+        return nats_per_char(model, ids, rows=rows, **kw)
 
     monkeypatch.setattr(training, "nats_per_char", slow)
     monkeypatch.setattr(budget, "nats_per_char", slow)

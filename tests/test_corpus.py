@@ -136,11 +136,11 @@ def test_failed_preparation_leaves_nothing_behind(tmp_path, cache, monkeypatch):
     assert list((cache / "tokens").iterdir()) == []
 
 
-def test_memmap_batches_equal_the_in_memory_stream_batches(tmp_path):
+def test_memmap_batches_equal_the_in_memory_row_batches(tmp_path):
     corpus = prepared(sources.FileSource(make_text(tmp_path / "t.txt", n_chars=5000)))
     ids = data.as_tensor(corpus.train)
     for batch_size, seq_len, offset in [(4, 32, 0), (8, 50, 7), (3, 64, 63)]:
-        old = list(data.chunks(data.streams(ids, batch_size, offset), seq_len))
+        old = list(data.chunks(data.batch_rows(ids, batch_size, offset), seq_len))
         n = data.num_chunks(len(corpus.train), batch_size, seq_len, offset)
         new = [data.read_chunk(corpus.train, batch_size, seq_len, offset, i) for i in range(n)]
         assert n == len(old)
@@ -163,7 +163,7 @@ def test_evaluation_reads_a_bounded_stated_number_of_validation_chars(tmp_path):
 
     cfg = TrainConfig(data=str(text), cell="gru", embed_dim=8, hidden_size=16, num_layers=1, dropout=0.0,
                       batch_size=8, seq_len=32, lr=1e-2, epochs=0.2, max_minutes=5.0, eval_every=5,
-                      eval_streams=4, max_eval_chars=1500, out=str(tmp_path / "out"))
+                      eval_rows=4, max_eval_chars=1500, out=str(tmp_path / "out"))
     logs = []
     summary = train(cfg, log=logs.append)
     assert any("evaluated on the first 1,500" in line for line in logs)

@@ -14,9 +14,9 @@ def test_split_is_by_position_without_overlap():
     assert train.max() < val.min()  # validation is the last 20%
 
 
-def test_streams_are_contiguous_and_targets_are_next_chars():
+def test_batch_rows_are_contiguous_and_targets_are_next_chars():
     ids = torch.arange(1003)
-    s = data.streams(ids, batch_size=4, offset=3)  # (4, 250)
+    s = data.batch_rows(ids, batch_size=4, offset=3)  # (4, 250)
     assert s.shape == (4, 250)
     assert torch.equal(s[1], torch.arange(253, 503))  # row 1 continues the text
     pieces = list(data.chunks(s, seq_len=64))

@@ -15,7 +15,7 @@ from charrnn.config import TrainConfig
 from conftest import ROOT, make_text
 
 TINY = ["--cell", "gru", "--embed-dim", "16", "--hidden-size", "32", "--num-layers", "1", "--batch-size", "4",
-        "--seq-len", "32", "--eval-every", "10", "--eval-streams", "4", "--lr", "0.01", "--dropout", "0.1"]
+        "--seq-len", "32", "--eval-every", "10", "--eval-rows", "4", "--lr", "0.01", "--dropout", "0.1"]
 
 
 def torchrun(*args, nproc=2, env=None):
@@ -42,7 +42,7 @@ def test_two_gloo_ranks_stay_identical_and_rank0_alone_writes(tmp_path):
     assert metrics and all(row["world_size"] == 2 for row in metrics)
     steps = training.steps_per_epoch(TrainConfig(batch_size=4, seq_len=32),
                                      int(len(text.read_text()) * 0.8), 2)
-    assert metrics[-1]["step"] == steps  # the 2 x 4 streams' epoch: half the steps of 4 streams each
+    assert metrics[-1]["step"] == steps  # the 2 x 4 rows' epoch: half the steps of 4 rows each
     written = load_file(out / "model.safetensors")
     best = min(metrics, key=lambda row: row["val_loss"])
     # so the weights written are those the loop ended with
@@ -78,13 +78,13 @@ def test_backend_follows_the_device(device, backend):
     assert distributed.backend_for(torch.device(device)) == backend
 
 
-def test_ranks_read_their_own_rows_of_all_streams():
-    """Rank r of W reads rows [r*B, (r+1)*B) of the W*B streams: together, one process's batch."""
+def test_ranks_take_their_own_rows_of_the_batch():
+    """Rank r of W takes rows [r*B, (r+1)*B) of the W*B rows: together, one process's batch."""
     ids = np.arange(5000, dtype=np.uint16) % 251
     cfg = TrainConfig(batch_size=3, seq_len=16)
     for chunk in (0, 7):
-        whole_x, whole_y = training.read_batch(ids, TrainConfig(batch_size=6, seq_len=16), 1, chunk, "cpu")
-        parts = [training.read_batch(ids, cfg, 1, chunk, "cpu", rank, 2) for rank in (0, 1)]
+        whole_x, whole_y = training.get_batch(ids, TrainConfig(batch_size=6, seq_len=16), 1, chunk, "cpu")
+        parts = [training.get_batch(ids, cfg, 1, chunk, "cpu", rank, 2) for rank in (0, 1)]
         assert torch.equal(torch.cat([x for x, _ in parts]), whole_x)
         assert torch.equal(torch.cat([y for _, y in parts]), whole_y)
     one_process = TrainConfig(batch_size=6, seq_len=16)
@@ -102,7 +102,7 @@ def test_one_process_makes_no_collective_calls():
 
 
 def test_resumed_by_another_number_of_processes_the_run_starts_the_next_epoch(tmp_path):
-    """A checkpoint of 2 ranks (8 rows of carried state) resumed by one process: its streams are cut
+    """A checkpoint of 2 ranks (8 rows of carried state) resumed by one process: its rows are cut
     anew, so the carried state is dropped and the run continues at the next epoch's start."""
     from charrnn.checkpoint import RunState, restore_checkpoint, save_checkpoint
     from charrnn.text import Vocab

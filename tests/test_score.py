@@ -28,7 +28,7 @@ def test_static_score_is_the_mean_surprise_per_char_in_nats_and_bits(tiny_model,
                             "bits_per_char": pytest.approx(bits, abs=1e-5),
                             "chars": len(ids), "unknown_chars": 3, "adaptive": False}
     assert nats_per_char(tiny_model, ids) == pytest.approx(nats, abs=1e-5)  # training's exact validation loss
-    assert nats_per_char(tiny_model, ids, streams=4) == pytest.approx(nats, abs=0.05)  # its faster estimate
+    assert nats_per_char(tiny_model, ids, rows=4) == pytest.approx(nats, abs=0.05)  # its faster estimate
 
 
 def test_score_refuses_too_short_text(tiny_model):

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, make_text
 
 TINY = ["--cell", "gru", "--embed-dim", "16", "--hidden-size", "32", "--num-layers", "1", "--batch-size", "8",
-        "--seq-len", "32", "--eval-every", "20", "--eval-streams", "8", "--lr", "0.01"]
+        "--seq-len", "32", "--eval-every", "20", "--eval-rows", "8", "--lr", "0.01"]
 
 
 def run(*args, timeout=240, **kw):
@@ -189,8 +189,10 @@ def test_the_old_flag_names_still_set_the_renamed_settings():
     from charrnn.train_cli import given_settings
 
     assert config("--seed", "7").training_seed == 7 == config("--training-seed", "7").training_seed
-    assert config().training_seed != 7
+    assert config("--eval-streams", "3").eval_rows == 3 == config("--eval-rows", "3").eval_rows
+    assert (config().training_seed, config().eval_rows) != (7, 3)
     assert given_settings(["--seed=7"]) == given_settings(["--training-seed", "7"]) == {"training_seed"}
+    assert given_settings(["--eval-streams", "3"]) == {"eval_rows"}
 
 
 @pytest.mark.slow
@@ -321,10 +323,12 @@ def test_resume_when_the_corpus_changed_names_the_vocabulary(stopped_run, tmp_pa
 
 
 def test_resume_reads_a_checkpoint_of_the_earlier_format(stopped_run, tmp_path, capsys):
-    """warmup/min_lr, chunk/elapsed/bad_evals and no vocab or recipe: what the last version wrote."""
+    """warmup/min_lr, seed/eval_streams, chunk/elapsed/bad_evals and no vocab or recipe: what earlier
+    versions wrote."""
     def old_format(ckpt):
         config, progress = ckpt["config"], ckpt["progress"]
         config["warmup"], config["min_lr"] = config.pop("warmup_frac"), config.pop("min_lr_frac")
+        config["seed"], config["eval_streams"] = config.pop("training_seed"), config.pop("eval_rows")
         del config["recipe"], ckpt["vocab"]
         for new, old in [("chunk_index", "chunk"), ("elapsed_s", "elapsed"),
                          ("evals_without_gain", "bad_evals")]:

@@ -59,7 +59,7 @@ def test_cuda_picks_the_gpu_recipe_whatever_the_budget():
 
 def test_the_gpu_recipe_trains_on_the_cpu_at_a_small_size(tmp_path):
     small = dict(hidden_size=48, embed_dim=16, batch_size=8, seq_len=32, epochs=2.0, eval_every=20,
-                 eval_streams=4)
+                 eval_rows=4)
     cfg = TrainConfig.from_recipe("gpu", data=str(make_text(tmp_path / "text.txt")),
                                   out=str(tmp_path / "out"), **small)
     assert (cfg.num_layers, cfg.locked_dropout) == (3, True) and min(cfg.weight_drop, cfg.ema_decay) > 0
@@ -77,7 +77,7 @@ def test_with_a_weight_average_the_run_keeps_whichever_weights_read_better(tmp_p
     best = min(rows, key=lambda r: r["val_loss"])
     assert result.best_step == best["step"] and best["val_loss_ema"] < best["val_loss_latest"]
     val_ids = training.open_corpus(cfg, log=lambda *_: None).eval_ids()
-    kept = nats_per_char(result.model, val_ids, streams=cfg.eval_streams)
+    kept = nats_per_char(result.model, val_ids, rows=cfg.eval_rows)
     # the weights kept are the average that scored it
     assert kept == pytest.approx(best["val_loss"], abs=1e-4)
 
@@ -137,12 +137,13 @@ def test_a_checkpoint_from_before_the_regularizers_resumes_without_them(tmp_path
 
 
 def test_a_checkpoint_from_before_the_renames_resumes_with_its_settings(tmp_path):
-    """Checkpoints written before issue 25 name the training seed "seed"."""
-    saved = dataclasses.asdict(tiny_config(tmp_path, training_seed=7))
-    saved["seed"] = saved.pop("training_seed")
+    """Checkpoints written before issue 25 name the training seed "seed" and the evaluation's rows
+    "eval_streams"."""
+    saved = dataclasses.asdict(tiny_config(tmp_path, training_seed=7, eval_rows=3))
+    saved["seed"], saved["eval_streams"] = saved.pop("training_seed"), saved.pop("eval_rows")
     cfg = checkpoint.resumed_config({"config": saved}, TrainConfig(out=str(tmp_path / "out")), set(),
                                     tmp_path / "out" / "checkpoint.pt", log=lambda *_: None)
-    assert cfg.training_seed == 7 != TrainConfig.training_seed
+    assert (cfg.training_seed, cfg.eval_rows) == (7, 3) != (TrainConfig.training_seed, TrainConfig.eval_rows)
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
