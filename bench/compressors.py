@@ -27,7 +27,7 @@ import torch
 from bench import common
 from charrnn import load_model
 from charrnn.adaptive import LEARNABLE, Adapt
-from charrnn.data import find_corpus, read_text, split
+from charrnn.data import find_corpus, load_text, split
 from charrnn.mixing import Mix
 from charrnn.score import score
 
@@ -149,7 +149,7 @@ def notes(*, val_chars, val_bytes, train_chars, chars, adapt, mixing, adaptive, 
 def main(argv=None) -> int:
     args = parse_args(argv)
     model = load_model(args.weights, "cpu")
-    text = model.vocab.normalize(read_text(args.data or find_corpus()))
+    text = model.vocab.normalize(load_text(args.data or find_corpus()))
     ids = torch.tensor(model.vocab.encode(text, errors="drop"), dtype=torch.long)
     train_ids, val_ids = split(ids)
     val_ids = val_ids[: args.max_chars]

@@ -22,7 +22,7 @@ import torch
 
 from charrnn import precision
 from charrnn.config import TrainConfig
-from charrnn.data import find_corpus, read_text, split
+from charrnn.data import find_corpus, load_text, split
 from charrnn.generate import Settings, complete
 from charrnn.model import detach_state
 from charrnn.pretrained import CharRNN
@@ -36,7 +36,7 @@ SEED = "En un lugar de la Mancha, de cuyo nombre no quiero acordarme"
 
 
 def corpus_ids(model, data: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-    text = model.vocab.normalize(read_text(data or find_corpus()))
+    text = model.vocab.normalize(load_text(data or find_corpus()))
     return split(torch.tensor(model.vocab.encode(text, errors="drop")))
 
 

@@ -22,7 +22,7 @@ import torch
 from bench import common
 from bench.train_quality import last_char_loss
 from charrnn import load_model
-from charrnn.data import find_corpus, read_text, split
+from charrnn.data import find_corpus, load_text, split
 from charrnn.generate import Settings, complete
 from charrnn.validation import nats_per_char
 
@@ -114,7 +114,7 @@ Greedy output of the shipped model from {SEEDS[0]!r}, first 400 chars:
 
 def main(argv=None) -> int:
     args, models = parse_args(argv)
-    text = read_text(args.data or find_corpus())
+    text = load_text(args.data or find_corpus())
     print(f"{common.machine()}", flush=True)
     results = {}
     for name, path in models.items():

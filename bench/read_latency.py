@@ -24,7 +24,7 @@ from gradio_client import Client
 
 from bench import common
 from charrnn import load_model
-from charrnn.data import find_corpus, read_text, split
+from charrnn.data import find_corpus, load_text, split
 from charrnn.model import target_logprobs
 from charrnn.text_reading import read
 
@@ -32,7 +32,7 @@ from charrnn.text_reading import read
 def passage(model, data: str | None, offset: int, chars: int) -> tuple[int, str]:
     """Where it starts and `chars` chars of the corpus's validation split from `offset` (from its start
     when the split is shorter), normalized as the model reads them."""
-    val = split(model.vocab.normalize(read_text(data or find_corpus())))[1]
+    val = split(model.vocab.normalize(load_text(data or find_corpus())))[1]
     start = offset if len(val) >= offset + chars else 0
     return start, val[start: start + chars]
 

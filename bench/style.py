@@ -29,7 +29,7 @@ import torch
 from bench import common
 from charrnn import load_model
 from charrnn.adaptive import Adapt
-from charrnn.data import find_corpus, read_text, split
+from charrnn.data import find_corpus, load_text, split
 from charrnn.generate import Settings, complete
 from charrnn.score import score
 from charrnn.style import ADAPT, read_passage
@@ -42,7 +42,7 @@ SEED_CHARS = 40
 
 def texts(model, data: str | None, offset: int, need: int) -> dict[str, tuple[str, str]]:
     """{name: (what it is, text)}: the novel's validation passage first, then bench/texts/."""
-    val = split(model.vocab.normalize(read_text(data or find_corpus())))[1]
+    val = split(model.vocab.normalize(load_text(data or find_corpus())))[1]
     start = offset if len(val) >= offset + need else 0
     found = {"novel": (f"the novel's validation split, chars {start:,}+", val[start: start + need])}
     for name, what in OWN_TEXTS.items():

@@ -3,7 +3,7 @@
 CharRNN hands CARD_TEMPLATE to huggingface_hub's mixin (`model_card_template`) and renders it
 through `ModelCard.from_template` with `card_kwargs(...)`: the YAML (license, language, tags,
 datasets, model-index with the validation nats/char and bits/char) and the text come from the
-same facts. `read_metrics` gives the model-index back as data, for the app's About panel.
+same facts. `load_metrics` gives the model-index back as data, for the app's About panel.
 """
 import json
 import math
@@ -119,7 +119,7 @@ class Metrics:
     split: str
 
 
-def read_metrics(card_path: str | Path) -> Metrics | None:
+def load_metrics(card_path: str | Path) -> Metrics | None:
     """The validation loss from a card's model-index, as data; None when the card has none."""
     try:
         results = ModelCard.load(card_path).data.eval_results or []

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .text import Vocab, normalize_stream
+from .text import Vocab, normalize_pieces
 
 CORPUS_URL = "https://mymldatasets.s3.eu-de.cloud-object-storage.appdomain.cloud/el_quijote.txt"
 CORPUS_SHA256 = "a82846e648e0f1f7faf71c4224c98dd89ec2cfa7d03275c060b8dea155b08048"
@@ -81,8 +81,8 @@ def refuse_utf16(path, raw: bytes) -> None:
                         f"NUL bytes; convert it, e.g. iconv -f utf-16 -t utf-8")
 
 
-def read_text(path) -> str:
-    """Read a UTF-8 text file with errors a user can act on."""
+def load_text(path) -> str:
+    """Load a UTF-8 text file with errors a user can act on."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"no such file: {path}")
@@ -110,7 +110,7 @@ class CorpusInfo:
     """What a model was trained on, as the log, metrics and model card state it."""
     # e.g. "el_quijote.txt", "novelas/ (3 .txt files)", "wikitext (wikitext-2-raw-v1), column 'text'"
     name: str
-    source: str  # the path or dataset id it was read from
+    source: str  # the path or dataset id it was loaded from
     default: bool  # the project's el_quijote.txt (by content hash), the one compared with the tutorials
     sha256: str  # of the content: the file's bytes for a file
     strip_accents: bool
@@ -138,7 +138,7 @@ class CorpusInfo:
 def prepare(source, strip_accents: bool = False, log=print) -> tuple[Path, str]:
     """The folder holding the source's token file (tokens.bin + meta.json), and its content hash.
 
-    The first time, one streamed pass normalizes, finds the vocabulary and writes the ids, with a
+    The first time, one pass, piece by piece, normalizes, finds the vocabulary and writes the ids, with a
     progress bar (as nanoGPT's prepare.py, but cached by content hash under the cache folder); later
     runs on the same content find it and skip the pass."""
     digest = source.digest()
@@ -150,8 +150,8 @@ def prepare(source, strip_accents: bool = False, log=print) -> tuple[Path, str]:
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".preparing-"))
     try:
         first_seen = encode_pass(source, strip_accents, tmp / "first_seen.u16")
-        # what was read is not what was hashed: never cache it under that hash
-        if source.read_digest != digest:
+        # what was loaded is not what was hashed: never cache it under that hash
+        if source.loaded_digest != digest:
             raise DataError(f"{source.name} changed while it was being prepared; nothing was kept: run again "
                             f"once nothing writes to it")
         chars = "".join(sorted(first_seen))
@@ -179,7 +179,7 @@ def prepare(source, strip_accents: bool = False, log=print) -> tuple[Path, str]:
 
 
 def encode_pass(source, strip_accents: bool, path: Path) -> list[str]:
-    """Normalize and encode the source in one streamed pass, writing uint16 ids to `path`. The sorted
+    """Normalize and encode the source in one pass, piece by piece, writing uint16 ids to `path`. The sorted
     vocabulary is only known at the end, so ids are given in order of first appearance; returns
     the characters in that order."""
     table = np.full(0x110000, -1, dtype=np.int32)  # code point -> id
@@ -188,7 +188,7 @@ def encode_pass(source, strip_accents: bool, path: Path) -> list[str]:
                dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)
     done = 0  # chars encoded so far
     with bar, open(path, "wb") as f:
-        for piece in normalize_stream(source.pieces(bar), strip_accents):
+        for piece in normalize_pieces(source.pieces(bar), strip_accents):
             nul = piece.find("\x00")
             if nul >= 0:  # text holds no NUL: checked in every piece, not only the first bytes of a file
                 raise DataError(f"{source.name} is binary, not text: it has a NUL character at char "
@@ -268,7 +268,7 @@ def batch_rows(ids: torch.Tensor, batch_size: int, offset: int = 0) -> torch.Ten
     """Cut the text into `batch_size` contiguous rows, side by side in the batch. # (B, L)
     Row b continues where it left off from one chunk to the next, so the recurrent state
     carried between chunks is the state of the text just before (stateful TBPTT).
-    In memory: training reads the same chunks from disk, one at a time, with read_chunk."""
+    In memory: training loads the same chunks from disk, one at a time, with load_chunk."""
     ids = ids[offset:]
     length = len(ids) // batch_size
     if length < 2:
@@ -288,7 +288,7 @@ def num_chunks(n_ids: int, batch_size: int, seq_len: int, offset: int = 0) -> in
     return max(0, -(-(length - 1) // seq_len))
 
 
-def read_chunk(ids: np.ndarray, batch_size: int, seq_len: int, offset: int, i: int,
+def load_chunk(ids: np.ndarray, batch_size: int, seq_len: int, offset: int, i: int,
                device: torch.device | str = "cpu",
                rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
     """Chunk i of chunks(batch_rows(ids, batch_size, offset), seq_len), loaded from `ids` (a memmap) as

@@ -36,7 +36,7 @@ def _prior_ids(model: CharRNN, prior: str) -> torch.Tensor:
     """The token ids the count model starts from: the training split of train.py's corpus, none, or a file."""
     if prior == "none":
         return torch.zeros(0, dtype=torch.long)
-    text = model.vocab.normalize(data.read_text(data.find_corpus() if prior == "train" else prior))
+    text = model.vocab.normalize(data.load_text(data.find_corpus() if prior == "train" else prior))
     ids = torch.tensor(model.vocab.encode(text, errors="drop"), dtype=torch.long)
     return data.split(ids)[0] if prior == "train" else ids
 
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         use(model, args.precision)
         configure("read", 1 if adapt else model.rnn.num_layers)  # the static read: a thread per layer
         path = args.data or data.find_corpus()
-        text = model.vocab.normalize(data.read_text(path))
+        text = model.vocab.normalize(data.load_text(path))
         unknown = model.vocab.unknown(text)
         ids = torch.tensor(model.vocab.encode(text, errors="drop"), dtype=torch.long)
         if args.split == "val":

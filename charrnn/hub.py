@@ -10,7 +10,7 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, HfApi, get_token, try_to_load_from_cache
 
 from . import corpus_profile
-from .card import Metrics, read_metrics, render, retarget
+from .card import Metrics, load_metrics, render, retarget
 from .corpus_profile import PROFILE_FILE, CorpusProfile
 from .model import CharRNN
 from .pretrained import load_model
@@ -101,7 +101,7 @@ def card_metrics(source: str | os.PathLike) -> Metrics | None:
     """The validation metrics in the model card of a weights folder or (from the local cache
     only, no network) a Hub repo id; None without a card or without a model-index."""
     card = _weights_file(source, "README.md")
-    return read_metrics(card) if card else None
+    return load_metrics(card) if card else None
 
 
 def corpus_of(source: str | os.PathLike) -> CorpusProfile:

@@ -139,11 +139,11 @@ class CharRNN(nn.Module, PyTorchModelHubMixin, library_name="charrnn", pipeline_
         # says where itself
         folder = weights.weights_folder(name, cache_dir, log or _stderr, cls.optional_files)
         try:
-            config = weights.read_config(folder / "config.json", set(_settings(cls)))
-            header = weights.read_header(folder / "model.safetensors")
+            config = weights.load_config(folder / "config.json", set(_settings(cls)))
+            header = weights.load_header(folder / "model.safetensors")
             weights.check_shapes(cls.shapes(config), header, {**_settings(cls), **config})
             model = cls(**config)
-            model.load_state_dict(weights.read_tensors(folder / "model.safetensors"), strict=True)
+            model.load_state_dict(weights.load_tensors(folder / "model.safetensors"), strict=True)
         except weights.WeightsError as e:
             raise weights.WeightsError(f"could not load weights from {name}: {e}") from None
         return model.to(map_location).eval()

@@ -142,14 +142,14 @@ def find_snapshots(source: str | Path, log=None) -> list[Snapshot]:
     found = []
     for info in sorted(folder.glob(f"*/{INFO}")) if folder is not None else []:
         try:
-            found.append(_read(info))
+            found.append(_load_info(info))
         except (ValueError, KeyError, TypeError) as e:
             if log:
                 log(f"skipped the snapshot in {info.parent}: {e}")
     return sorted(found, key=lambda s: (s.step, "best" in s.moments))
 
 
-def _read(info: Path) -> Snapshot:
+def _load_info(info: Path) -> Snapshot:
     data = json.loads(info.read_text(encoding="utf-8"))
     if data.get("weights", OWN) not in (OWN, PARENT):  # a downloaded file names no other path
         raise ValueError(f"its weights are {data['weights']!r}, not {OWN!r} or {PARENT!r}")

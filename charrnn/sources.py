@@ -1,8 +1,8 @@
 """Where a corpus comes from: a UTF-8 file, a folder of .txt files, or a Hugging Face dataset.
 
-Each source reads its text as a stream of pieces (never all at once), says how far through it is
+Each source loads its text piece by piece (never all at once), says how far through it is
 for a progress bar, and hashes its content, so that a prepared token file can be found again.
-Reading the pieces hashes the bytes as they are read (`read_digest`, set once all are read), so
+Loading the pieces hashes the bytes as they are loaded (`loaded_digest`, set once all are loaded), so
 that a file changed during its preparation is never stored under the hash of its earlier content.
 Documents (the files of a folder, the rows of a dataset) are joined with a newline when they do
 not already end with one.
@@ -15,7 +15,7 @@ from pathlib import Path
 from .data import DataError, find_corpus, refuse_utf16
 from .weights import first_line, offline_reason
 
-BLOCK_BYTES = 8 << 20  # read files 8 MiB at a time
+BLOCK_BYTES = 8 << 20  # load files 8 MiB at a time
 
 
 def open_source(data: str | None = None, dataset: str | None = None, dataset_config: str | None = None,
@@ -38,9 +38,9 @@ def open_source(data: str | None = None, dataset: str | None = None, dataset_con
     return FileSource(path)
 
 
-def read_blocks(path: Path, progress=None, seen=None):
+def load_blocks(path: Path, progress=None, seen=None):
     """Decoded text of a UTF-8 file, BLOCK_BYTES at a time, without its byte-order mark; `seen` (a
-    hashlib object) is updated with every byte read."""
+    hashlib object) is updated with every byte loaded."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
     with open(path, "rb") as f:
@@ -69,7 +69,7 @@ def read_blocks(path: Path, progress=None, seen=None):
 
 
 def hash_files(paths, h=None):
-    """sha256 (or `h`, updated) over the files' bytes, read a block at a time."""
+    """sha256 (or `h`, updated) over the files' bytes, loaded a block at a time."""
     h = h or hashlib.sha256()
     for path in paths:
         with open(path, "rb") as f:
@@ -91,10 +91,10 @@ class FileSource:
         return hash_files([self.path]).hexdigest()
 
     def pieces(self, progress=None):
-        """The text; once all of it is read, read_digest is digest() of the bytes that were read."""
+        """The text; once all of it is loaded, loaded_digest is digest() of the bytes that were loaded."""
         seen = hashlib.sha256()
-        yield from read_blocks(self.path, progress, seen)
-        self.read_digest = seen.hexdigest()
+        yield from load_blocks(self.path, progress, seen)
+        self.loaded_digest = seen.hexdigest()
 
 
 def folder_digest(files) -> str:
@@ -120,18 +120,18 @@ class FolderSource:
         return folder_digest((p.name, hash_files([p]).hexdigest()) for p in self.files)
 
     def pieces(self, progress=None):
-        """The files' texts, one after another; once all are read, read_digest is digest() of the
-        bytes that were read."""
-        read = []
+        """The files' texts, one after another; once all are loaded, loaded_digest is digest() of the
+        bytes that were loaded."""
+        loaded = []
         for p in self.files:
             last, seen = "", hashlib.sha256()
-            for text in read_blocks(p, progress, seen):
+            for text in load_blocks(p, progress, seen):
                 last = text[-1]
                 yield text
-            read.append((p.name, seen.hexdigest()))
+            loaded.append((p.name, seen.hexdigest()))
             if last and last != "\n":
                 yield "\n"
-        self.read_digest = folder_digest(read)
+        self.loaded_digest = folder_digest(loaded)
 
 
 class DatasetSource:
@@ -139,7 +139,7 @@ class DatasetSource:
     its cache). A dataset with splits contributes its "train" split; its own split by position
     is then made as for any text."""
 
-    ROWS = 1000  # rows read at a time
+    ROWS = 1000  # rows loaded at a time
 
     def __init__(self, name: str, config: str | None = None, column: str = "text"):
         self.dataset = load_dataset(name, config)
@@ -158,13 +158,13 @@ class DatasetSource:
             raise DataError(f"the dataset {name} has no rows")
 
     def digest(self) -> str:
-        """sha256 of the text as it will be read."""
+        """sha256 of the text as it will be loaded."""
         for _ in self.pieces():
             pass
-        return self.read_digest
+        return self.loaded_digest
 
     def pieces(self, progress=None):
-        """The rows' texts; once all are read, read_digest is the sha256 of what was read."""
+        """The rows' texts; once all are loaded, loaded_digest is the sha256 of what was loaded."""
         seen = hashlib.sha256()
         for batch in self.dataset.select_columns([self.column]).iter(batch_size=self.ROWS):
             rows = [t for t in batch[self.column] if t]
@@ -174,13 +174,13 @@ class DatasetSource:
                 text = "".join(t if t.endswith("\n") else t + "\n" for t in rows)
                 seen.update(text.encode("utf-8"))
                 yield text
-        self.read_digest = seen.hexdigest()
+        self.loaded_digest = seen.hexdigest()
 
 
 def load_dataset(name: str, config: str | None):
     """The dataset (its "train" split when it has several), or a one-line DataError. A Hub id is
     looked up as a model is (weights.offline_reason): with HF_HUB_OFFLINE set or no answer from the
-    Hub within seconds, only the local cache is read, at once, instead of five retries over 25 s."""
+    Hub within seconds, only the local cache is used, at once, instead of five retries over 25 s."""
     try:
         import datasets  # noqa: PLC0415 (the [datasets] extra: only --dataset needs it)
     except ImportError:

@@ -41,8 +41,8 @@ def safe_cut(text: str) -> int:
                default=len(text))
 
 
-def normalize_stream(pieces, strip_accents: bool = False):
-    """normalize() over text that arrives in pieces (a file read in blocks, dataset rows): yields
+def normalize_pieces(pieces, strip_accents: bool = False):
+    """normalize() over text that arrives in pieces (a file loaded in blocks, dataset rows): yields
     normalized pieces whose concatenation is normalize("".join(pieces)), without ever holding it all."""
     held = ""
     for piece in pieces:

@@ -177,7 +177,7 @@ def get_batch(train_ids, cfg: TrainConfig, epoch: int, chunk_index: int, device:
     next-char targets. With several ranks the text is cut into world_size * B rows and rank r
     takes rows [r*B, (r+1)*B): together the ranks train on every row once. # (B, T), (B, T)"""
     rows = slice(rank * cfg.batch_size, (rank + 1) * cfg.batch_size)
-    return data.read_chunk(train_ids, cfg.batch_size * world_size, cfg.seq_len, epoch_offset(cfg, epoch),
+    return data.load_chunk(train_ids, cfg.batch_size * world_size, cfg.seq_len, epoch_offset(cfg, epoch),
                            chunk_index, device, rows)
 
 

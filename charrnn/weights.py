@@ -104,7 +104,7 @@ def download(repo_id: str, cache_dir: str | None, log, optional: tuple[str, ...]
 
 # ---- what they hold ----------------------------------------------------------------------------
 
-def read_config(path: Path, known: set[str]) -> dict:
+def load_config(path: Path, known: set[str]) -> dict:
     """config.json as a dict of the settings in `known`; a WeightsError names what is wrong."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -120,8 +120,8 @@ def read_config(path: Path, known: set[str]) -> dict:
     return config
 
 
-def read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
-    """{tensor name: (shape, dtype)} from the safetensors header alone: no tensor is read."""
+def load_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{tensor name: (shape, dtype)} from the safetensors header alone: no tensor is loaded."""
     try:
         with safe_open(str(path), "pt") as f:
             header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
@@ -135,7 +135,7 @@ def read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
     return header
 
 
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a model.safetensors, every value finite."""
     try:
         state = load_file(str(path))

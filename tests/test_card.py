@@ -9,7 +9,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from charrnn import hub
-from charrnn.card import read_metrics, retarget
+from charrnn.card import load_metrics, retarget
 from charrnn.config import TrainConfig
 from charrnn.corpus_profile import with_validation
 from charrnn.data import CorpusInfo
@@ -88,15 +88,15 @@ def test_another_corpus_is_described_as_itself_without_the_tutorial(tiny_model):
     profile = summary_of(tiny_model, data="/texts/cartas.txt")["profile"]
     moved = retarget(text, "a/b", profile)
     assert "charrnn evaluate --weights a/b --data /texts/cartas.txt --split val" in moved
-    assert read_metrics_of(text).dataset == "cartas.txt"
+    assert load_metrics_of(text).dataset == "cartas.txt"
 
 
-def read_metrics_of(text: str):
+def load_metrics_of(text: str):
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "README.md").write_text(text, encoding="utf-8")
-        return read_metrics(Path(d) / "README.md")
+        return load_metrics(Path(d) / "README.md")
 
 
 def test_metrics_read_back_as_data(tiny_model, tmp_path):
@@ -126,7 +126,7 @@ def test_metrics_of_a_repo_id_come_from_the_cache_without_network(tiny_model, tm
 
 def test_shipped_card_is_hub_native():
     card = ModelCard.load(ROOT / "weights" / "README.md")
-    m = read_metrics(ROOT / "weights" / "README.md")
+    m = load_metrics(ROOT / "weights" / "README.md")
     assert (m.nats_per_char, m.bits_per_char) == (1.1942, 1.7229)
     assert card.data.license == "mit" and card.data.datasets == ["el_quijote.txt"]
     assert "![loss curve](loss.png)" in card.text and "CharRNN.from_pretrained(\"weights\")" in card.text

@@ -45,7 +45,7 @@ def test_default_corpus_gives_the_same_data_and_split_as_before():
     if not data.SHARED_COPY.exists():
         pytest.skip("../shared/data is not beside this checkout")
     corpus = open_corpus(TrainConfig(), log=lambda *_: None)
-    text = data.read_text(data.SHARED_COPY)  # the old way: all in memory
+    text = data.load_text(data.SHARED_COPY)  # the old way: all in memory
     vocab = Vocab.from_text(text)
     ids = torch.tensor(vocab.encode(text))
     train_ids, val_ids = data.split(ids, 0.2)
@@ -142,12 +142,12 @@ def test_memmap_batches_equal_the_in_memory_row_batches(tmp_path):
     for batch_size, seq_len, offset in [(4, 32, 0), (8, 50, 7), (3, 64, 63)]:
         old = list(data.chunks(data.batch_rows(ids, batch_size, offset), seq_len))
         n = data.num_chunks(len(corpus.train), batch_size, seq_len, offset)
-        new = [data.read_chunk(corpus.train, batch_size, seq_len, offset, i) for i in range(n)]
+        new = [data.load_chunk(corpus.train, batch_size, seq_len, offset, i) for i in range(n)]
         assert n == len(old)
         for (x0, y0), (x1, y1) in zip(old, new):
             assert x1.dtype == torch.long and torch.equal(x0, x1) and torch.equal(y0, y1)
         # a resumed epoch reads its chunk directly, without reading the ones before
-        x5, _ = data.read_chunk(corpus.train, batch_size, seq_len, offset, 5)
+        x5, _ = data.load_chunk(corpus.train, batch_size, seq_len, offset, 5)
         assert torch.equal(x5, old[5][0])
 
 

@@ -31,16 +31,16 @@ def test_batch_rows_are_contiguous_and_targets_are_next_chars():
 
 def test_read_text_errors(tmp_path):
     with pytest.raises(data.DataError, match="no such file"):
-        data.read_text(tmp_path / "missing.txt")
+        data.load_text(tmp_path / "missing.txt")
     with pytest.raises(data.DataError, match="not a file"):
-        data.read_text(tmp_path)
+        data.load_text(tmp_path)
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("año".encode("latin-1"))
     with pytest.raises(data.DataError, match="not UTF-8.*offset 1"):
-        data.read_text(bad)
+        data.load_text(bad)
     bom = tmp_path / "bom.txt"
     bom.write_bytes("\ufeffhola".encode("utf-8"))
-    assert data.read_text(bom) == "hola"
+    assert data.load_text(bom) == "hola"
 
 
 def test_find_corpus_checks_hash_and_downloads_into_cache(tmp_path, monkeypatch):

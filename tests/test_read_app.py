@@ -93,7 +93,7 @@ def test_no_request_needs_the_novel(client, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("a request looked for the corpus")
 
-    for name in ("find_corpus", "download", "read_text"):
+    for name in ("find_corpus", "download", "load_text"):
         monkeypatch.setattr(f"charrnn.data.{name}", never)
     _, totals, summary, _ = client.predict(TINY_TEXT, False, api_name="/score")
     assert "nats/char" in totals and summary["chars"] > 100

@@ -35,7 +35,7 @@ def test_a_run_keeps_a_snapshot_at_each_moment_asked_for(trained):
 def test_a_snapshot_is_half_precision_and_loads_through_load_model(trained):
     result, out = trained
     first = find_snapshots(out)[0]
-    header = weights.read_header(first.weights / "model.safetensors")
+    header = weights.load_header(first.weights / "model.safetensors")
     assert {dtype for _, dtype in header.values()} == {"F16"}
     model = first.load()
     assert next(model.parameters()).dtype == torch.float32 and not model.training

@@ -3,7 +3,7 @@ import unicodedata
 
 import pytest
 
-from charrnn.text import UnknownCharsError, Vocab, normalize, normalize_stream
+from charrnn.text import UnknownCharsError, Vocab, normalize, normalize_pieces
 
 SPANISH = "¿Qué dices, Sancho? ¡Dulcinea del Toboso! Año de pingüino, ñandú, allá."
 
@@ -60,8 +60,8 @@ def test_normalize_stream_equals_normalizing_the_whole_text(strip_accents):
         text = "".join(rng.choice(parts) for _ in range(rng.randint(0, 30)))
         cuts = sorted(rng.sample(range(len(text) + 1), min(len(text) + 1, rng.randint(0, 6))))
         pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
-        assert "".join(normalize_stream(pieces, strip_accents)) == normalize(text, strip_accents), pieces
+        assert "".join(normalize_pieces(pieces, strip_accents)) == normalize(text, strip_accents), pieces
     # the naive way (normalize each piece) gets exactly these wrong
     assert normalize("a") + normalize("\u0301") != normalize("a\u0301")
-    assert "".join(normalize_stream(["a", "\u0301"])) == "á"
-    assert "".join(normalize_stream(["x\r", "\ny"])) == "x\ny"
+    assert "".join(normalize_pieces(["a", "\u0301"])) == "á"
+    assert "".join(normalize_pieces(["x\r", "\ny"])) == "x\ny"

@@ -14,7 +14,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from charrnn import corpus_profile
-from charrnn.card import read_metrics
+from charrnn.card import load_metrics
 from charrnn.hub import load_model
 from conftest import ROOT, connect
 
@@ -91,7 +91,7 @@ def test_a_model_of_your_own_text_speaks_of_that_text(mine, browser, launch_app)
     html, page = page_text(browser, url)
     assert not [w for w in NOVEL if w in html], [w for w in NOVEL if w in html]
     assert profile.seeds[0] in page.locator("body").inner_text()  # offered as an example
-    nats = read_metrics(mine / "README.md").nats_per_char
+    nats = load_metrics(mine / "README.md").nats_per_char
     totals = read_reference(page, profile.passages[0])
     assert f"the model's validation score from its model card: {nats:.4f} nats/char" in totals
 
@@ -124,5 +124,5 @@ def test_the_shipped_weights_keep_the_novels_page(browser, launch_app):
     html, page = page_text(browser, url)
     body = page.locator("body").inner_text()
     assert "Don Quijote" in body and all(seed in html for seed in profile.seeds)  # offered (shown shortened)
-    nats = read_metrics(shipped / "README.md").nats_per_char
+    nats = load_metrics(shipped / "README.md").nats_per_char
     assert f"{nats:.4f} nats/char" in read_reference(page, profile.passages[1])
