@@ -93,9 +93,9 @@ def read(model: CharRNN, ids: torch.Tensor, adapt: Adapt, progress, prior: torch
     x_all, y_all = ids[:-1].to(device)[None], ids[1:].to(device)[None]  # (1, N-1)
     step = AdaptStep(learner, adapt)
     counts = None
-    if adapt.mix is not None:  # the count model's stream: the prior text, then ids
-        stream = torch.cat([prior.cpu(), ids.cpu()]).numpy().astype("int64")
-        counts = CountMixer(adapt.mix, stream, len(model.vocab), learned=len(prior))
+    if adapt.mix is not None:  # the count model's sequence: the prior text, then ids
+        sequence = torch.cat([prior.cpu(), ids.cpu()]).numpy().astype("int64")
+        counts = CountMixer(adapt.mix, sequence, len(model.vocab), learned=len(prior))
     state, out = None, []
     deterministic = torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True)
     with deterministic, autocast_for(model, "train"):  # it learns as it reads: auto keeps that fp32
@@ -114,7 +114,7 @@ def read(model: CharRNN, ids: torch.Tensor, adapt: Adapt, progress, prior: torch
 
 def mixed(counts: CountMixer, start: int, logprobs: torch.Tensor) -> torch.Tensor:
     """(t,) the network's log-probs mixed with the counts' for the chunk whose first target is at
-    `start` in the count model's stream (target j of ids[1:] is stream position len(prior) + 1 + j)."""
+    `start` in the count model's sequence (target j of ids[1:] is at len(prior) + 1 + j there)."""
     end = start + logprobs.numel()
     return torch.from_numpy(counts.predict(start, end, logprobs.detach().double().cpu().numpy()))
 

@@ -45,32 +45,32 @@ class Mix:
             raise ValueError(f"the mixer learning rate must be a number >= 0, not {self.lr}")
 
 
-def _table_ids(stream: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each position t of `stream`: the id of its context (the `order` chars before t; the
+def _table_ids(sequence: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each position t of `sequence`: the id of its context (the `order` chars before t; the
     start is padded) and of its (context, char) pair; and each pair's context id. Ids name strings,
     they carry no counts: counts are only ever added for chars already read."""
-    h = np.zeros(len(stream), dtype=np.uint64)
-    for k in range(1, order + 1):  # h(t) = hash of stream[t-order: t], built one char back at a time
-        back = np.zeros(len(stream), dtype=np.uint64)
-        back[k:] = stream[:-k].astype(np.uint64) + np.uint64(1)
+    h = np.zeros(len(sequence), dtype=np.uint64)
+    for k in range(1, order + 1):  # h(t) = hash of sequence[t-order: t], built one char back at a time
+        back = np.zeros(len(sequence), dtype=np.uint64)
+        back[k:] = sequence[:-k].astype(np.uint64) + np.uint64(1)
         h = h * HASH_MUL + back
     ctx_keys, ctx = np.unique(h, return_inverse=True)
-    pair_keys, pair = np.unique(h * HASH_MUL + stream.astype(np.uint64) + np.uint64(1), return_inverse=True)
+    pair_keys, pair = np.unique(h * HASH_MUL + sequence.astype(np.uint64) + np.uint64(1), return_inverse=True)
     pair_ctx = np.empty(len(pair_keys), dtype=np.int64)
     pair_ctx[pair] = ctx
     return ctx.astype(np.int64), pair.astype(np.int64), pair_ctx
 
 
 class CountMixer:
-    """Counts and mixer over one stream of token ids (prior text, then the text to score), read in
-    order: `predict(a, b, net_logp)` for targets a..b-1 of the stream, then `learn()` from them."""
+    """Counts and mixer over one sequence of token ids (prior text, then the text to score), read in
+    order: `predict(a, b, net_logp)` for targets a..b-1 of the sequence, then `learn()` from them."""
 
-    def __init__(self, mix: Mix, stream: np.ndarray, vocab_size: int, learned: int):
+    def __init__(self, mix: Mix, sequence: np.ndarray, vocab_size: int, learned: int):
         self.mix, self.vocab_size = mix, vocab_size
         self.orders = (0, *mix.orders)  # the count model's chain; the mixer sees mix.orders
         self.ctx, self.pair, self.total, self.distinct, self.count, self.pair_ctx = [], [], [], [], [], []
         for n in self.orders:
-            ctx, pair, pair_ctx = _table_ids(stream, n)
+            ctx, pair, pair_ctx = _table_ids(sequence, n)
             self.ctx.append(ctx), self.pair.append(pair), self.pair_ctx.append(pair_ctx)
             self.count.append(np.zeros(len(pair_ctx), dtype=np.int64))
             self.total.append(np.zeros(ctx.max() + 1, dtype=np.int64))
@@ -83,7 +83,7 @@ class CountMixer:
         self._last = None
 
     def _learn_upto(self, end: int) -> None:
-        """Add the chars at stream positions learned..end-1 to every order's counts."""
+        """Add the chars at sequence positions learned..end-1 to every order's counts."""
         a, self.learned = self.learned, end
         for i in range(len(self.orders)):
             pairs, n = np.unique(self.pair[i][a:end], return_counts=True)
@@ -109,7 +109,7 @@ class CountMixer:
         return np.stack(out, axis=1), seen
 
     def predict(self, a: int, b: int, net_logp: np.ndarray) -> np.ndarray:
-        """Mixed log-probabilities of stream targets a..b-1 (the network's given), from what was
+        """Mixed log-probabilities of sequence targets a..b-1 (the network's given), from what was
         learnt so far."""
         if a < self.learned:
             raise ValueError("a char must be scored before the counts learn it")

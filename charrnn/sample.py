@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         return 2
     use(model, args.precision)
     print(f"note: {describe(args.precision, device)}", file=sys.stderr)
-    if args.both:  # two texts cannot interleave on one stream: print them when done
+    if args.both:  # two texts cannot interleave on one stdout: print them when done
         *_, out = stream(model, args.seed_text, settings, every=MAX_LENGTH + 1)
         _notices(out)
         print(f"--- greedy ---\n{out.seed}{out.greedy}\n--- sampled (temperature {settings.temperature}, "

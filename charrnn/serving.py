@@ -35,7 +35,7 @@ class BodyLimit:
     """ASGI middleware: a request body over its path's limit gets 413 and a sentence naming what
     was too long, before the app reads or parses any of it. `limits` maps a path suffix (e.g.
     "/call/score", matched with or without a trailing slash) to its Limit; other paths get
-    `default`. Checks the declared Content-Length first, then counts the bytes as they stream in
+    `default`. Checks the declared Content-Length first, then counts the bytes as they arrive
     (a chunked upload declares none)."""
 
     def __init__(self, app, limits: dict[str, Limit] | None = None, default: Limit = DEFAULT_LIMIT):

@@ -112,7 +112,7 @@ def reference_count_probs(mix: Mix, seen: list[int], context: list[int], target:
                           vocab_size: int) -> list[float]:
     """mixing.py's interpolated estimate by hand, with Python dicts: p_n for each mixed order."""
     p, out = 1.0 / vocab_size, []
-    padded = [-1] * 16 + seen  # the stream's start is padded, as in mixing.py
+    padded = [-1] * 16 + seen  # the sequence's start is padded, as in mixing.py
     for n in (0, *mix.orders):
         ctx = tuple(([-1] * 16 + context)[len(context) + 16 - n:]) if n else ()
         follow = Counter(padded[t] for t in range(16, len(padded)) if tuple(padded[t - n: t]) == ctx)

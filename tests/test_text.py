@@ -52,7 +52,7 @@ def test_duplicate_vocab_chars_rejected():
 
 
 @pytest.mark.parametrize("strip_accents", [False, True])
-def test_normalize_stream_equals_normalizing_the_whole_text(strip_accents):
+def test_normalize_pieces_equals_normalizing_the_whole_text(strip_accents):
     """Pieces cut anywhere (between a letter and its accent, inside a \r\n) normalize as the whole."""
     parts = ["a", "n", "e", " ", "\u0301", "\u0303", "\u0308", "\r", "\n", "\r\n", "é", "¿", "中", "x"]
     rng = random.Random(0)
