@@ -305,9 +305,8 @@ def target_checks(results: dict, minutes: float, shrink: int) -> list[str]:
         if ours["note"]:
             checks.append(f"- Ours {ours['note']}.")
     if shrink > 1:
-        checks.insert(0,
-                      f"- **--shrink {shrink}: widths and batch sizes divided by {shrink}; these are not the "
-                         f"recipes and the numbers mean nothing.**")
+        checks.insert(0, f"- **--shrink {shrink}: widths and batch sizes divided by {shrink}; these are not "
+                         f"the recipes and the numbers mean nothing.**")
     return checks
 
 

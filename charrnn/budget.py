@@ -30,7 +30,6 @@ class Budget:
     eval_s: float = 0.0  # one evaluation with its checkpoint (the last one measured, or estimated)
     off_clock_s: float = 0.0  # spent off the run's clock: setting up before the first step, snapshots
 
-
     @property
     def training_end_s(self) -> float:
         """When training steps stop, on the run's clock, leaving room for the last evaluation and the

@@ -31,12 +31,12 @@ def card_data(model, corpus: CorpusProfile | None):
     results = None
     if val is not None:
         split = f"validation ({val.describe()}, by position)"
+        metrics = [("nats_per_char", "Validation loss (nats/char)", val.nats_per_char),
+                   ("bits_per_char", "Bits per character", val.bits_per_char)]
         results = [EvalResult(task_type="text-generation", task_name="Character-level language modeling",
                               dataset_type=dataset, dataset_name=corpus.name, dataset_split=split,
                               metric_type=kind, metric_name=name, metric_value=round(value, 4))
-                   for kind, name,
-                   value in [("nats_per_char", "Validation loss (nats/char)", val.nats_per_char),
-                                             ("bits_per_char", "Bits per character", val.bits_per_char)]]
+                   for kind, name, value in metrics]
     return ModelCardData(language=corpus.language_name if corpus else None, license=LICENSE,
                          library_name="charrnn",
                          tags=tags, datasets=[dataset] if dataset else None, pipeline_tag="text-generation",

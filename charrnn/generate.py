@@ -29,7 +29,6 @@ STOPS = {"sentence": ".!?", "paragraph": "\n"}  # the corpus has one line per pa
 MIN_TEMPERATURE = 1e-30
 
 
-
 # ---------------------------------------------------------------------------------------- settings
 
 class SettingsError(ValueError):
@@ -303,8 +302,8 @@ class Job:
         thread: the engine prefills in a thread of its own, beside the batch's steps."""
         if self.start is None:
             device = next(self.model.parameters()).device
-            self.start = prefill(self.model,
-                              torch.tensor([self.model.vocab.encode(self.out.seed)], device=device))
+            ids = torch.tensor([self.model.vocab.encode(self.out.seed)], device=device)  # (1, T)
+            self.start = prefill(self.model, ids)
         return self.start
 
     def row_settings(self) -> tuple[list[float], list[int], list[float]]:
@@ -366,8 +365,7 @@ class Batch:
         """Append the job's greedy and sampled rows, prefilling first if job.prefill() has not run."""
         logits, layers = job.prefill()  # (1, V), per layer (1, H)
         logits = logits.expand(2, -1)  # (2, V): both rows start from the seed
-        layers = [tuple(t.expand(2, -1) for t in s) if isinstance(s,
-                                                                  tuple) else s.expand(2, -1) for s in layers]
+        layers = _map(layers, lambda t: t.expand(2, -1))  # (2, H) each: both rows from the seed's state
         temperature, top_k, top_p = (torch.tensor(v, device=self.device) for v in job.row_settings())
         job.end_probs = logits[SAMPLED].float().softmax(-1)
         if not self.rows:

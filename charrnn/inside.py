@@ -98,8 +98,7 @@ def unit_name(model: CharRNN, n: int) -> str:
     return f"layer {layer + 1} {kind} {entry}"
 
 
-def _memories(layer: nn.LSTM, x: torch.Tensor, h: torch.Tensor,
-                 tick: Callable[[int], None]) -> torch.Tensor:
+def _memories(layer: nn.LSTM, x: torch.Tensor, h: torch.Tensor, tick: Callable[[int], None]) -> torch.Tensor:
     """An LSTM layer's memory c (its cell state) at every step, from its input x and output h. # (T, H)
     The gates are computed for all steps at once; only c_t = f_t c_(t-1) + i_t g_t is a loop,
     which calls tick(steps done) every TICK_EVERY steps."""
@@ -127,7 +126,7 @@ def activations(model: CharRNN, ids: torch.Tensor,
     layers, T = model.rnn.num_layers, len(ids)
     hs, cs = [], []
     for k in range(layers):
-        told = (lambda done, k=k: tick(k * T + done, layers * T)) if tick else (lambda done: None)
+        told = (lambda steps, k=k: tick(k * T + steps, layers * T)) if tick else (lambda steps: None)
         layer = model.rnn_layers(k, k + 1)
         h = layer(x[None])[0][0]  # (T, H)
         if model.cell == "lstm":

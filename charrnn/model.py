@@ -176,7 +176,6 @@ def detach_state(state: State) -> State:
     return state.detach()
 
 
-
 def target_logprobs(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(1, T, V) logits and (1, T) targets -> (T,) log-probability of each target, in fp32."""
     return F.log_softmax(logits[0].float(), dim=-1).gather(1, y[0, :, None])[:, 0]

@@ -31,7 +31,7 @@ class Status(Enum):
     diagram in charrnn/engine.py); a reading goes WAITING -> RUNNING (-> CANCELLING) and ends
     FINISHED, CANCELLED, FAILED or REFUSED."""
     WAITING = "in the waiting line"
-    PREFILLING = "admitted: the engine's prefill thread reads its seed (a generation)"
+    PREFILLING = "admitted: the engine's prefill thread runs the model over its seed (a generation)"
     JOINING = "prefilled: its rows join the batch at the next step (a generation)"
     RUNNING = "at work: a generation's rows step with the batch, a reading reads its text"
     CANCELLING = "asked to stop: the thread that holds it ends it at its next look"

@@ -272,9 +272,10 @@ def write_outputs(result, out: Path, command: str, load_from: str) -> None:
     title = f"{cfg.cell.upper()} {cfg.num_layers}x{cfg.hidden_size}: best val {result.val_loss:.4f} nats/char"
     hub.plot_losses(result.history, out / "loss.png", title, result.corpus, result.machine)
     result.profile.save(out)
-    samples = [(o.seed, o.sampled) for o in (complete(model, seed, Settings(length=300, temperature=0.8,
-                                                                          sampling_seed=i))
-                                             for i, seed in enumerate(result.profile.seeds[:CARD_SAMPLES]))]
+    seeds = result.profile.seeds[:CARD_SAMPLES]
+    outs = (complete(model, seed, Settings(length=300, temperature=0.8, sampling_seed=i))
+            for i, seed in enumerate(seeds))
+    samples = [(o.seed, o.sampled) for o in outs]
     # the card reads the result's fields by name
     card = hub.model_card(vars(result), samples, command, load_from)
     (out / "README.md").write_text(card, encoding="utf-8")
