@@ -174,8 +174,8 @@ def test_counts_of_the_prior_text_help_and_mixing_is_deterministic(tiny_model, o
 
 @pytest.mark.parametrize("bad",
                          [dict(orders=()), dict(orders=(0, 2)), dict(orders=(3, 3)), dict(orders=(17,)),
-                                 dict(discount=1.0), dict(discount=-0.1), dict(strength=0), dict(lr=-1),
-                                 dict(lr=float("inf"))])
+                          dict(discount=1.0), dict(discount=-0.1), dict(strength=0), dict(lr=-1),
+                          dict(lr=float("inf"))])
 def test_bad_mix_settings_are_refused(bad):
     with pytest.raises(ValueError, match="must be"):
         Mix(**bad)

@@ -129,7 +129,7 @@ def test_no_sampling_seed_means_a_fresh_one_each_time(client, tiny_model, fresh)
 
 @pytest.mark.parametrize("seed, notice",
                          [("", "empty"), (None, "empty"), ("kiwi ™ ñ", "Dropped 3 character(s)"),
-                                          ("Ñandú", "'Ñ' → 'ñ'")])
+                          ("Ñandú", "'Ñ' → 'ñ'")])
 def test_odd_seeds_give_output_and_a_visible_notice(client, seed, notice):
     greedy, sampled, surprise, candidates, info = client.predict(*args(seed=seed), api_name="/generate")
     assert len(greedy) > 60 and len(sampled) > 60 and notice in info

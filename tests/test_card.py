@@ -33,8 +33,8 @@ def test_save_pretrained_writes_our_card_not_the_mixins_default(tiny_model, tmp_
     tiny_model.save_pretrained(tmp_path / "m")
     text = (tmp_path / "m" / "README.md").read_text(encoding="utf-8")
     data = ModelCard(text).data
-    assert (data.license, data.language, data.library_name, data.pipeline_tag) == ("mit", None, "charrnn",
-                                                                                    "text-generation")
+    want = ("mit", None, "charrnn", "text-generation")
+    assert (data.license, data.language, data.library_name, data.pipeline_tag) == want
     assert {"char-rnn", "text-generation", "lstm"} <= set(data.tags)
     assert "More Information Needed" not in text
     # installed from a checkout, truthfully: no package index has charrnn-quijote

@@ -85,7 +85,7 @@ def test_dataset_saved_to_disk_is_read_through_datasets(tmp_path):
         sources.open_source(dataset=str(tmp_path / "ds"), text_column="id")
     with pytest.raises(data.DataError,
                        match="^HF_HUB_OFFLINE is set and the dataset no-such/dataset-here could "
-                                             "not be read from the local Hugging Face cache"):
+                             "not be read from the local Hugging Face cache"):
         # offline (HF_HUB_OFFLINE=1): one line, no traceback
         sources.open_source(dataset="no-such/dataset-here")
 

@@ -164,7 +164,7 @@ def test_half_precision_weights_still_load(model, tmp_path):
                         r"\[\d+, 8\] in the weights, config.json implies \[\d+, 8\]\)"),
     ("embed_dim", 4,
      r"config.json has embed_dim 4, the weights 8 \(tensor embed\.weight is \[\d+, 8\] in the "
-                     r"weights, config.json implies \[\d+, 4\]\)"),
+     r"weights, config.json implies \[\d+, 4\]\)"),
     ("num_layers", 3, r"config.json has num_layers 3, the weights 2 \(the weights lack tensor "
                       r"rnn\.weight_ih_l2"),
     ("vocab", VOCAB + "xyz", r"config.json has vocab \d+ characters, the weights \d+ characters \(tensor "

@@ -38,8 +38,8 @@ def test_features_any_text_has_and_no_dialogue_without_dash_turns():
     assert at("digit", "2.3") == 1 and at("digit", ".3") == 0
     assert at("after_sentence_end", "It", -1) == 1 and at("after_sentence_end", "!\n") == 1
     assert "dialogue" not in f and "question" not in f  # a hyphen inside a line is no dialogue turn
-    assert set(inside.features("我们去公园。他说：“明天？”")) == {"word_position", "line_position",
-                                                                  "after_sentence_end", "quoted"}
+    unspaced = inside.features("我们去公园。他说：“明天？”")
+    assert set(unspaced) == {"word_position", "line_position", "after_sentence_end", "quoted"}
 
 
 def test_unit_numbers_cover_c_then_h_of_every_layer(tiny_model):

@@ -74,9 +74,8 @@ def test_deploy_creates_a_gradio_space_and_uploads_those_files_in_one_commit(min
     assert f"gradio=={gradio.__version__}" in files["requirements.txt"].decode().splitlines()
     readme = files["README.md"].decode("utf-8")
     front = SpaceCard(readme).data
-    assert (front.title, front.sdk, front.app_file,
-            front.sdk_version) == ("charrnn Release notes", "gradio", "app.py",
-                                                                          gradio.__version__)
+    want = ("charrnn Release notes", "gradio", "app.py", gradio.__version__)
+    assert (front.title, front.sdk, front.app_file, front.sdk_version) == want
     assert front.models is None and "models:" not in readme.split("\n---\n")[0]  # no repo named: absent
     assert 'CharRNN.from_pretrained("weights")' in readme  # the card's code loads what the Space holds
     assert not [w for w in ("Quijote", "Cervantes", "Spanish", "Mancha") if w in readme]

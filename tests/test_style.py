@@ -40,8 +40,8 @@ def test_the_adapted_copy_is_the_reader_as_it_ended_and_the_model_is_untouched(t
     assert changed == expected  # the top layer's adapted copy is written back into the model
 
 
-def test_write_like_streams_the_same_text_for_the_same_seeds_and_writes_otherwise_than_the_model(tiny_model,
-                                                                                                   one_thread):
+def test_write_like_streams_the_same_text_for_the_same_seeds_and_writes_otherwise_than_the_model(
+        tiny_model, one_thread):
     settings = Settings(length=60, temperature=0.7, sampling_seed=3)
     runs = [list(write_like(tiny_model, PASSAGE, "Querida", settings, FAST)) for _ in range(2)]
     (how, last), (how2, last2) = runs[0][-1], runs[1][-1]
